@@ -1,0 +1,34 @@
+# All set-up happens here: `make demo` and `make test` work on a fresh clone.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip
+STAMP  := $(VENV)/.mtrec-installed
+export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
+
+.PHONY: install demo test lint clean
+
+install: $(STAMP)
+
+# Re-runs only when the package metadata changes; a second `make` reuses .venv.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/mtrec demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check mtrec tests benchmarks
+	$(BIN)/mypy
+
+# pytest exits 5 when it collected nothing: that is a failure here, not a pass.
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+clean:
+	rm -rf $(VENV) .mtrec .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,267 @@
+"""``mtrec``: one sub-command per job.  Every command that prints a table takes ``--json``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import pyarrow as pa
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn,
+)
+from rich.table import Table
+
+from mtrec.data.builder import ImportResult
+from mtrec.data.clean import CleanConfig, EventArrays
+from mtrec.data.imports import import_dataset, import_files, store_path
+from mtrec.data.reader import DataFormatError
+from mtrec.data.schema import SchemaError
+from mtrec.data.sources import DATASETS, SourceError, get_spec
+from mtrec.data.sources.base import data_root
+from mtrec.data.sources.generic import ColumnMapping
+from mtrec.data.split import PARTS, SplitConfig, SplitError, split_events
+from mtrec.data.stats import dataset_stats
+from mtrec.data.store import Store, StoreError
+
+app = typer.Typer(help="mtrec: multi-task recommendation from raw logs to a live service.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+data_app = typer.Typer(help="Import, inspect and split datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+USER_ERRORS = (DataFormatError, SourceError, SchemaError, StoreError, SplitError, ValueError)
+
+DataRoot = Annotated[Path | None, typer.Option(
+    "--data-root", help="Folder holding the datasets (default: $MTREC_DATA_DIR or ../shared/data).")]
+StoreDir = Annotated[Path | None, typer.Option(
+    "--store-dir", help="Folder for store files (default: $MTREC_HOME or ./.mtrec).")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")]
+
+
+def _err() -> Console:
+    return Console(stderr=True)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn expected errors into one red line and exit code 2 (no traceback)."""
+    try:
+        yield
+    except USER_ERRORS as exc:
+        _err().print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+
+
+@contextmanager
+def _progress(description: str, total: int | None, quiet: bool
+              ) -> Iterator[Callable[[int], None] | None]:
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+               TransferSpeedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=_err(), transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def _emit(payload: dict[str, Any], as_json: bool, render: Callable[[], None]) -> None:
+    if as_json:
+        typer.echo(json.dumps(payload, indent=2, default=str))
+    else:
+        render()
+
+
+def _kv_table(title: str, rows: dict[str, Any]) -> Table:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    for key, value in rows.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}: {v:,}" if isinstance(v, int) else f"{k}: {v}"
+                              for k, v in value.items()) or "-"
+        elif isinstance(value, int):
+            value = f"{value:,}"
+        elif isinstance(value, float):
+            value = f"{value:.4g}"
+        elif isinstance(value, list):
+            value = "; ".join(map(str, value)) or "-"
+        table.add_row(key, str(value))
+    return table
+
+
+@data_app.command("list")
+def data_list(root: DataRoot = None, store_dir: StoreDir = None, as_json: AsJson = False) -> None:
+    """List the named datasets, whether their files are found and whether they are imported."""
+    base = data_root(root)
+    rows = [{"name": s.name, "description": s.description, "folder": str(base / s.folder),
+             "found": (base / s.folder).is_dir(),
+             "imported": store_path(s.name, store_dir).is_file(), "url": s.url}
+            for s in DATASETS.values()]
+
+    def render() -> None:
+        table = Table(title=f"Datasets under {base}", title_justify="left")
+        for col in ("name", "found", "imported", "description"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(r["name"], "yes" if r["found"] else "[red]no[/]",
+                          "yes" if r["imported"] else "no", r["description"])
+        Console().print(table)
+
+    _emit({"data_root": str(base), "datasets": rows}, as_json, render)
+
+
+@data_app.command("import")
+def data_import(
+    name: Annotated[str, typer.Argument(help="Dataset name (see `mtrec data list`), or a "
+                                            "new name with --mapping/--events.")],
+    root: DataRoot = None,
+    source: Annotated[str | None, typer.Option(
+        help="Folder, .zip/.tar.gz archive or http(s) URL holding the dataset's files.")] = None,
+    mapping: Annotated[Path | None, typer.Option(
+        help="JSON/TOML column mapping for your own CSV/Parquet files.")] = None,
+    events: Annotated[Path | None, typer.Option(help="Your events file (with --map).")] = None,
+    items: Annotated[Path | None, typer.Option(help="Your items file (with --map).")] = None,
+    map_: Annotated[list[str] | None, typer.Option(
+        "--map", help="FIELD=COLUMN, e.g. --map user_id=uid --map item_id=sku.")] = None,
+    store_dir: StoreDir = None,
+    strict: Annotated[bool, typer.Option(help="Fail on the first malformed row.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Import a dataset into its store, replacing an earlier import of it."""
+    started = time.perf_counter()
+    with _user_errors():
+        if mapping or events:
+            spec = _mapping(mapping, events, items, map_ or [])
+            with _progress(f"importing {name}", None, quiet or as_json) as progress:
+                path, result = import_files(name, spec, store_dir=store_dir, strict=strict,
+                                            progress=progress)
+        else:
+            spec_ds = get_spec(name)
+            folder = data_root(root) / spec_ds.folder
+            total = (sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+                     if source is None and folder.is_dir() else None)
+            with _progress(f"importing {name}", total, quiet or as_json) as progress:
+                path, result = import_dataset(name, root=root, source=source,
+                                              store_dir=store_dir, strict=strict,
+                                              progress=progress)
+    summary = {**result.summary(), "store": str(path),
+               "seconds": round(time.perf_counter() - started, 2),
+               "first_dropped_rows": [f"{b.file}:{b.line}: {b.reason}"
+                                      for b in result.log.bad_rows[:10]]}
+    _emit(summary, as_json, lambda: _render_import(summary, result))
+
+
+def _render_import(summary: dict[str, Any], result: ImportResult) -> None:
+    shown = {k: summary[k] for k in ("users", "items", "events", "events_by_behavior",
+                                     "rows_dropped", "rows_dropped_by_reason", "notes",
+                                     "store", "seconds")}
+    Console().print(_kv_table(f"Imported {summary['dataset']}", shown))
+    for line in summary["first_dropped_rows"]:
+        _err().print(f"[yellow]dropped[/] {line}", highlight=False)
+    if len(result.log.bad_rows) > 10:
+        _err().print(f"... and {len(result.log.bad_rows) - 10} more (table 'quarantine')")
+
+
+def _mapping(path: Path | None, events: Path | None, items: Path | None, pairs: list[str]
+             ) -> ColumnMapping:
+    if path is not None:
+        if pairs or events:
+            raise ValueError("give either --mapping FILE or --events with --map, not both")
+        return ColumnMapping.from_file(path)
+    values: dict[str, Any] = {"events": str(events)}
+    if items:
+        values["items"] = str(items)
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key or not value:
+            raise ValueError(f"--map {pair!r}: expected FIELD=COLUMN")
+        if key.startswith("item."):
+            values.setdefault("item_columns", {})[key[5:]] = value
+        elif key == "behavior_value":
+            raw, _, canon = value.partition(":")
+            values.setdefault("behavior_values", {})[raw] = canon
+        else:
+            values[key] = value
+    return ColumnMapping.from_dict(values, "--map")
+
+
+def _open_or_import(name: str, root: Path | None, store_dir: Path | None) -> Store:
+    path = store_path(name, store_dir)
+    if not path.is_file():
+        if name not in DATASETS:
+            raise StoreError(f"{path}: no store for {name!r}; run `mtrec data import {name}`")
+        _err().print(f"{name} is not imported yet: importing it into {path}")
+        import_dataset(name, root=root, store_dir=store_dir)
+    return Store.open(path, read_only=False)
+
+
+@data_app.command("stats")
+def data_stats(name: str, root: DataRoot = None, store_dir: StoreDir = None,
+               as_json: AsJson = False) -> None:
+    """Users, items, interactions, behaviours, splits and dropped rows of a dataset."""
+    with _user_errors(), _open_or_import(name, root, store_dir) as store:
+        stats = dataset_stats(store)
+    _emit(stats, as_json, lambda: Console().print(_kv_table(f"Dataset {name}", stats)))
+
+
+@data_app.command("split")
+def data_split(
+    name: str,
+    protocol: Annotated[str, typer.Option(
+        help="loo, temporal, ratio, cold-item, cold-user or source.")] = "loo",
+    valid_frac: Annotated[float, typer.Option(help="Validation share (not loo).")] = 0.1,
+    test_frac: Annotated[float, typer.Option(help="Test share (not loo).")] = 0.1,
+    seed: Annotated[int, typer.Option(help="Seed for the cold-* protocols.")] = 0,
+    kcore: Annotated[int, typer.Option(help="Keep users/items with >= K events.")] = 0,
+    dedupe: Annotated[bool, typer.Option(help="Drop exact duplicate events.")] = True,
+    root: DataRoot = None,
+    store_dir: StoreDir = None,
+    as_json: AsJson = False,
+) -> None:
+    """Split a dataset by a named protocol, check it for leakage and store the assignment."""
+    with _user_errors():
+        config = SplitConfig(protocol, valid_frac, test_frac, seed)
+        with _open_or_import(name, root, store_dir) as store:
+            events = EventArrays.from_store(store)
+            parts, report = split_events(events, config, CleanConfig(dedupe, kcore))
+            table = pa.table({"seq": events.seq, "part": [PARTS[p] for p in parts]})
+            store.save_split(protocol, table, report)
+    report = {"dataset": name, **report}
+    _emit(report, as_json, lambda: _render_split(report))
+
+
+def _render_split(report: dict[str, Any]) -> None:
+    table = Table(title=f"{report['dataset']}: split {report['protocol']} "
+                        f"(dropped by cleaning: {report['clean']['dropped']})",
+                  title_justify="left")
+    for col in ("part", "events", "users", "items"):
+        table.add_column(col, justify="right")
+    for part, counts in report["parts"].items():
+        table.add_row(part, *(f"{counts[k]:,}" for k in ("events", "users", "items")))
+    Console().print(table)
+
+
+@app.command()
+def demo(root: DataRoot = None, store_dir: StoreDir = None) -> None:
+    """The main job on the default dataset: import Amazon Beauty and show its statistics."""
+    data_import("amazon-beauty", root=root, source=None, mapping=None, events=None, items=None,
+                map_=None, store_dir=store_dir, strict=False, quiet=False, as_json=False)
+    data_stats("amazon-beauty", root=root, store_dir=store_dir, as_json=False)
+    data_split("amazon-beauty", protocol="loo", valid_frac=0.1, test_frac=0.1, seed=0, kcore=0,
+               dedupe=True, root=root, store_dir=store_dir, as_json=False)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Every named dataset imports and its counts match its SOURCE.txt."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mtrec.cli import app
+from mtrec.data.clean import EventArrays
+from mtrec.data.imports import store_path
+from mtrec.data.split import TEST, TRAIN, VALID, SplitConfig, split_events
+from mtrec.data.store import Store
+
+pytestmark = pytest.mark.real_data
+
+# users / items / interactions stated in each SOURCE.txt
+EXPECTED = {
+    "amazon-beauty": (22_363, 12_101, 198_502),
+    "amazon-scientific": (8_442, 4_385, 59_384),
+    "ml-100k": (943, 1_682, 100_000),
+    # count.txt declares 93,334 users and 24,624 items; rows: 234,691 buy + 49,891 cart
+    # + 45,613 collect + 87,192 validation + 11,500 test
+    "jdata": (93_334, 24_624, 428_887),
+    # 4,905 users; 43,448 train rows + 4,905 dev + 4,905 test; Office.text has 2,420 items
+    "amazon-office": (4_905, 2_420, 53_258),
+}
+
+
+def _stats(name: str, stores: Path) -> dict[str, object]:
+    result = CliRunner().invoke(
+        app, ["data", "stats", name, "--store-dir", str(stores), "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_counts_match_source(name: str, real_stores: Path) -> None:
+    stats = _stats(name, real_stores)
+    users, items, interactions = EXPECTED[name]
+    assert (stats["users"], stats["items"], stats["interactions"]) == (users, items, interactions)
+    assert stats["rows_dropped"] == 0
+
+
+def test_jdata_behaviours_and_active_users(real_stores: Path) -> None:
+    stats = _stats("jdata", real_stores)
+    assert stats["events_by_behavior"] == {"cart": 49_891, "collect": 45_613,
+                                           "purchase": 234_691 + 87_192 + 11_500}
+    assert stats["active_users"] == 92_131  # SOURCE.txt: users with at least one row
+    assert stats["active_items"] == 24_624
+    assert stats["items_with_text"] == 0
+
+
+def test_ml100k_ratings_text_and_users(real_stores: Path) -> None:
+    _stats("ml-100k", real_stores)
+    with Store.open(store_path("ml-100k", real_stores)) as store:
+        ratings = store.numpy("events", ["value"])["value"]
+        assert set(ratings.tolist()) == {1.0, 2.0, 3.0, 4.0, 5.0}
+        toy = store.query("SELECT title, text FROM items WHERE item_id = '1'")[0]
+        assert toy == ("Toy Story", "Toy Story (1995). Animation, Children's, Comedy")
+        attrs = json.loads(store.query("SELECT attributes FROM users WHERE user_id='1'")[0][0])
+        assert attrs == {"age": 24, "gender": "M", "occupation": "technician",
+                         "zip_code": "85711"}
+        assert store.count("events") == store.query("SELECT count(ts) FROM events")[0][0]
+
+
+@pytest.mark.parametrize("name", ["ali-ccp-sample", "aliexpress-sample"])
+def test_ctr_samples_keep_labels_and_features(name: str, real_stores: Path) -> None:
+    stats = _stats(name, real_stores)
+    behaviours = stats["events_by_behavior"]
+    assert behaviours["view"] > behaviours["click"] >= behaviours["purchase"] > 0
+    with Store.open(store_path(name, real_stores)) as store:
+        context = store.query("SELECT context FROM events WHERE behavior='view' LIMIT 1")[0][0]
+        assert len(json.loads(context)) >= 20  # the feature columns are kept
+
+
+def test_office_keeps_split_timestamps_and_negatives(real_stores: Path) -> None:
+    stats = _stats("amazon-office", real_stores)
+    assert stats["events_by_source_split"] == {"train": 43_448, "valid": 4_905, "test": 4_905}
+    assert stats["timestamps"]["with_ts"] == 53_258
+    with Store.open(store_path("amazon-office", real_stores)) as store:
+        negs = store.query("SELECT context FROM events WHERE source_split='test' LIMIT 1")[0][0]
+        assert len(json.loads(negs)["neg_items"]) == 99
+
+
+def test_scientific_source_split_is_leave_one_out(real_stores: Path) -> None:
+    """UniSRec's own split must equal our loo protocol on the same sequences."""
+    _stats("amazon-scientific", real_stores)
+    with Store.open(store_path("amazon-scientific", real_stores)) as store:
+        events = EventArrays.from_store(store)
+    source, _ = split_events(events, SplitConfig("source"))
+    loo, _ = split_events(events, SplitConfig("loo"))
+    assert (source == loo).all()
+    assert (source == TEST).sum() == (source == VALID).sum() == 8_442
+    assert (source == TRAIN).sum() == 59_384 - 2 * 8_442
+
+
+def test_beauty_loo_holds_out_each_users_last_two(real_stores: Path) -> None:
+    _stats("amazon-beauty", real_stores)
+    with Store.open(store_path("amazon-beauty", real_stores)) as store:
+        events = EventArrays.from_store(store)
+    parts, report = split_events(events, SplitConfig("loo"))
+    assert report["parts"]["test"]["events"] == 22_363
+    assert report["parts"]["valid"]["events"] == 22_363
+    # The first user line of user_sequence.txt ends "... B0020YLEYK 7806397051 B002WLWX82".
+    first_user = events.user[0]
+    mine = parts[events.user == first_user]
+    items = events.item_ids[events.item[events.user == first_user]]
+    assert list(items[-2:]) == ["7806397051", "B002WLWX82"]
+    assert list(mine[-2:]) == [VALID, TEST] and (mine[:-2] == TRAIN).all()
