@@ -14,7 +14,12 @@ import pyarrow as pa
 import typer
 from rich.console import Console
 from rich.progress import (
-    BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn,
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
 )
 from rich.table import Table
 
@@ -38,14 +43,15 @@ app.add_typer(data_app, name="data")
 USER_ERRORS = (DataFormatError, SourceError, SchemaError, StoreError, SplitError, ValueError)
 
 DataRoot = Annotated[Path | None, typer.Option(
-    "--data-root", help="Folder holding the datasets (default: $MTREC_DATA_DIR or ../shared/data).")]
+    "--data-root",
+    help="Folder holding the datasets (default: $MTREC_DATA_DIR or ../shared/data).")]
 StoreDir = Annotated[Path | None, typer.Option(
     "--store-dir", help="Folder for store files (default: $MTREC_HOME or ./.mtrec).")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")]
 
 
 def _err() -> Console:
-    return Console(stderr=True)
+    return Console(stderr=True, soft_wrap=True)
 
 
 @contextmanager
@@ -100,10 +106,12 @@ def _kv_table(title: str, rows: dict[str, Any]) -> Table:
 def data_list(root: DataRoot = None, store_dir: StoreDir = None, as_json: AsJson = False) -> None:
     """List the named datasets, whether their files are found and whether they are imported."""
     base = data_root(root)
-    rows = [{"name": s.name, "description": s.description, "folder": str(base / s.folder),
-             "found": (base / s.folder).is_dir(),
-             "imported": store_path(s.name, store_dir).is_file(), "url": s.url}
-            for s in DATASETS.values()]
+    rows: list[dict[str, Any]] = [
+        {"name": s.name, "description": s.description, "folder": str(base / s.folder),
+         "found": (base / s.folder).is_dir(),
+         "imported": store_path(s.name, store_dir).is_file(), "url": s.url}
+        for s in DATASETS.values()
+    ]
 
     def render() -> None:
         table = Table(title=f"Datasets under {base}", title_justify="left")
@@ -229,13 +237,18 @@ def data_split(
     """Split a dataset by a named protocol, check it for leakage and store the assignment."""
     with _user_errors():
         config = SplitConfig(protocol, valid_frac, test_frac, seed)
-        with _open_or_import(name, root, store_dir) as store:
-            events = EventArrays.from_store(store)
-            parts, report = split_events(events, config, CleanConfig(dedupe, kcore))
-            table = pa.table({"seq": events.seq, "part": [PARTS[p] for p in parts]})
-            store.save_split(protocol, table, report)
-    report = {"dataset": name, **report}
+        report = _split(name, config, CleanConfig(dedupe, kcore), root, store_dir)
     _emit(report, as_json, lambda: _render_split(report))
+
+
+def _split(name: str, config: SplitConfig, clean_config: CleanConfig, root: Path | None,
+           store_dir: Path | None) -> dict[str, Any]:
+    with _open_or_import(name, root, store_dir) as store:
+        events = EventArrays.from_store(store)
+        parts, report = split_events(events, config, clean_config)
+        table = pa.table({"seq": events.seq, "part": [PARTS[p] for p in parts]})
+        store.save_split(config.protocol, table, report)
+    return {"dataset": name, **report}
 
 
 def _render_split(report: dict[str, Any]) -> None:
@@ -250,13 +263,26 @@ def _render_split(report: dict[str, Any]) -> None:
 
 
 @app.command()
-def demo(root: DataRoot = None, store_dir: StoreDir = None) -> None:
-    """The main job on the default dataset: import Amazon Beauty and show its statistics."""
-    data_import("amazon-beauty", root=root, source=None, mapping=None, events=None, items=None,
-                map_=None, store_dir=store_dir, strict=False, quiet=False, as_json=False)
-    data_stats("amazon-beauty", root=root, store_dir=store_dir, as_json=False)
-    data_split("amazon-beauty", protocol="loo", valid_frac=0.1, test_frac=0.1, seed=0, kcore=0,
-               dedupe=True, root=root, store_dir=store_dir, as_json=False)
+def demo(root: DataRoot = None, store_dir: StoreDir = None, as_json: AsJson = False) -> None:
+    """The main job on the default dataset: import Amazon Beauty, show its stats and split."""
+    name = "amazon-beauty"
+    with _user_errors():
+        started = time.perf_counter()
+        path, result = import_dataset(name, root=root, store_dir=store_dir)
+        imported = {**result.summary(), "store": str(path),
+                    "seconds": round(time.perf_counter() - started, 2)}
+        with Store.open(path) as store:
+            stats = dataset_stats(store)
+        split = _split(name, SplitConfig("loo"), CleanConfig(), root, store_dir)
+    if as_json:
+        typer.echo(json.dumps({"import": imported, "stats": stats, "split": split}, indent=2,
+                              default=str))
+        return
+    console = Console()
+    console.print(_kv_table(f"Imported {name} in {imported['seconds']} s", {
+        k: imported[k] for k in ("users", "items", "events", "rows_dropped", "store")}))
+    console.print(_kv_table(f"Dataset {name}", stats))
+    _render_split(split)
 
 
 def main() -> None:

@@ -98,7 +98,7 @@ def iter_lines(
                 text = raw.decode(encoding)
             except UnicodeDecodeError as exc:
                 log.bad(path, number, f"bad encoding: not {encoding} at byte {exc.start}",
-                        raw.decode("utf-8", "replace"))
+                        raw.decode("utf-8", "replace").rstrip("\r\n"))
                 continue
             text = text.rstrip("\r\n")
             if text.lstrip("\ufeff").strip() == "":
@@ -149,6 +149,8 @@ def iter_table(
         first = next(lines, None)
         if first is None:
             raise DataFormatError(f"{path}:1: no header line")
+        if first[0] != 1:
+            raise DataFormatError(f"{path}:1: unreadable header line (bad encoding or blank)")
         header_line = first[1]
         names = [_clean_name(n, strip_types) for n in header_line.split(sep)]
         log.rows_read[str(path)] -= 1  # the header is not a data row

@@ -5,7 +5,7 @@
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "demo.duckdb"
 >>> with Store.create(path) as store:
 ...     _ = store.upsert_items(schema.from_rows("items", {"item_id": ["i1"], "title": ["Soap"]}))
-...     store.append_events(schema.from_rows("events", {
+...     _ = store.append_events(schema.from_rows("events", {
 ...         "seq": [0], "user_id": ["u1"], "item_id": ["i1"], "scenario": ["default"],
 ...         "behavior": ["click"], "value": [1.0]}))
 ...     store.count("events")
@@ -116,23 +116,21 @@ class Store:
         number of events stored.  On any error nothing is written.
         """
         events = schema.validate(events, "events")
-        start = self.con.execute("SELECT coalesce(max(seq) + 1, 0) FROM events").fetchone()
-        offset = int(start[0]) if start else 0
+        offset = int(self.query("SELECT coalesce(max(seq) + 1, 0) FROM events")[0][0])
         events = events.set_column(
             0, "seq", pa.array(np.arange(offset, offset + events.num_rows), pa.int64())
         )
         self.con.begin()
         try:
             self.con.register("_new_events", events)
-            unknown = self.con.execute(
+            unknown = self.query(
                 "SELECT e.item_id, min(e.seq) - ? FROM _new_events e "
                 "ANTI JOIN items i USING (item_id) GROUP BY 1 ORDER BY 2 LIMIT 1",
                 [offset],
-            ).fetchone()
+            )
             if unknown:
-                raise StoreError(
-                    f"events row {unknown[1]}: unknown item_id {unknown[0]!r}; add the item first"
-                )
+                item, row = unknown[0]
+                raise StoreError(f"events row {row}: unknown item_id {item!r}; add the item first")
             self.con.execute(
                 "INSERT INTO users SELECT DISTINCT user_id, NULL FROM _new_events "
                 "ANTI JOIN users USING (user_id)"
@@ -244,12 +242,11 @@ class Store:
         return out
 
     def count(self, name: str) -> int:
-        row = self.con.execute(f"SELECT count(*) FROM {_ident(name)}").fetchone()
-        return int(row[0]) if row else 0
+        return int(self.query(f"SELECT count(*) FROM {_ident(name)}")[0][0])
 
     def get_meta(self, key: str, default: Any = None) -> Any:
-        row = self.con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
-        return json.loads(row[0]) if row else default
+        rows = self.query("SELECT value FROM meta WHERE key = ?", [key])
+        return json.loads(rows[0][0]) if rows else default
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self.con.execute(sql, list(params)).fetchall()

@@ -110,3 +110,12 @@ def test_beauty_loo_holds_out_each_users_last_two(real_stores: Path) -> None:
     items = events.item_ids[events.item[events.user == first_user]]
     assert list(items[-2:]) == ["7806397051", "B002WLWX82"]
     assert list(mine[-2:]) == [VALID, TEST] and (mine[:-2] == TRAIN).all()
+
+
+def test_demo_imports_beauty_and_splits_it(tmp_path: Path, real_root: Path) -> None:
+    result = CliRunner().invoke(app, ["demo", "--store-dir", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert (out["stats"]["users"], out["stats"]["interactions"]) == (22_363, 198_502)
+    assert out["split"]["parts"]["test"]["events"] == 22_363
+    assert out["import"]["rows_dropped"] == 0

@@ -10,7 +10,14 @@ import pytest
 
 from mtrec.data.clean import CleanConfig, EventArrays, clean, kcore_mask
 from mtrec.data.split import (
-    DROPPED, PROTOCOLS, TEST, TRAIN, VALID, SplitConfig, SplitError, check_no_leakage,
+    DROPPED,
+    PROTOCOLS,
+    TEST,
+    TRAIN,
+    VALID,
+    SplitConfig,
+    SplitError,
+    check_no_leakage,
     split_events,
 )
 from mtrec.data.store import Store

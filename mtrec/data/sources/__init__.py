@@ -11,8 +11,8 @@ from mtrec.data.sources.ctr import ALI_CCP, ALIEXPRESS, load_ctr
 from mtrec.data.sources.movielens import load_grouplens
 from mtrec.data.sources.p5 import load_p5
 from mtrec.data.sources.pairs import load_pairs
-from mtrec.data.sources.rechorus import load_rechorus
 from mtrec.data.sources.recbole import load_recbole
+from mtrec.data.sources.rechorus import load_rechorus
 from mtrec.data.sources.unisrec import load_unisrec
 
 

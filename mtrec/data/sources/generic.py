@@ -86,9 +86,9 @@ class ColumnMapping:
 
 def load_generic(mapping: ColumnMapping, ctx: LoadContext) -> ImportResult:
     items, users, events = ItemsBuilder(), UsersBuilder(), EventsBuilder()
-    files = [mapping.events]
+    files = [str(Path(mapping.events))]
     if mapping.items:
-        files.append(mapping.items)
+        files.append(str(Path(mapping.items)))
         _read_items(mapping, ctx, items)
     used = {c for c in (mapping.user_id, mapping.item_id, mapping.behavior, mapping.value,
                         mapping.ts, mapping.scenario, mapping.split) if c}
@@ -102,14 +102,14 @@ def load_generic(mapping: ColumnMapping, ctx: LoadContext) -> ImportResult:
                 raise RowError(f"unknown item {item!r} (not in {Path(mapping.items or '').name})")
             context = ({k: row[k] for k in row.index if k not in used}
                        if mapping.keep_extra_columns else None)
-            users.add(user)
-            events.add(
-                user, item, _behavior(row, mapping),
-                parse_float(row[mapping.value], mapping.value) if mapping.value else 1.0,
-                ts=parse_time(row[mapping.ts], mapping.ts) if mapping.ts else None,
-                scenario=(row[mapping.scenario] if mapping.scenario else "") or DEFAULT_SCENARIO,
-                source_split=_split(row, mapping), context=context,
-            )
+            behavior = _behavior(row, mapping)
+            value = parse_float(row[mapping.value], mapping.value) if mapping.value else 1.0
+            ts = parse_time(row[mapping.ts], mapping.ts) if mapping.ts else None
+            split = _split(row, mapping)
+            scenario = (row[mapping.scenario] if mapping.scenario else "") or DEFAULT_SCENARIO
+            users.add(user)  # only once the whole row has parsed
+            events.add(user, item, behavior, value, ts=ts, scenario=scenario,
+                       source_split=split, context=context)
     return finish(ctx.dataset, events, items, users, ctx.log, files)
 
 
@@ -192,4 +192,6 @@ def parse_time(value: str, name: str) -> datetime:
         return parsed
     if seconds > 1e11:
         seconds /= 1000.0
+    if not 0 <= seconds < 4e9:  # also rejects nan
+        raise RowError(f"{name} out of range: {value!r}")
     return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)

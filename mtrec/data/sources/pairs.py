@@ -67,7 +67,7 @@ def _read_pairs(path: Path, log: RowLog, ctx: LoadContext, n_users: int, n_items
 
 
 def _in_range(value: str, limit: int, what: str) -> str:
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         raise RowError(f"non-numeric {what} id: {value!r}")
     if not 1 <= int(value) <= limit:
         raise RowError(f"unknown {what} {value!r} (count.txt declares 1..{limit})")

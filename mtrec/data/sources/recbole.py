@@ -30,10 +30,9 @@ def load_recbole(folder: Path, ctx: LoadContext, name: str) -> ImportResult:
             item = require_id(row["item_id"], "item_id")
             if items and item not in items:
                 raise RowError(f"unknown item {item!r} (not in {item_path.name})")
-            rating = row.get("rating")
-            ts = unix_time(row["timestamp"]) if row.get("timestamp") else None
-            if rating:
-                events.add(user, item, "rate", parse_float(rating, "rating"), ts=ts)
+            ts = unix_time(row["timestamp"]) if "timestamp" in row.index else None
+            if "rating" in row.index:  # a declared rating must be present and numeric
+                events.add(user, item, "rate", parse_float(row["rating"], "rating"), ts=ts)
             else:
                 events.add(user, item, "click", ts=ts)
     return finish(ctx.dataset, events, items, users, ctx.log, files)

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from mtrec.data.builder import EventsBuilder, ImportResult, ItemsBuilder, UsersBuilder, finish
-from mtrec.data.reader import RowError, iter_table
+from mtrec.data.reader import Row, RowError, iter_table
 from mtrec.data.sources.base import LoadContext, read_id_map, unix_time
 
 SPLIT_FILES = (("train.csv", "train"), ("dev.csv", "valid"), ("test.csv", "test"))
@@ -66,7 +66,7 @@ def _read_meta(path: Path, ctx: LoadContext, items: ItemsBuilder, asin_of: dict[
             relations = {}
             for col in ("r_complement", "r_substitute"):
                 if row.get(col):
-                    ids = json.loads(row[col])
+                    ids = _json_list(row[col], col)
                     relations[col[2:]] = [asin_of[str(i)] for i in ids if str(i) in asin_of]
             items.add(asin, category=row.get("i_category") or None,
                       brand=row.get("i_brand") or None, attributes=relations or None)
@@ -79,12 +79,15 @@ def _asin(asin_of: dict[str, str], item: str) -> str:
         raise RowError(f"unknown item {item!r} (not in item2index)") from None
 
 
-def _int_list(row: object) -> list[str]:
-    text = row["neg_items"]  # type: ignore[index]
+def _int_list(row: Row) -> list[str]:
+    return [str(v) for v in _json_list(row["neg_items"], "neg_items")]
+
+
+def _json_list(text: str, name: str) -> list[object]:
     try:
         values = json.loads(text)
     except json.JSONDecodeError:
-        raise RowError(f"neg_items is not a list: {text[:40]!r}") from None
+        raise RowError(f"{name} is not a list: {text[:40]!r}") from None
     if not isinstance(values, list):
-        raise RowError("neg_items is not a list")
-    return [str(v) for v in values]
+        raise RowError(f"{name} is not a list: {text[:40]!r}")
+    return values

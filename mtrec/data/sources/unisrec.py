@@ -34,11 +34,9 @@ def load_unisrec(folder: Path, ctx: LoadContext, name: str, behavior: str = "rev
     for asin in item_of.values():
         if asin not in items:
             items.add(asin)
-    valid = _targets(paths["valid.inter"], ctx)
+    valid = _targets(paths["valid.inter"], ctx, item_of)
     # The train file is implied by the valid/test rows; it is read only to check its rows.
-    train_rows = sum(1 for _ in iter_table(paths["train.inter"], ctx.log, sep="\t",
-                                           required=INTER_COLUMNS, strip_types=True,
-                                           progress=ctx.progress))
+    train_rows = len(_targets(paths["train.inter"], ctx, item_of, unique_users=False))
     test_path = paths["test.inter"]
     for row in iter_table(test_path, ctx.log, sep="\t", required=INTER_COLUMNS,
                           strip_types=True, progress=ctx.progress):
@@ -64,14 +62,20 @@ def load_unisrec(folder: Path, ctx: LoadContext, name: str, behavior: str = "rev
     return finish(ctx.dataset, events, items, users, ctx.log, files, notes)
 
 
-def _targets(path: Path, ctx: LoadContext) -> dict[str, str]:
+def _targets(path: Path, ctx: LoadContext, item_of: dict[str, str], unique_users: bool = True
+             ) -> dict[str, str]:
+    """``{user: target item}`` of an inter file (keyed by line when users repeat), with
+    every item checked against item2index."""
     out: dict[str, str] = {}
     for row in iter_table(path, ctx.log, sep="\t", required=INTER_COLUMNS, strip_types=True,
                           progress=ctx.progress):
         with ctx.log.row(path, row.line, row.raw):
-            if row["user_id"] in out:
+            for item in (*row["item_id_list"].split(), row["item_id"]):
+                _lookup(item_of, item, "item")
+            key = row["user_id"] if unique_users else str(row.line)
+            if key in out:
                 raise RowError(f"duplicate user {row['user_id']!r}")
-            out[row["user_id"]] = row["item_id"]
+            out[key] = row["item_id"]
     return out
 
 
