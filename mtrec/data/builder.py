@@ -50,50 +50,45 @@ class EventsBuilder:
 
 
 @dataclass
-class ItemsBuilder:
-    """Column lists for the ``items`` table, keyed by id (a second add updates fields)."""
+class _KeyedRows:
+    """Rows of a keyed table (``items`` or ``users``); adding a key again updates it."""
 
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    table_name: str = ""
 
-    def add(self, item_id: str, **fields: Any) -> None:
+    def _put(self, key: str, fields: dict[str, Any]) -> None:
         attributes = fields.pop("attributes", None)
-        row = self.rows.setdefault(item_id, {"item_id": item_id})
+        row = self.rows.setdefault(key, {schema.KEYS[self.table_name]: key})
         row.update({k: v for k, v in fields.items() if v is not None})
         if attributes:
             row["attributes"] = json.dumps(attributes, sort_keys=True)
 
-    def __contains__(self, item_id: object) -> bool:
-        return item_id in self.rows
+    def __contains__(self, key: object) -> bool:
+        return key in self.rows
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def table(self) -> pa.Table:
-        return _rows_table("items", list(self.rows.values()))
+        names = schema.SCHEMAS[self.table_name].names
+        rows = list(self.rows.values())
+        return schema.from_rows(self.table_name, {n: [r.get(n) for r in rows] for n in names})
 
 
 @dataclass
-class UsersBuilder:
-    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+class ItemsBuilder(_KeyedRows):
+    table_name: str = "items"
+
+    def add(self, item_id: str, **fields: Any) -> None:
+        self._put(item_id, fields)
+
+
+@dataclass
+class UsersBuilder(_KeyedRows):
+    table_name: str = "users"
 
     def add(self, user_id: str, attributes: dict[str, Any] | None = None) -> None:
-        row = self.rows.setdefault(user_id, {"user_id": user_id})
-        if attributes:
-            row["attributes"] = json.dumps(attributes, sort_keys=True)
-
-    def __contains__(self, user_id: object) -> bool:
-        return user_id in self.rows
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def table(self) -> pa.Table:
-        return _rows_table("users", list(self.rows.values()))
-
-
-def _rows_table(name: str, rows: list[dict[str, Any]]) -> pa.Table:
-    names = schema.SCHEMAS[name].names
-    return schema.from_rows(name, {n: [r.get(n) for r in rows] for n in names})
+        self._put(user_id, {"attributes": attributes})
 
 
 @dataclass

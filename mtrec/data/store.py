@@ -14,9 +14,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -86,9 +87,8 @@ class Store:
         tmp.unlink(missing_ok=True)
         try:
             with cls.create(tmp) as store:
-                store._insert("items", result.items)
-                store._insert("users", result.users)
-                store._insert("events", result.events)
+                for name in ("items", "users", "events"):
+                    store._insert(name, schema.validate(getattr(result, name), name))
                 store._insert_quarantine(result)
                 store.set_meta("import", result.summary())
             os.replace(tmp, path)
@@ -109,6 +109,23 @@ class Store:
         self.close()
 
     # -- writing ----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _staged(self, name: str, data: pa.Table, transaction: bool = True) -> Iterator[None]:
+        """Expose ``data`` as view ``name`` inside one transaction (rolled back on error)."""
+        self.con.register(name, data)
+        if transaction:
+            self.con.begin()
+        try:
+            yield
+            if transaction:
+                self.con.commit()
+        except Exception:
+            if transaction:
+                self.con.rollback()
+            raise
+        finally:
+            self.con.unregister(name)
+
     def append_events(self, events: pa.Table) -> int:
         """Append events in one transaction; ``seq`` is reassigned after the last stored.
 
@@ -120,9 +137,7 @@ class Store:
         events = events.set_column(
             0, "seq", pa.array(np.arange(offset, offset + events.num_rows), pa.int64())
         )
-        self.con.begin()
-        try:
-            self.con.register("_new_events", events)
+        with self._staged("_new_events", events):
             unknown = self.query(
                 "SELECT e.item_id, min(e.seq) - ? FROM _new_events e "
                 "ANTI JOIN items i USING (item_id) GROUP BY 1 ORDER BY 2 LIMIT 1",
@@ -136,28 +151,14 @@ class Store:
                 "ANTI JOIN users USING (user_id)"
             )
             self.con.execute("INSERT INTO events SELECT * FROM _new_events")
-            self.con.commit()
-        except Exception:
-            self.con.rollback()
-            raise
-        finally:
-            self.con.unregister("_new_events")
         return events.num_rows
 
     def upsert_items(self, items: pa.Table) -> int:
         """Insert new items and replace the rows of existing ones, in one transaction."""
         items = schema.validate(items, "items")
-        self.con.begin()
-        try:
-            self.con.register("_new_items", items)
+        with self._staged("_new_items", items):
             self.con.execute("DELETE FROM items WHERE item_id IN (SELECT item_id FROM _new_items)")
             self.con.execute("INSERT INTO items SELECT * FROM _new_items")
-            self.con.commit()
-        except Exception:
-            self.con.rollback()
-            raise
-        finally:
-            self.con.unregister("_new_items")
         return items.num_rows
 
     def save_split(self, protocol: str, parts: pa.Table, report: dict[str, Any]) -> None:
@@ -165,36 +166,20 @@ class Store:
         bad = set(parts.column("part").to_pylist()) - set(SPLIT_PARTS)
         if bad:
             raise StoreError(f"split parts {sorted(bad)} not in {SPLIT_PARTS}")
-        self.con.begin()
-        try:
-            self.con.register("_parts", parts)
+        with self._staged("_parts", parts):
             self.con.execute("DELETE FROM splits WHERE protocol = ?", [protocol])
-            self.con.execute(
-                "INSERT INTO splits SELECT ?, seq, part FROM _parts", [protocol]
-            )
-            self._set_meta(f"split:{protocol}", report)
-            self.con.commit()
-        except Exception:
-            self.con.rollback()
-            raise
-        finally:
-            self.con.unregister("_parts")
+            self.con.execute("INSERT INTO splits SELECT ?, seq, part FROM _parts", [protocol])
+            self.set_meta(f"split:{protocol}", report)
 
     def set_meta(self, key: str, value: Any) -> None:
-        self._set_meta(key, value)
-
-    def _set_meta(self, key: str, value: Any) -> None:
         self.con.execute(
             "INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, json.dumps(value, default=str)]
         )
 
     def _insert(self, table: str, data: pa.Table) -> None:
-        data = schema.validate(data, table)
-        self.con.register("_data", data)
-        try:
+        """Append to ``table`` (inside the caller's transaction, if any)."""
+        with self._staged("_data", data, transaction=False):
             self.con.execute(f"INSERT INTO {table} SELECT * FROM _data")
-        finally:
-            self.con.unregister("_data")
 
     def _insert_quarantine(self, result: ImportResult) -> None:
         bad = result.log.bad_rows
@@ -204,11 +189,7 @@ class Store:
             "file": [b.file for b in bad], "line": [b.line for b in bad],
             "reason": [b.reason for b in bad], "raw": [b.raw for b in bad],
         })
-        self.con.register("_bad", data)
-        try:
-            self.con.execute("INSERT INTO quarantine SELECT * FROM _bad")
-        finally:
-            self.con.unregister("_bad")
+        self._insert("quarantine", data)
 
     # -- reading ----------------------------------------------------------------------
     def table(self, name: str, columns: Sequence[str] | None = None,
