@@ -4,6 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 STAMP  := $(VENV)/.mtrec-installed
+# Where the CPU build of torch comes from. Empty: the default index (this machine's pip
+# config serves a local CPU wheel). Elsewhere: make demo TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 
 .PHONY: install demo test lint clean
@@ -14,7 +17,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) torch==2.13.0
 	$(PIP) install --quiet -e '.[dev]'
 	touch $(STAMP)
 

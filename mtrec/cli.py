@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -146,7 +147,14 @@ def data_import(
     """Import a dataset into its store, replacing an earlier import of it."""
     started = time.perf_counter()
     with _user_errors():
-        if mapping or events:
+        own_files = bool(mapping or events)
+        if not own_files and (items or map_):
+            raise ValueError("--items and --map describe your own files: give --events too")
+        if own_files and (source or root):
+            raise ValueError("--source/--data-root name a built-in dataset's files; "
+                             "your own files come with --events or --mapping")
+        if own_files:
+            _check_own_name(name)
             spec = _mapping(mapping, events, items, map_ or [])
             with _progress(f"importing {name}", None, quiet or as_json) as progress:
                 path, result = import_files(name, spec, store_dir=store_dir, strict=strict,
@@ -178,6 +186,13 @@ def _render_import(summary: dict[str, Any], result: ImportResult) -> None:
         _err().print(f"... and {len(result.log.bad_rows) - 10} more (table 'quarantine')")
 
 
+def _check_own_name(name: str) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise ValueError(f"dataset name {name!r}: use letters, digits, '.', '_' and '-' only")
+    if name in DATASETS:
+        raise ValueError(f"{name!r} is a built-in dataset; import your files under another name")
+
+
 def _mapping(path: Path | None, events: Path | None, items: Path | None, pairs: list[str]
              ) -> ColumnMapping:
     if path is not None:
@@ -196,26 +211,31 @@ def _mapping(path: Path | None, events: Path | None, items: Path | None, pairs: 
         elif key == "behavior_value":
             raw, _, canon = value.partition(":")
             values.setdefault("behavior_values", {})[raw] = canon
+        elif key == "keep_extra_columns":
+            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(f"--map {pair!r}: expected true or false")
+            values[key] = value.lower() in ("true", "1", "yes")
         else:
             values[key] = value
     return ColumnMapping.from_dict(values, "--map")
 
 
-def _open_or_import(name: str, root: Path | None, store_dir: Path | None) -> Store:
+def _open_or_import(name: str, root: Path | None, store_dir: Path | None,
+                    read_only: bool = False) -> Store:
     path = store_path(name, store_dir)
     if not path.is_file():
         if name not in DATASETS:
             raise StoreError(f"{path}: no store for {name!r}; run `mtrec data import {name}`")
         _err().print(f"{name} is not imported yet: importing it into {path}")
         import_dataset(name, root=root, store_dir=store_dir)
-    return Store.open(path, read_only=False)
+    return Store.open(path, read_only=read_only)
 
 
 @data_app.command("stats")
 def data_stats(name: str, root: DataRoot = None, store_dir: StoreDir = None,
                as_json: AsJson = False) -> None:
     """Users, items, interactions, behaviours, splits and dropped rows of a dataset."""
-    with _user_errors(), _open_or_import(name, root, store_dir) as store:
+    with _user_errors(), _open_or_import(name, root, store_dir, read_only=True) as store:
         stats = dataset_stats(store)
     _emit(stats, as_json, lambda: Console().print(_kv_table(f"Dataset {name}", stats)))
 
@@ -230,6 +250,8 @@ def data_split(
     seed: Annotated[int, typer.Option(help="Seed for the cold-* protocols.")] = 0,
     kcore: Annotated[int, typer.Option(help="Keep users/items with >= K events.")] = 0,
     dedupe: Annotated[bool, typer.Option(help="Drop exact duplicate events.")] = True,
+    behaviors: Annotated[str | None, typer.Option(
+        help="Split only these behaviours, comma-separated (e.g. purchase).")] = None,
     root: DataRoot = None,
     store_dir: StoreDir = None,
     as_json: AsJson = False,
@@ -237,7 +259,8 @@ def data_split(
     """Split a dataset by a named protocol, check it for leakage and store the assignment."""
     with _user_errors():
         config = SplitConfig(protocol, valid_frac, test_frac, seed)
-        report = _split(name, config, CleanConfig(dedupe, kcore), root, store_dir)
+        kept = tuple(b.strip() for b in behaviors.split(",")) if behaviors else None
+        report = _split(name, config, CleanConfig(dedupe, kcore, kept), root, store_dir)
     _emit(report, as_json, lambda: _render_split(report))
 
 

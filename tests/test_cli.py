@@ -42,10 +42,12 @@ def test_import_stats_split_json_round_trip(tmp_path: Path) -> None:
     assert json.loads(stats.stdout)["interactions"] == 30
 
     split = runner.invoke(app, ["data", "split", "mine", "--protocol", "temporal",
-                                "--test-frac", "0.2", "--store-dir", str(tmp_path), "--json"])
+                                "--valid-frac", "0.2", "--test-frac", "0.2",
+                                "--store-dir", str(tmp_path), "--json"])
     assert split.exit_code == 0, split.output
     parts = json.loads(split.stdout)["parts"]
     assert parts["test"]["events"] == 10  # the last 2 of 6 timestamps, for all 5 users
+    assert parts["valid"]["events"] == 5  # the 4th timestamp
     with Store.open(tmp_path / "mine.duckdb") as store:
         assert store.split("temporal").num_rows == 30
         assert store.get_meta("split:temporal")["parts"]["test"]["events"] == 10
@@ -61,6 +63,11 @@ def test_tables_render_without_json(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("args,message", [
     (["data", "stats", "nope"], "no store for 'nope'"),
+    (["data", "import", "../up", "--events", "e.csv", "--map", "user_id=u"], "dataset name"),
+    (["data", "import", "ml-100k", "--events", "e.csv"], "is a built-in dataset"),
+    (["data", "import", "x", "--items", "i.csv"], "give --events too"),
+    (["data", "import", "x", "--events", "e.csv", "--map", "user_id=u", "--map", "item_id=i",
+      "--map", "keep_extra_columns=maybe"], "expected true or false"),
     (["data", "import", "nope"], "unknown dataset 'nope'"),
     (["data", "import", "x", "--events", "e.csv", "--map", "user_id"], "expected FIELD=COLUMN"),
     (["data", "split", "x", "--protocol", "random"], "unknown split protocol"),
@@ -70,6 +77,22 @@ def test_errors_are_one_clear_line(tmp_path: Path, args: list[str], message: str
     assert result.exit_code == 2
     assert message in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_quoted_csv_fields_are_read(tmp_path: Path) -> None:
+    """Regression: a comma inside a quoted title sent the item and its events to quarantine."""
+    (tmp_path / "items.csv").write_text('sku,name\na,"Apple, red"\nb,"Banana"\n')
+    (tmp_path / "events.csv").write_text("u,i\nx,a\nx,b\n")
+    result = runner.invoke(app, [
+        "data", "import", "quoted", "--events", str(tmp_path / "events.csv"),
+        "--items", str(tmp_path / "items.csv"), "--map", "user_id=u", "--map", "item_id=i",
+        "--map", "item.item_id=sku", "--map", "item.title=name", "--store-dir", str(tmp_path),
+        "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["events"] == 2
+    with Store.open(tmp_path / "quoted.duckdb") as store:
+        titles = store.query("SELECT title FROM items ORDER BY item_id")
+    assert titles == [("Apple, red",), ("Banana",)]
 
 
 def test_list_reports_found_and_imported(tmp_path: Path) -> None:

@@ -102,6 +102,9 @@ class ImportResult:
     log: RowLog
     files: list[str]
     notes: list[str] = field(default_factory=list)
+    #: False when events carry no order within a user (no timestamps, and rows come from
+    #: separate per-behaviour or impression files): order-based splits refuse them.
+    ordered: bool = True
 
     def summary(self) -> dict[str, Any]:
         behaviors = Counter(self.events.column("behavior").to_pylist())
@@ -114,6 +117,7 @@ class ImportResult:
             "events_by_behavior": dict(sorted(behaviors.items())),
             "rows_dropped": len(self.log.bad_rows),
             "rows_dropped_by_reason": dict(self.log.reasons()),
+            "ordered": self.ordered,
             "notes": self.notes,
         }
 
@@ -126,6 +130,7 @@ def finish(
     log: RowLog,
     files: list[str],
     notes: list[str] | None = None,
+    ordered: bool = True,
 ) -> ImportResult:
     """Add users/items that only occur in events (reported in the notes) and build tables."""
     notes = list(notes or [])
@@ -148,4 +153,5 @@ def finish(
         log=log,
         files=files,
         notes=notes,
+        ordered=ordered,
     )

@@ -29,6 +29,7 @@ class EventArrays:
     source_split: np.ndarray  # object array of 'train'/'valid'/'test'/None
     user_ids: np.ndarray  # code -> user_id
     item_ids: np.ndarray  # code -> item_id
+    ordered: bool = True  # False: no order within a user beyond timestamps (see ImportResult)
 
     @classmethod
     def from_store(cls, store: Store) -> EventArrays:
@@ -52,6 +53,7 @@ class EventArrays:
             behavior=np.array([lookup[b] for b in col["behavior"]], dtype=np.int16),
             ts=col["t"].astype(np.int64), source_split=col["source_split"],
             user_ids=user_ids, item_ids=item_ids,
+            ordered=bool(store.get_meta("import", {}).get("ordered", True)),
         )
 
     def __len__(self) -> int:

@@ -7,6 +7,8 @@ file, line number, reason and raw text, so an import can report exactly what it 
 from __future__ import annotations
 
 import contextlib
+import csv
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -59,8 +61,15 @@ class RowLog:
             self.bad(file, line, str(exc), raw)
 
     def reasons(self) -> Counter[str]:
-        """Bad-row counts by reason category (the text before the first colon)."""
-        return Counter(b.reason.split(":")[0] for b in self.bad_rows)
+        """Bad-row counts by reason category (the text before the first colon or quote).
+
+        >>> log = RowLog()
+        >>> for item in ("a", "b"):
+        ...     log.bad("f.csv", 2, f"unknown item {item!r} (not in items.csv)")
+        >>> dict(log.reasons())
+        {'unknown item': 2}
+        """
+        return Counter(reason_category(b.reason) for b in self.bad_rows)
 
     def check(self, file: str | Path) -> None:
         """Fail when most of a file's rows were bad: the file is not in the expected format."""
@@ -73,6 +82,11 @@ class RowLog:
                 f"{name}:{first.line}: {len(bad)} of {total} rows are malformed "
                 f"(first: {first.reason}); is this the right file format?"
             )
+
+
+def reason_category(reason: str) -> str:
+    """The reason without its specifics: the text before the first colon or quote."""
+    return re.split(r"[:'\"]", reason, maxsplit=1)[0].strip()
 
 
 def iter_lines(
@@ -134,10 +148,12 @@ def iter_table(
     progress: ProgressFn | None = None,
     strip_types: bool = False,
     encoding: str = "utf-8",
+    quoted: bool = False,
 ) -> Iterator[Row]:
     """Yield the rows of a delimited file with a header line (or the given ``header``).
 
-    ``strip_types`` removes RecBole's ``:type`` suffixes from header names.  A header
+    ``strip_types`` removes RecBole's ``:type`` suffixes from header names; ``quoted``
+    reads CSV quoting (``"Apple, red"``) within a line.  A header
     with a duplicated or missing required column is an error; a repeated header line in
     the body, or a row with the wrong number of fields, is quarantined.
     """
@@ -152,7 +168,7 @@ def iter_table(
         if first[0] != 1:
             raise DataFormatError(f"{path}:1: unreadable header line (bad encoding or blank)")
         header_line = first[1]
-        names = [_clean_name(n, strip_types) for n in header_line.split(sep)]
+        names = [_clean_name(n, strip_types) for n in _split(header_line, sep, quoted)]
         log.rows_read[str(path)] -= 1  # the header is not a data row
     else:
         names = list(header)
@@ -162,13 +178,24 @@ def iter_table(
         if header_line is not None and text == header_line:
             log.bad(path, number, "repeated header line", text)
             continue
-        fields = text.split(sep)
+        fields = _split(text, sep, quoted)
         if len(fields) != len(names):
             log.bad(path, number,
                     f"wrong column count: expected {len(names)} fields, found {len(fields)}",
                     text)
             continue
         yield Row(number, fields, text, index)
+
+
+def _split(text: str, sep: str, quoted: bool) -> list[str]:
+    """Split one line; with ``quoted``, as CSV (a field may hold ``sep`` inside quotes).
+
+    >>> _split('a,"Apple, red",""', ",", quoted=True)
+    ['a', 'Apple, red', '']
+    """
+    if not quoted:
+        return text.split(sep)
+    return next(csv.reader([text], delimiter=sep), [])
 
 
 def _clean_name(name: str, strip_types: bool) -> str:

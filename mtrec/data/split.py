@@ -58,11 +58,20 @@ def split_events(
     events: EventArrays, config: SplitConfig, clean_config: CleanConfig | None = None
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Assign every event a part code (see :data:`PARTS`); return it with a report."""
+    if config.protocol in ("loo", "ratio") and not (events.ordered or events.has_time):
+        raise SplitError(
+            f"{config.protocol}: these events have no order within a user (no timestamps, and "
+            "rows come from separate behaviour or impression files); use --protocol source, "
+            "cold-item or cold-user")
     keep, clean_report = clean(events, clean_config or CleanConfig())
+    if not keep.any():
+        raise SplitError(f"no events left to split (dropped by cleaning: "
+                         f"{clean_report.dropped or 'none; the dataset is empty'})")
     parts = np.full(len(events), DROPPED, dtype=np.int8)
     idx = np.flatnonzero(keep)
     sub = _subset(events, idx)
     parts[idx] = _PROTOCOL_FUNCS[config.protocol](sub, config)
+    _check_parts(parts, config)
     check_no_leakage(events, parts, config.protocol)
     report = {
         "protocol": config.protocol,
@@ -71,6 +80,23 @@ def split_events(
         "parts": part_counts(events, parts),
     }
     return parts, report
+
+
+def _check_parts(parts: np.ndarray, config: SplitConfig) -> None:
+    """Refuse a split whose training part, or a part asked for, came out empty."""
+    counts = np.bincount(parts, minlength=len(PARTS))
+    needed = ["train", "test"]
+    if config.protocol in ("loo", "source"):
+        pass  # valid may legitimately be empty (users with 2 events; no shipped valid file)
+    else:
+        needed = ["train"] + [p for p, f in (("valid", config.valid_frac),
+                                             ("test", config.test_frac)) if f > 0]
+    empty = [p for p in needed if counts[PARTS.index(p)] == 0]
+    if empty:
+        shares = {p: int(counts[k]) for k, p in enumerate(PARTS)}
+        raise SplitError(f"{config.protocol}: the {' and '.join(empty)} part is empty "
+                         f"(events per part: {shares}); ties at a time cut or too few "
+                         "users/items for these fractions")
 
 
 def part_counts(events: EventArrays, parts: np.ndarray) -> dict[str, dict[str, int]]:
@@ -125,13 +151,13 @@ def _temporal(events: EventArrays, config: SplitConfig) -> np.ndarray:
         raise SplitError("the temporal protocol needs a timestamp on every event; "
                          "this dataset has none (use loo or source)")
     parts = np.full(len(events), TRAIN, dtype=np.int8)
-    if not len(events):
-        return parts
-    test_cut = np.quantile(events.ts, 1.0 - config.test_frac, method="higher")
-    valid_cut = np.quantile(events.ts, 1.0 - config.test_frac - config.valid_frac,
-                            method="higher")
-    parts[events.ts >= valid_cut] = VALID
-    parts[events.ts >= test_cut] = TEST
+    # Events tied with a cut go to the later part, so every training event stays earlier.
+    if config.valid_frac > 0:
+        cut = np.quantile(events.ts, 1.0 - config.test_frac - config.valid_frac,
+                          method="higher")
+        parts[events.ts >= cut] = VALID
+    if config.test_frac > 0:
+        parts[events.ts >= np.quantile(events.ts, 1.0 - config.test_frac, method="higher")] = TEST
     return parts
 
 
@@ -139,8 +165,11 @@ def _cold(codes: np.ndarray, config: SplitConfig) -> np.ndarray:
     present = np.unique(codes)
     rng = np.random.default_rng(config.seed)
     shuffled = rng.permutation(present)
-    n_test = round(len(present) * config.test_frac)
-    n_valid = round(len(present) * config.valid_frac)
+    n_test, n_valid = (max(1, round(len(present) * f)) if f > 0 else 0
+                       for f in (config.test_frac, config.valid_frac))
+    if n_test + n_valid >= len(present):
+        raise SplitError(f"{config.protocol}: only {len(present)} ids; cannot hold out "
+                         f"{n_test} + {n_valid} and keep any for training")
     parts = np.full(len(codes), TRAIN, dtype=np.int8)
     parts[np.isin(codes, shuffled[:n_test])] = TEST
     parts[np.isin(codes, shuffled[n_test:n_test + n_valid])] = VALID

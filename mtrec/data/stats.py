@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
+from mtrec.data.reader import reason_category
 from mtrec.data.store import Store
 
 
@@ -24,8 +26,8 @@ def dataset_stats(store: Store) -> dict[str, Any]:
     by_scenario = dict(q("SELECT scenario, count(*) FROM events GROUP BY 1 ORDER BY 2 DESC "
                          "LIMIT 20"))
     with_text = q("SELECT count(*) FROM items WHERE coalesce(trim(text), '') <> ''")[0][0]
-    quarantined = dict(q("SELECT split_part(reason, ':', 1), count(*) FROM quarantine "
-                         "GROUP BY 1 ORDER BY 2 DESC"))
+    reasons = Counter(reason_category(r) for (r,) in q("SELECT reason FROM quarantine"))
+    quarantined = dict(reasons.most_common())
     imported = store.get_meta("import", {})
     return {
         "dataset": imported.get("dataset"),

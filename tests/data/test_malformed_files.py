@@ -189,11 +189,9 @@ def test_bad_rows_across_files_are_counted_per_file(tmp_path: Path) -> None:
     result = load(folder, "jdata")
     located = sorted((Path(b.file).name, b.line) for b in result.log.bad_rows)
     assert located == [("buy.txt", 1), ("cart.txt", 3), ("test.txt", 2)]
+    # Reasons are grouped without their specifics (ids), so they do not grow with the data.
     assert result.summary()["rows_dropped_by_reason"] == {
-        "unknown item '9' (count.txt declares 1..5)": 1,
-        "wrong column count": 1,
-        "unknown user '7' (count.txt declares 1..3)": 1,
-    }
+        "unknown item": 1, "wrong column count": 1, "unknown user": 1}
 
 
 def test_bad_count_txt_names_file(tmp_path: Path) -> None:

@@ -157,3 +157,36 @@ def test_generic_unknown_behaviour_value(tmp_path: Path) -> None:
     mapping = ColumnMapping.from_file(_mapping(tmp_path, behavior_values={"pv": "view"}))
     with pytest.raises(DataFormatError, match=r"events\.csv:3: 2 of 3 rows are malformed"):
         import_files("shop", mapping, store_dir=tmp_path / "home")
+
+
+def test_mapping_value_types_are_checked() -> None:
+    """Regression: a list for behavior_values or a number for a column crashed with a TypeError."""
+    base = {"events": "e.csv", "user_id": "u", "item_id": "i"}
+    with pytest.raises(DataFormatError, match="'behavior_values' must be a table"):
+        ColumnMapping.from_dict({**base, "behavior_values": ["pv"]})
+    with pytest.raises(DataFormatError, match="'item_id' must be a non-empty text, got 5"):
+        ColumnMapping.from_dict({**base, "item_id": 5})
+    with pytest.raises(DataFormatError, match="'keep_extra_columns' must be true or false"):
+        ColumnMapping.from_dict({**base, "keep_extra_columns": "false"})
+
+
+def test_bad_price_keeps_the_item_and_its_events(tmp_path: Path) -> None:
+    """Regression: one bad price cell dropped the item and every event of it."""
+    (tmp_path / "items.csv").write_text("sku,cost\na,cheap\nb,3\n")
+    (tmp_path / "events.csv").write_text("u,i\nx,a\ny,a\nx,b\n")
+    mapping = ColumnMapping.from_dict({
+        "events": str(tmp_path / "events.csv"), "user_id": "u", "item_id": "i",
+        "items": str(tmp_path / "items.csv"), "item_columns": {"item_id": "sku", "price": "cost"}})
+    _, result = import_files("prices", mapping, store_dir=tmp_path)
+    assert result.events.num_rows == 3
+    assert result.items.column("price").to_pylist() == [None, 3.0]
+    [bad] = result.log.bad_rows
+    assert bad.line == 2 and "item kept without a price" in bad.reason
+
+
+def test_header_only_events_file_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "events.csv").write_text("u,i\n")
+    mapping = ColumnMapping.from_dict({"events": str(tmp_path / "events.csv"),
+                                       "user_id": "u", "item_id": "i"})
+    with pytest.raises(DataFormatError, match=r"events\.csv:1: no usable event rows"):
+        import_files("empty", mapping, store_dir=tmp_path)

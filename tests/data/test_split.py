@@ -151,3 +151,38 @@ def _tiny(users: list[int], ts: list[int], items: list[int] | None = None) -> Ev
         user_ids=np.array([f"u{k}" for k in range(max(users) + 1)], dtype=object),
         item_ids=np.array([f"i{k}" for k in range(item.max() + 1)], dtype=object),
     )
+
+
+def test_unordered_events_refuse_order_based_protocols() -> None:
+    """Regression: loo on JData put cart/collect rows into test (file order is no order)."""
+    ev = _tiny(users=[0, 0, 0], ts=[-1, -1, -1])
+    unordered = EventArrays(**{**ev.__dict__, "ordered": False})
+    for protocol in ("loo", "ratio"):
+        with pytest.raises(SplitError, match="no order within a user"):
+            split_events(unordered, SplitConfig(protocol))
+    parts, _ = split_events(unordered, SplitConfig("cold-item", 0.0, 0.34))
+    assert (parts == TEST).sum() == 1
+
+
+def test_temporal_zero_fraction_and_ties() -> None:
+    """Regression: a 0 fraction still held out the events tied at the maximum time."""
+    ev = _tiny(users=[0, 0, 1, 1, 2, 2, 3, 3, 4], ts=[1, 2, 3, 4, 9, 9, 9, 9, 9])
+    parts, _ = split_events(ev, SplitConfig("temporal", 0.0, 0.1))
+    assert (parts == VALID).sum() == 0 and (parts == TEST).sum() == 5
+    with pytest.raises(SplitError, match="the valid part is empty"):
+        split_events(ev, SplitConfig("temporal", 0.1, 0.1))
+
+
+def test_cold_small_fractions_hold_out_at_least_one() -> None:
+    """Regression: round(0.5) == 0 held out nothing without a word."""
+    ev = _tiny(users=[0, 1, 2, 3, 4], ts=[1, 2, 3, 4, 5])
+    parts, _ = split_events(ev, SplitConfig("cold-user", 0.1, 0.1))
+    assert (parts == VALID).sum() == 1 and (parts == TEST).sum() == 1
+    with pytest.raises(SplitError, match="only 2 ids"):
+        split_events(_tiny(users=[0, 1], ts=[1, 2]), SplitConfig("cold-user", 0.1, 0.1))
+
+
+def test_nothing_left_to_split_is_an_error() -> None:
+    ev = _tiny(users=[0, 1], ts=[1, 2])
+    with pytest.raises(SplitError, match="no events left to split"):
+        split_events(ev, SplitConfig("loo"), CleanConfig(kcore=5))

@@ -66,7 +66,7 @@ def load_ctr(folder: Path, ctx: LoadContext, layout: CtrLayout) -> ImportResult:
     if not files:
         raise DataFormatError(f"{folder}/{layout.prefix}_train_sample.csv:0: file not found")
     notes = [] if layout.item else ["no item id in the source: each impression is its own item"]
-    return finish(ctx.dataset, events, items, users, ctx.log, files, notes)
+    return finish(ctx.dataset, events, items, users, ctx.log, files, notes, ordered=False)
 
 
 def _label(value: str, name: str) -> bool:

@@ -58,6 +58,8 @@ class ColumnMapping:
         missing = [k for k in ("events", "user_id", "item_id") if k not in data]
         if missing:
             raise DataFormatError(f"{where}: missing required key(s) {missing}")
+        for key, value in data.items():
+            _check_type(key, value, where)
         mapping = cls(**data)
         for raw, canon in {**mapping.behavior_values,
                            "<default>": mapping.default_behavior}.items():
@@ -71,6 +73,7 @@ class ColumnMapping:
 
     @classmethod
     def from_file(cls, path: str | Path) -> ColumnMapping:
+        """Read a JSON or TOML mapping; relative file names are relative to it."""
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8")
@@ -82,6 +85,22 @@ class ColumnMapping:
         resolve = {k: str(path.parent / v) for k in ("events", "items")
                    if (v := getattr(mapping, k)) and not Path(v).is_absolute()}
         return cls(**{**mapping.__dict__, **resolve})
+
+
+def _check_type(key: str, value: Any, where: str) -> None:
+    """Mapping values: a bool flag, string-to-string tables, or strings."""
+    if key == "keep_extra_columns":
+        ok = isinstance(value, bool)
+        expected = "true or false"
+    elif key in ("behavior_values", "item_columns"):
+        ok = isinstance(value, dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+        expected = "a table of text to text"
+    else:
+        ok = isinstance(value, str) and (value != "" or key == "sep")
+        expected = "a non-empty text"
+    if not ok:
+        raise DataFormatError(f"{where}: key {key!r} must be {expected}, got {value!r}")
 
 
 def load_generic(mapping: ColumnMapping, ctx: LoadContext) -> ImportResult:
@@ -110,6 +129,8 @@ def load_generic(mapping: ColumnMapping, ctx: LoadContext) -> ImportResult:
             users.add(user)  # only once the whole row has parsed
             events.add(user, item, behavior, value, ts=ts, scenario=scenario,
                        source_split=split, context=context)
+    if not len(events):
+        raise DataFormatError(f"{path}:1: no usable event rows")
     return finish(ctx.dataset, events, items, users, ctx.log, files)
 
 
@@ -122,8 +143,14 @@ def _read_items(mapping: ColumnMapping, ctx: LoadContext, items: ItemsBuilder) -
             item = values.pop("item_id")
             if not item:
                 raise RowError(f"missing {cols['item_id']}")
+            if item in items:
+                raise RowError(f"duplicate item {item!r}")
             if values.get("price") is not None:
-                values["price"] = parse_float(values["price"], cols["price"])
+                try:
+                    values["price"] = parse_float(values["price"], cols["price"])
+                except RowError as exc:  # keep the item; only the price is lost
+                    ctx.log.bad(path, row.line, f"{exc} (item kept without a price)", row.raw)
+                    values["price"] = None
             items.add(item, **values)
 
 
@@ -133,7 +160,8 @@ def _rows(path: Path, sep: str | None, ctx: LoadContext, required: list[str]) ->
         return
     if sep is None:
         sep = "\t" if path.suffix in (".tsv", ".tab") else ","
-    yield from iter_table(path, ctx.log, sep=sep, required=required, progress=ctx.progress)
+    yield from iter_table(path, ctx.log, sep=sep, required=required, progress=ctx.progress,
+                          quoted=True)
 
 
 def _parquet_rows(path: Path, log: RowLog, required: list[str]) -> Iterator[Row]:
@@ -172,6 +200,18 @@ def _split(row: Row, mapping: ColumnMapping) -> str | None:
     return value
 
 
+def _parse_iso(value: str, name: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise RowError(f"unreadable {name}: {value!r}") from None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    if parsed.year < 1970:  # negative epochs would read as "no timestamp"
+        raise RowError(f"{name} out of range: {value!r}")
+    return parsed
+
+
 def parse_time(value: str, name: str) -> datetime:
     """Unix seconds (or milliseconds) or an ISO 8601 string, as naive UTC.
 
@@ -183,13 +223,7 @@ def parse_time(value: str, name: str) -> datetime:
     try:
         seconds = float(value)
     except ValueError:
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            raise RowError(f"unreadable {name}: {value!r}") from None
-        if parsed.tzinfo is not None:
-            parsed = parsed.astimezone(UTC).replace(tzinfo=None)
-        return parsed
+        return _parse_iso(value, name)
     if seconds > 1e11:
         seconds /= 1000.0
     if not 0 <= seconds < 4e9:  # also rejects nan

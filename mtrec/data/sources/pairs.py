@@ -38,7 +38,7 @@ def load_pairs(folder: Path, ctx: LoadContext,
         files.append(str(path))
         for user, item in _read_pairs(path, ctx.log, ctx, n_users, n_items):
             events.add(user, item, behavior, source_split=split)
-    return finish(ctx.dataset, events, items, users, ctx.log, files)
+    return finish(ctx.dataset, events, items, users, ctx.log, files, ordered=False)
 
 
 def _read_counts(path: Path) -> tuple[int, int]:

@@ -30,13 +30,14 @@ def load_unisrec(folder: Path, ctx: LoadContext, name: str, behavior: str = "rev
         with ctx.log.row(paths["text"], row.line, row.raw):
             if not row["item_id"]:
                 raise RowError("missing item_id")
-            items.add(row["item_id"], text=row["text"], title=row["text"].split(". ")[0])
+            items.add(row["item_id"], text=row["text"], **_text_fields(row["text"]))
     for asin in item_of.values():
         if asin not in items:
             items.add(asin)
     valid = _targets(paths["valid.inter"], ctx, item_of)
-    # The train file is implied by the valid/test rows; it is read only to check its rows.
-    train_rows = len(_targets(paths["train.inter"], ctx, item_of, unique_users=False))
+    # The train file is implied by the valid/test rows; it is read to check its rows and to
+    # count what lies beyond the source's 50-item history window.
+    train_items = _train_items(paths["train.inter"], ctx, item_of)
     test_path = paths["test.inter"]
     for row in iter_table(test_path, ctx.log, sep="\t", required=INTER_COLUMNS,
                           strip_types=True, progress=ctx.progress):
@@ -58,25 +59,54 @@ def load_unisrec(folder: Path, ctx: LoadContext, name: str, behavior: str = "rev
     if not len(events):
         raise DataFormatError(f"{test_path}:1: no usable rows")
     files = [str(p) for p in paths.values()]
-    notes = [f"{train_rows} prefix rows in {paths['train.inter'].name} checked, not stored twice"]
+    stored: dict[str, set[str]] = {}
+    for u, i in zip(events.cols["user_id"], events.cols["item_id"], strict=True):
+        stored.setdefault(u, set()).add(i)
+    beyond = sum(len(seen - stored.get(user_of.get(u, ""), set()))
+                 for u, seen in train_items.items())
+    notes = [f"{paths['train.inter'].name} rows checked; its prefixes are not stored twice"]
+    if beyond:
+        notes.append(f"{beyond} items of {paths['train.inter'].name} lie beyond the source's "
+                     "50-item history window of test.inter and are not stored")
     return finish(ctx.dataset, events, items, users, ctx.log, files, notes)
 
 
-def _targets(path: Path, ctx: LoadContext, item_of: dict[str, str], unique_users: bool = True
-             ) -> dict[str, str]:
-    """``{user: target item}`` of an inter file (keyed by line when users repeat), with
-    every item checked against item2index."""
+def _targets(path: Path, ctx: LoadContext, item_of: dict[str, str]) -> dict[str, str]:
+    """``{user: target item}`` of an inter file, every item checked against item2index."""
     out: dict[str, str] = {}
     for row in iter_table(path, ctx.log, sep="\t", required=INTER_COLUMNS, strip_types=True,
                           progress=ctx.progress):
         with ctx.log.row(path, row.line, row.raw):
             for item in (*row["item_id_list"].split(), row["item_id"]):
                 _lookup(item_of, item, "item")
-            key = row["user_id"] if unique_users else str(row.line)
-            if key in out:
+            if row["user_id"] in out:
                 raise RowError(f"duplicate user {row['user_id']!r}")
-            out[key] = row["item_id"]
+            out[row["user_id"]] = row["item_id"]
     return out
+
+
+def _train_items(path: Path, ctx: LoadContext, item_of: dict[str, str]) -> dict[str, set[str]]:
+    """``{user: items}`` over the prefix rows of the train file, checked against item2index."""
+    out: dict[str, set[str]] = {}
+    for row in iter_table(path, ctx.log, sep="\t", required=INTER_COLUMNS, strip_types=True,
+                          progress=ctx.progress):
+        with ctx.log.row(path, row.line, row.raw):
+            seen = {_lookup(item_of, i, "item")
+                    for i in (*row["item_id_list"].split(), row["item_id"])}
+            out.setdefault(row["user_id"], set()).update(seen)
+    return out
+
+
+def _text_fields(text: str) -> dict[str, str | None]:
+    """UniSRec text is ``"title. categories. brand. "``: split it from the right.
+
+    >>> _text_fields("GE Silicone 10.1 Oz. Tapes. Adhesives. GE. ")
+    {'title': 'GE Silicone 10.1 Oz. Tapes', 'category': 'Adhesives', 'brand': 'GE'}
+    """
+    parts = text.strip().removesuffix(".").rsplit(". ", 2)
+    if len(parts) < 3:
+        return {"title": text.strip().removesuffix("."), "category": None, "brand": None}
+    return {"title": parts[0], "category": parts[1] or None, "brand": parts[2] or None}
 
 
 def _lookup(mapping: dict[str, str], key: str, what: str) -> str:
