@@ -11,7 +11,7 @@ from typing import Any
 import pyarrow as pa
 
 from mtrec.data import schema
-from mtrec.data.reader import RowLog
+from mtrec.data.reader import DataFormatError, RowLog
 
 
 @dataclass
@@ -133,6 +133,9 @@ def finish(
     ordered: bool = True,
 ) -> ImportResult:
     """Add users/items that only occur in events (reported in the notes) and build tables."""
+    if not len(events):
+        where = files[0] if files else dataset
+        raise DataFormatError(f"{where}:1: no usable event rows")
     notes = list(notes or [])
     for name, ids, builder in (
         ("item", events.cols["item_id"], items),

@@ -111,13 +111,13 @@ def test_empty_file_is_an_error(tmp_path: Path, dataset: str, file_name: str) ->
         assert "empty" in message
 
 
-def test_header_only_file_loads_no_rows(tmp_path: Path) -> None:
-    """A file holding only its header is not empty; its rows are simply absent."""
+def test_header_only_file_is_an_error(tmp_path: Path) -> None:
+    """A dataset whose events file holds only its header has nothing to import."""
     header = FILES["ml-100k"]["ml-100k.inter"].splitlines()[0]
     folder = build_with(tmp_path, "ml-100k", {"ml-100k.inter": header + "\n"})
-    result = load(folder, "ml-100k")
-    assert result.events.num_rows == 0
-    assert result.log.bad_rows == []
+    with pytest.raises(DataFormatError,
+                       match=f"^{loc(folder / 'ml-100k.inter', 1)} no usable event rows$"):
+        load(folder, "ml-100k")
 
 
 def test_blank_lines_only_is_no_header(tmp_path: Path) -> None:
