@@ -85,12 +85,9 @@ def split_events(
 def _check_parts(parts: np.ndarray, config: SplitConfig) -> None:
     """Refuse a split whose training part, or a part asked for, came out empty."""
     counts = np.bincount(parts, minlength=len(PARTS))
-    needed = ["train", "test"]
-    if config.protocol in ("loo", "source"):
-        pass  # valid may legitimately be empty (users with 2 events; no shipped valid file)
-    else:
-        needed = ["train"] + [p for p, f in (("valid", config.valid_frac),
-                                             ("test", config.test_frac)) if f > 0]
+    # loo and source may legitimately have no valid part (users with 2 events; no valid file).
+    needed = ["train", "test"] if config.protocol in ("loo", "source") else ["train"] + [
+        p for p, f in (("valid", config.valid_frac), ("test", config.test_frac)) if f > 0]
     empty = [p for p in needed if counts[PARTS.index(p)] == 0]
     if empty:
         shares = {p: int(counts[k]) for k, p in enumerate(PARTS)}

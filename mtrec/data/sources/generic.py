@@ -129,8 +129,6 @@ def load_generic(mapping: ColumnMapping, ctx: LoadContext) -> ImportResult:
             users.add(user)  # only once the whole row has parsed
             events.add(user, item, behavior, value, ts=ts, scenario=scenario,
                        source_split=split, context=context)
-    if not len(events):
-        raise DataFormatError(f"{path}:1: no usable event rows")
     return finish(ctx.dataset, events, items, users, ctx.log, files)
 
 
