@@ -168,11 +168,15 @@ def data_import(
                 path, result = import_dataset(name, root=root, source=source,
                                               store_dir=store_dir, strict=strict,
                                               progress=progress)
-    summary = {**result.summary(), "store": str(path),
-               "seconds": round(time.perf_counter() - started, 2),
-               "first_dropped_rows": [f"{b.file}:{b.line}: {b.reason}"
-                                      for b in result.log.bad_rows[:10]]}
+    summary = _import_summary(path, result, started)
     _emit(summary, as_json, lambda: _render_import(summary, result))
+
+
+def _import_summary(path: Path, result: ImportResult, started: float) -> dict[str, Any]:
+    return {**result.summary(), "store": str(path),
+            "seconds": round(time.perf_counter() - started, 2),
+            "first_dropped_rows": [f"{b.file}:{b.line}: {b.reason}"
+                                   for b in result.log.bad_rows[:10]]}
 
 
 def _render_import(summary: dict[str, Any], result: ImportResult) -> None:
@@ -292,8 +296,7 @@ def demo(root: DataRoot = None, store_dir: StoreDir = None, as_json: AsJson = Fa
     with _user_errors():
         started = time.perf_counter()
         path, result = import_dataset(name, root=root, store_dir=store_dir)
-        imported = {**result.summary(), "store": str(path),
-                    "seconds": round(time.perf_counter() - started, 2)}
+        imported = _import_summary(path, result, started)
         with Store.open(path) as store:
             stats = dataset_stats(store)
         split = _split(name, SplitConfig("loo"), CleanConfig(), root, store_dir)

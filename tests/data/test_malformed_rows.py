@@ -8,6 +8,7 @@ repeated header line) and checks that the error message or the quarantined
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -192,18 +193,23 @@ def test_unknown_item_in_rechorus_dev_csv(tmp_path: Path) -> None:
         load(folder, "amazon-office", strict=True)
 
 
-def test_unknown_negative_item_in_rechorus_test_csv(tmp_path: Path) -> None:
-    test = replace_line(FILES["amazon-office"]["test.csv"], 4, "3\t3\t1070582500\t[1, 555]")
-    folder = build_with(tmp_path, "amazon-office", {"test.csv": test})
-    bad = only_bad_row(load(folder, "amazon-office"), folder / "test.csv")
-    assert (bad.line, bad.reason) == (4, "unknown item '555' (not in item2index)")
-
-
-def test_unknown_item_in_rechorus_item_meta(tmp_path: Path) -> None:
-    meta = insert_line(FILES["amazon-office"]["item_meta.csv"], 3, "9\t1\t1\t[]\t[]")
-    folder = build_with(tmp_path, "amazon-office", {"item_meta.csv": meta})
-    bad = only_bad_row(load(folder, "amazon-office"), folder / "item_meta.csv")
-    assert (bad.line, bad.reason) == (3, "unknown item '9' (not in item2index)")
+@pytest.mark.parametrize(("dataset", "file", "edit", "line", "text", "reason"), [
+    ("amazon-office", "test.csv", replace_line, 4, "3\t3\t1070582500\t[1, 555]",
+     "unknown item '555' (not in item2index)"),  # a sampled negative
+    ("amazon-office", "item_meta.csv", insert_line, 3, "9\t1\t1\t[]\t[]",
+     "unknown item '9' (not in item2index)"),
+    ("ml-100k", "ml-100k.inter", replace_line, 4, "22\t9999\t1\t878887116",
+     "unknown item '9999' (not in ml-100k.item)"),
+    ("ml-100k-grouplens", "u.data", replace_line, 4, "2\t1682\t4\t876893119",
+     "unknown item '1682' (not in u.item)"),
+])
+def test_unknown_item_is_quarantined_at_its_line(
+    tmp_path: Path, dataset: str, file: str, edit: Callable[[str, int, str], str], line: int,
+    text: str, reason: str,
+) -> None:
+    folder = build_with(tmp_path, dataset, {file: edit(FILES[dataset][file], line, text)})
+    bad = only_bad_row(load(folder, dataset), folder / file)
+    assert (bad.line, bad.reason) == (line, reason)
 
 
 def test_item_above_count_in_jdata_pairs(tmp_path: Path) -> None:
@@ -231,20 +237,6 @@ def test_ids_outside_count_in_jdata(tmp_path: Path, pair: str, reason: str) -> N
                         {"cart.txt": insert_line(FILES["jdata"]["cart.txt"], 1, pair)})
     bad = only_bad_row(load(folder, "jdata"), folder / "cart.txt")
     assert (bad.line, bad.reason) == (1, reason)
-
-
-def test_unknown_item_in_recbole_inter(tmp_path: Path) -> None:
-    inter = replace_line(FILES["ml-100k"]["ml-100k.inter"], 4, "22\t9999\t1\t878887116")
-    folder = build_with(tmp_path, "ml-100k", {"ml-100k.inter": inter})
-    bad = only_bad_row(load(folder, "ml-100k"), folder / "ml-100k.inter")
-    assert (bad.line, bad.reason) == (4, "unknown item '9999' (not in ml-100k.item)")
-
-
-def test_unknown_item_in_grouplens_u_data(tmp_path: Path) -> None:
-    data = replace_line(FILES["ml-100k-grouplens"]["u.data"], 4, "2\t1682\t4\t876893119")
-    folder = build_with(tmp_path, "ml-100k-grouplens", {"u.data": data})
-    bad = only_bad_row(load(folder, "ml-100k-grouplens"), folder / "u.data")
-    assert (bad.line, bad.reason) == (4, "unknown item '1682' (not in u.item)")
 
 
 # ---------------------------------------------------------------------------------------
