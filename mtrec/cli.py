@@ -4,35 +4,33 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import pyarrow as pa
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 from rich.table import Table
 
+from mtrec import cli_model
+from mtrec.cli_common import (
+    AsJson,
+    DataRoot,
+    StoreDir,
+    _emit,
+    _err,
+    _kv_table,
+    _progress,
+    _user_errors,
+)
 from mtrec.data.builder import ImportResult
 from mtrec.data.clean import CleanConfig, EventArrays
 from mtrec.data.imports import import_dataset, import_files, store_path
-from mtrec.data.reader import DataFormatError
-from mtrec.data.schema import SchemaError
-from mtrec.data.sources import DATASETS, SourceError, get_spec
+from mtrec.data.sources import DATASETS, get_spec
 from mtrec.data.sources.base import data_root
 from mtrec.data.sources.generic import ColumnMapping
-from mtrec.data.split import PARTS, SplitConfig, SplitError, split_events
+from mtrec.data.split import PARTS, SplitConfig, split_events
 from mtrec.data.stats import dataset_stats
 from mtrec.data.store import Store, StoreError
 
@@ -41,66 +39,6 @@ app = typer.Typer(help="mtrec: multi-task recommendation from raw logs to a live
 data_app = typer.Typer(help="Import, inspect and split datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-USER_ERRORS = (DataFormatError, SourceError, SchemaError, StoreError, SplitError, ValueError)
-
-DataRoot = Annotated[Path | None, typer.Option(
-    "--data-root",
-    help="Folder holding the datasets (default: $MTREC_DATA_DIR or ../shared/data).")]
-StoreDir = Annotated[Path | None, typer.Option(
-    "--store-dir", help="Folder for store files (default: $MTREC_HOME or ./.mtrec).")]
-AsJson = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")]
-
-
-def _err() -> Console:
-    return Console(stderr=True, soft_wrap=True)
-
-
-@contextmanager
-def _user_errors() -> Iterator[None]:
-    """Turn expected errors into one red line and exit code 2 (no traceback)."""
-    try:
-        yield
-    except USER_ERRORS as exc:
-        _err().print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
-        raise typer.Exit(2) from None
-
-
-@contextmanager
-def _progress(description: str, total: int | None, quiet: bool
-              ) -> Iterator[Callable[[int], None] | None]:
-    if quiet or not sys.stderr.isatty():
-        yield None
-        return
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-               TransferSpeedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=_err(), transient=True) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n: bar.advance(task, n)
-
-
-def _emit(payload: dict[str, Any], as_json: bool, render: Callable[[], None]) -> None:
-    if as_json:
-        typer.echo(json.dumps(payload, indent=2, default=str))
-    else:
-        render()
-
-
-def _kv_table(title: str, rows: dict[str, Any]) -> Table:
-    table = Table(title=title, show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column(justify="right")
-    for key, value in rows.items():
-        if isinstance(value, dict):
-            value = ", ".join(f"{k}: {v:,}" if isinstance(v, int) else f"{k}: {v}"
-                              for k, v in value.items()) or "-"
-        elif isinstance(value, int):
-            value = f"{value:,}"
-        elif isinstance(value, float):
-            value = f"{value:.4g}"
-        elif isinstance(value, list):
-            value = "; ".join(map(str, value)) or "-"
-        table.add_row(key, str(value))
-    return table
 
 
 @data_app.command("list")
@@ -309,6 +247,11 @@ def demo(root: DataRoot = None, store_dir: StoreDir = None, as_json: AsJson = Fa
         k: imported[k] for k in ("users", "items", "events", "rows_dropped", "store")}))
     console.print(_kv_table(f"Dataset {name}", stats))
     _render_split(split)
+
+
+app.command("train")(cli_model.train)
+app.command("eval")(cli_model.evaluate)
+app.command("recommend")(cli_model.recommend)
 
 
 def main() -> None:

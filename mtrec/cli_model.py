@@ -1,0 +1,143 @@
+"""``mtrec train``, ``mtrec eval`` and ``mtrec recommend``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mtrec.cli_common import AsJson, DataRoot, StoreDir, _emit, _kv_table, _user_errors
+
+ConfigFile = Annotated[Path | None, typer.Option(
+    "--config", help="TOML or JSON run config; flags given here override it.")]
+
+
+def train(
+    dataset: Annotated[str | None, typer.Option(
+        help="Registered dataset name or a store file (default amazon-beauty).")] = None,
+    tasks: Annotated[str | None, typer.Option(
+        help="Comma-separated tasks, e.g. next_item,rating,like,engagement.")] = None,
+    config: ConfigFile = None,
+    protocol: Annotated[str | None, typer.Option(help="Split protocol (default loo).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Most epochs (early stop may end first).")]
+    = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    no_text: Annotated[bool, typer.Option("--no-text", help="ID embeddings only.")] = False,
+    out: Annotated[Path, typer.Option(help="Bundle directory to write.")] = Path("bundle"),
+    resume: Annotated[bool, typer.Option(help="Continue from OUT's last checkpoint.")] = False,
+    root: DataRoot = None,
+    store_dir: StoreDir = None,
+    as_json: AsJson = False,
+) -> None:
+    """Train one multi-task model, choose the epoch on validation, write a bundle."""
+    from mtrec.train.run import load_run_config, train_run
+
+    with _user_errors():
+        run = load_run_config(
+            config, **{"data.dataset": dataset, "data.protocol": protocol,
+                       "model.tasks": tasks.split(",") if tasks else None,
+                       "train.epochs": epochs, "train.seed": seed,
+                       "model.item.use_text": False if no_text else None})
+        result = train_run(run, out, root=root, store_dir=store_dir, resume=resume)
+    if result:
+        _emit(result, as_json, lambda: render_metrics(result, f"Trained {out}"))
+
+
+def evaluate(
+    bundle: Annotated[Path, typer.Option(help="Bundle directory.")],
+    split: Annotated[str, typer.Option(help="valid or test.")] = "test",
+    root: DataRoot = None,
+    store_dir: StoreDir = None,
+    as_json: AsJson = False,
+) -> None:
+    """Evaluate a bundle on its dataset's validation or test part."""
+    from mtrec.train.evaluate import evaluate_bundle
+
+    with _user_errors():
+        result = evaluate_bundle(bundle, split, root=root, store_dir=store_dir)
+    _emit(result, as_json, lambda: render_metrics({split: result["metrics"], **result},
+                                                  f"{bundle} on {split}"))
+
+
+def recommend(
+    bundle: Annotated[Path, typer.Option(help="Bundle directory.")],
+    user: Annotated[str, typer.Option(help="User id.")],
+    k: Annotated[int, typer.Option(help="How many items.")] = 10,
+    scenario: Annotated[str | None, typer.Option(help="Scenario to recommend for.")] = None,
+    objective: Annotated[str | None, typer.Option(
+        help="Task weights, e.g. next_item=1,purchase=0.5.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Top-k items for a user, with every task's score."""
+    from mtrec.recommender import Recommender
+
+    with _user_errors():
+        weights = _parse_objective(objective)
+        rec = Recommender.load(bundle)
+        items = rec.recommend(user, k, scenario=scenario, objective=weights)
+    rows = [{"item_id": r.item_id, "score": r.score, "scores": r.scores, "text": r.text}
+            for r in items]
+    _emit({"user": user, "items": rows}, as_json, lambda: _render_items(user, rows))
+
+
+def _parse_objective(text: str | None) -> dict[str, float] | None:
+    if not text:
+        return None
+    out = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"--objective: expected task=weight, got {part!r}") from None
+        if not sep:
+            raise ValueError(f"--objective: expected task=weight, got {part!r}")
+    return out
+
+
+def render_metrics(result: dict[str, Any], title: str) -> None:
+    """Tasks x metrics for the valid and test parts, then the run summary."""
+    console = Console()
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric")
+    parts = [p for p in ("valid", "test") if isinstance(result.get(p), dict)]
+    for p in parts:
+        table.add_column(p, justify="right")
+    names = list(dict.fromkeys(k for p in parts for k in result[p]))
+    for name in names:
+        table.add_row(name, *(_fmt(result[p].get(name)) for p in parts))
+    console.print(table)
+    keys = ("dataset", "protocol", "tasks", "best_epoch", "epochs_run", "train_seconds",
+            "peak_rss_gib")
+    console.print(_kv_table("Run", {k: result[k] for k in keys if k in result}))
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and value.is_integer() and abs(value) >= 10:
+        return f"{int(value):,}"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _render_items(user: str, rows: list[dict[str, Any]]) -> None:
+    table = Table(title=f"Recommendations for user {user}", title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("item")
+    table.add_column("score", justify="right")
+    tasks = list(rows[0]["scores"]) if rows else []
+    for t in tasks:
+        table.add_column(t, justify="right")
+    table.add_column("text")
+    for n, r in enumerate(rows, 1):
+        table.add_row(str(n), r["item_id"], f"{r['score']:.4g}",
+                      *(f"{r['scores'][t]:.4g}" for t in tasks), r["text"][:60])
+    Console().print(table)
+
+
+def dumps(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, indent=2, default=str)

@@ -1,0 +1,132 @@
+"""From a split store to what a model trains on: a catalog and per-user interaction sequences.
+
+An *interaction* is all the events one user had with one item within one split part (a
+view, a click, a cart and a purchase of the same item become one interaction whose
+``behaviors`` bitmask has those four bits).  Interactions are ordered per user by their
+first event.  Item codes start at 1; code 0 is padding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mtrec.data.clean import CleanConfig, EventArrays
+from mtrec.data.schema import BEHAVIORS
+from mtrec.data.split import DROPPED, SplitConfig, split_events
+from mtrec.data.store import Store
+
+RATE_BIT = 1 << BEHAVIORS.index("rate")
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Items (code 1..N), users (code 0..U-1) and scenarios (code 1..S; 0 = none)."""
+
+    item_ids: np.ndarray  # object [N + 1]; item_ids[0] = ""
+    texts: list[str]  # [N + 1]
+    user_ids: np.ndarray  # object [U]
+    scenarios: tuple[str, ...]  # scenarios[0] = "" (none)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids) - 1
+
+    @property
+    def has_text(self) -> bool:
+        return any(self.texts[1:])
+
+    def fingerprint(self) -> str:
+        """A hash of the item ids in code order: a bundle only fits a catalog with the same."""
+        digest = hashlib.sha256("\n".join(map(str, self.item_ids[1:])).encode())
+        return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """Interactions sorted by user then order; user ``u`` owns ``offsets[u]:offsets[u+1]``."""
+
+    user: np.ndarray  # int64 [M]
+    item: np.ndarray  # int64 [M], 1..N
+    behaviors: np.ndarray  # int64 [M], bitmask over BEHAVIORS
+    scenario: np.ndarray  # int64 [M], 1..S
+    rating: np.ndarray  # float32 [M], nan where the interaction has no rating
+    ts: np.ndarray  # int64 [M], unix seconds, -1 when missing
+    part: np.ndarray  # int8 [M], TRAIN / VALID / TEST
+    offsets: np.ndarray  # int64 [U + 1]
+
+    def __len__(self) -> int:
+        return len(self.user)
+
+    def has_behavior(self, name: str) -> np.ndarray:
+        return (self.behaviors & (1 << BEHAVIORS.index(name))) != 0
+
+    @property
+    def has_time(self) -> bool:
+        return bool(len(self.ts)) and bool((self.ts >= 0).all())
+
+
+@dataclass(frozen=True)
+class Prepared:
+    dataset: str
+    protocol: str
+    catalog: Catalog
+    interactions: Interactions
+    split_report: dict[str, Any]
+
+
+def prepare(store: Store, dataset: str, split: SplitConfig,
+            clean: CleanConfig | None = None) -> Prepared:
+    """Split ``store`` by ``split`` and build the catalog and interactions."""
+    events = EventArrays.from_store(store)
+    parts, report = split_events(events, split, clean)
+    extra = store.con.sql(
+        "SELECT coalesce(scenario, '') AS scenario, value FROM events ORDER BY seq"
+    ).to_arrow_table()
+    catalog = _catalog(store, events)
+    scen_names = extra.column("scenario").to_numpy(zero_copy_only=False)
+    names, scen_codes = np.unique(scen_names.astype(str), return_inverse=True)
+    catalog = Catalog(catalog.item_ids, catalog.texts, catalog.user_ids,
+                      ("", *(str(n) for n in names)))
+    code_of = {item_id: k for k, item_id in enumerate(catalog.item_ids)}
+    item_codes = np.fromiter((code_of[i] for i in events.item_ids), np.int64,
+                             len(events.item_ids))[events.item]
+    value = extra.column("value").to_numpy(zero_copy_only=False).astype(np.float32)
+    interactions = _merge(events, parts, item_codes, scen_codes.astype(np.int64) + 1, value)
+    return Prepared(dataset, split.protocol, catalog, interactions, report)
+
+
+def _catalog(store: Store, events: EventArrays) -> Catalog:
+    rows = store.query(
+        "SELECT item_id, coalesce(nullif(text, ''), title, '') FROM items ORDER BY item_id")
+    item_ids = np.array(["", *(r[0] for r in rows)], dtype=object)
+    texts = ["", *(r[1] for r in rows)]
+    return Catalog(item_ids, texts, events.user_ids, ("",))
+
+
+def _merge(events: EventArrays, parts: np.ndarray, item: np.ndarray, scenario: np.ndarray,
+           value: np.ndarray) -> Interactions:
+    keep = np.flatnonzero(parts != DROPPED)
+    time = events.ts if events.has_time else events.seq
+    idx = keep[np.lexsort((events.seq[keep], time[keep], events.user[keep]))]
+    user, part = events.user[idx], parts[idx]
+    keys = np.stack([user, item[idx], part.astype(np.int64)], 1)
+    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    bits = np.zeros(len(first), np.int64)
+    np.bitwise_or.at(bits, inverse, np.left_shift(1, events.behavior[idx].astype(np.int64)))
+    rated = (np.left_shift(1, events.behavior[idx].astype(np.int64)) & RATE_BIT) != 0
+    rating = np.full(len(first), np.nan, np.float32)
+    np.fmax.at(rating, inverse[rated], value[idx][rated])
+    order = np.argsort(first, kind="stable")  # interactions in order of their first event
+    pick = idx[first[order]]
+    n_users = len(events.user_ids)
+    counts = np.bincount(events.user[pick], minlength=n_users)
+    return Interactions(
+        user=events.user[pick], item=item[pick], behaviors=bits[order],
+        scenario=scenario[pick], rating=rating[order], ts=events.ts[pick],
+        part=parts[pick], offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+    )

@@ -1,0 +1,89 @@
+"""Evaluate a model on a split part: full-ranking next-item metrics and pointwise task metrics.
+
+Next-item: every catalog item is ranked for each user, with the items of the user's visible
+history (all earlier parts) masked; a target already in that history counts as a miss.
+Cold subset: targets whose item has at most ``cold_max`` training interactions, reported
+with the prefix ``cold_``.  Pointwise tasks: every interaction of the part that the task
+can label, scored from the state after the user's history.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from mtrec.data.split import TRAIN
+from mtrec.eval.metrics import ranking_metrics, target_ranks_torch
+from mtrec.models.model import MultiTaskRecommender
+from mtrec.train.batches import SequenceBatcher
+
+COLD_MAX = 5
+
+
+def item_train_counts(batcher: SequenceBatcher, n_items: int) -> np.ndarray:
+    d = batcher.data
+    return np.bincount(d.item[d.part == TRAIN], minlength=n_items + 1)
+
+
+@torch.no_grad()
+def evaluate(model: MultiTaskRecommender, batcher: SequenceBatcher, part: int,
+             batch_size: int = 512, cold_max: int = COLD_MAX,
+             autocast: bool = False) -> dict[str, float]:
+    """Metrics named ``task/metric`` (e.g. ``next_item/ndcg@10``, ``like/auc``)."""
+    was_training = model.training
+    model.eval()
+    users = batcher.eval_users(part)
+    table = model.item_tower()
+    ranks, targets = [], []
+    pointwise: dict[str, list[Any]] = {name: [] for name in model.pointwise}
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        for start in range(0, len(users), batch_size):
+            chunk = users[start:start + batch_size]
+            batch, history = batcher.eval_batch(chunk, part)
+            out = model(batch, item_table=table)
+            if model.next_item is not None:
+                sel = batch.next_item
+                scores = model.next_item.logits(out.query[sel], table[1:]).float()
+                exclude = torch.zeros_like(scores, dtype=torch.bool)
+                for row, items in enumerate(history):
+                    exclude[row, torch.from_numpy(items - 1)] = True
+                target = batch.target[sel] - 1
+                ranks.append(target_ranks_torch(scores, target, exclude).numpy())
+                targets.append(target.numpy() + 1)
+            example_users = chunk[batch.rows.numpy()]
+            for name, task in model.pointwise.items():
+                mask = batch.label_mask[name]
+                preds = task.eval_scores(out.heads)[mask].float().numpy()
+                pointwise[name].append((batch.labels[name][mask].numpy(), preds,
+                                        example_users[mask.numpy()]))
+    model.train(was_training)
+    metrics: dict[str, float] = {}
+    if ranks:
+        all_ranks, all_targets = np.concatenate(ranks), np.concatenate(targets)
+        metrics.update({f"next_item/{k}": v for k, v in ranking_metrics(all_ranks).items()})
+        cold = item_train_counts(batcher, len(table) - 1)[all_targets] <= cold_max
+        if cold.any():
+            metrics.update({f"next_item/cold_{k}": v
+                            for k, v in ranking_metrics(all_ranks[cold]).items()})
+        metrics["next_item/cold_share"] = float(cold.mean())
+        metrics["next_item/users"] = float(len(all_ranks))
+    for name, parts in pointwise.items():
+        if not parts or not sum(len(p[0]) for p in parts):
+            continue
+        labels, preds, who = (np.concatenate([p[i] for p in parts]) for i in range(3))
+        task_metrics = model.pointwise[name].metrics(labels, preds, who)
+        metrics.update({f"{name}/{k}": v for k, v in task_metrics.items()})
+        metrics[f"{name}/examples"] = float(len(labels))
+    return metrics
+
+
+def lower_is_better(metric: str) -> bool:
+    """``True`` for losses and errors (``rmse``, ``mae``, ``logloss``, ``loss``).
+
+    >>> lower_is_better("rating/rmse"), lower_is_better("next_item/ndcg@10")
+    (True, False)
+    """
+    name = metric.rsplit("/", 1)[-1]
+    return any(name.endswith(s) for s in ("rmse", "mae", "logloss", "loss"))

@@ -1,0 +1,128 @@
+"""The multi-task recommender, assembled from built parts.
+
+``MultiTaskRecommender(item_tower, user_tower, mtl, tasks)`` holds no settings of its own:
+the towers and the multi-task layer are built by their ``build_*`` functions from their
+configs.  ``forward`` gives typed outputs; it computes losses only when given a batch with
+labels (``Batch.labels``), and then returns them per task in ``losses``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from mtrec.models.item_tower import ItemTower, ItemTowerConfig, build_item_tower
+from mtrec.models.multitask import MultiTaskConfig, MultiTaskLayer
+from mtrec.models.user_tower import UserTower, UserTowerConfig
+from mtrec.tasks import build_tasks
+from mtrec.tasks.base import PointwiseTask, TaskOptions
+from mtrec.tasks.next_item import NextItemTask
+from mtrec.text.encoder import TextEncoderConfig
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    tasks: tuple[str, ...] = ("next_item",)
+    text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    item: ItemTowerConfig = field(default_factory=ItemTowerConfig)
+    user: UserTowerConfig = field(default_factory=UserTowerConfig)
+    mtl: MultiTaskConfig = field(default_factory=MultiTaskConfig)
+    task_options: TaskOptions = field(default_factory=TaskOptions)
+
+
+@dataclass
+class Batch:
+    """Input sequences ``[B, L]`` and the examples ``[T]`` read off their states.
+
+    Example ``t`` uses the state at ``(rows[t], cols[t])`` and scores item ``target[t]`` in
+    scenario ``target_scenario[t]``.  ``next_item[t]`` says whether it is a next-item target;
+    ``labels[task]`` / ``label_mask[task]`` hold the pointwise labels.
+    """
+
+    items: torch.Tensor
+    behaviors: torch.Tensor
+    scenarios: torch.Tensor
+    rows: torch.Tensor
+    cols: torch.Tensor
+    target: torch.Tensor
+    target_scenario: torch.Tensor
+    next_item: torch.Tensor
+    labels: dict[str, torch.Tensor] = field(default_factory=dict)
+    label_mask: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class ModelOutput:
+    query: torch.Tensor  # [T, dim] retrieval query per example
+    item_table: torch.Tensor  # [N + 1, dim]
+    heads: dict[str, torch.Tensor]  # raw pointwise head outputs [T, out_dim]
+    losses: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class MultiTaskRecommender(nn.Module):
+    def __init__(self, item_tower: ItemTower, user_tower: UserTower,
+                 mtl: MultiTaskLayer | None, next_item: NextItemTask | None,
+                 pointwise: dict[str, PointwiseTask], n_scenarios: int) -> None:
+        super().__init__()
+        self.item_tower, self.user_tower, self.mtl = item_tower, user_tower, mtl
+        self.next_item = next_item
+        self.pointwise = nn.ModuleDict(pointwise)
+        self.query_scenario = nn.Embedding(n_scenarios, item_tower.config.dim)
+        nn.init.zeros_(self.query_scenario.weight)
+
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        head = ("next_item",) if self.next_item is not None else ()
+        return head + tuple(self.pointwise)
+
+    def states(self, item_table: torch.Tensor, batch: Batch) -> torch.Tensor:
+        h = self.user_tower(item_table, batch.items, batch.behaviors, batch.scenarios)
+        return h[batch.rows, batch.cols]
+
+    def heads(self, h: torch.Tensor, v: torch.Tensor,
+              scenario: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.mtl is None:
+            return {}
+        features = self.mtl(h, v, scenario)
+        return {name: task.head(features[name]) for name, task in self.pointwise.items()}
+
+    def forward(self, batch: Batch, item_table: torch.Tensor | None = None) -> ModelOutput:
+        table = self.item_tower() if item_table is None else item_table
+        h = self.states(table, batch)
+        query = h + self.query_scenario(batch.target_scenario)
+        heads = self.heads(h, table[batch.target], batch.target_scenario)
+        out = ModelOutput(query=query, item_table=table, heads=heads)
+        if batch.labels or batch.next_item.any():
+            out.losses = self.losses(out, batch)
+        return out
+
+    def losses(self, out: ModelOutput, batch: Batch) -> dict[str, torch.Tensor]:
+        losses = {}
+        if self.next_item is not None and batch.next_item.any():
+            sel = batch.next_item
+            losses["next_item"] = self.next_item.loss(out.query[sel], out.item_table[1:],
+                                                      batch.target[sel])
+        for name, task in self.pointwise.items():
+            mask = batch.label_mask[name]
+            if mask.any():
+                sub = {k: v[mask] for k, v in out.heads.items()}
+                losses[name] = task.loss(sub, batch.labels[name][mask])
+        return losses
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """Parameters all tasks share (the user tower's last layer), for GradNorm."""
+        return list(self.user_tower.encoder.layers[-1].parameters())
+
+
+def build_model(config: ModelConfig, n_items: int, n_scenarios: int,
+                text_vectors: torch.Tensor | None) -> MultiTaskRecommender:
+    """Build towers, multi-task layer and task heads from ``config``."""
+    item_tower = build_item_tower(config.item, n_items, n_scenarios, text_vectors)
+    user_tower = UserTower(config.user, config.item.dim, n_scenarios)
+    next_item, pointwise = build_tasks(config.tasks, config.task_options, n_items,
+                                       config.mtl.expert_dim, config.mtl.tower_dim)
+    mtl = (MultiTaskLayer(config.mtl, config.item.dim, n_scenarios, tuple(pointwise))
+           if pointwise else None)
+    return MultiTaskRecommender(item_tower, user_tower, mtl, next_item, pointwise, n_scenarios)

@@ -1,0 +1,53 @@
+"""``next_item``: retrieval of the user's next item over the whole catalog.
+
+Scores are dot products of the user state and every item vector (divided by
+``temperature``).  The loss is a softmax over all items, or a sampled softmax with logQ
+correction (Yi et al., 2019): negatives drawn from the training popularity, each logit
+lowered by the log of its sampling probability.  Metrics are full-ranking Recall/HR, NDCG
+and MRR at 5/10/20 with the user's earlier items masked.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mtrec.data.interactions import Interactions
+from mtrec.data.split import TRAIN
+from mtrec.tasks.base import TaskError, TaskOptions
+
+
+class NextItemTask(nn.Module):
+    name = "next_item"
+
+    def __init__(self, options: TaskOptions, n_items: int) -> None:
+        super().__init__()
+        self.options = options
+        self.register_buffer("log_q", torch.zeros(n_items))
+
+    def check(self, data: Interactions, task_names: tuple[str, ...]) -> None:
+        train = data.part == TRAIN
+        if not train.any():
+            raise TaskError("task 'next_item': the training split is empty")
+        counts = np.bincount(data.item[train] - 1, minlength=len(self.log_q)) + 1.0
+        self.log_q.copy_(torch.from_numpy(np.log(counts / counts.sum())).float())
+
+    def logits(self, query: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """``[T, N]`` scores of every item (``items`` holds rows 1..N of the item table)."""
+        return query @ items.T / self.options.temperature
+
+    def loss(self, query: torch.Tensor, items: torch.Tensor,
+             targets: torch.Tensor) -> torch.Tensor:
+        """``targets`` are item codes 1..N."""
+        if self.options.next_item_loss == "full":
+            return F.cross_entropy(self.logits(query, items).float(), targets - 1)
+        k = min(self.options.negatives, len(self.log_q))
+        neg = torch.multinomial(self.log_q.exp(), k, replacement=True)
+        pos_logit = (query * items[targets - 1]).sum(-1, keepdim=True) / self.options.temperature
+        neg_logit = query @ items[neg].T / self.options.temperature
+        neg_logit = neg_logit - self.log_q[neg]
+        neg_logit = neg_logit.masked_fill(neg.unsqueeze(0) == (targets - 1).unsqueeze(1), -1e4)
+        logits = torch.cat([pos_logit - self.log_q[targets - 1].unsqueeze(1), neg_logit], 1)
+        return F.cross_entropy(logits.float(), torch.zeros_like(targets))

@@ -1,0 +1,44 @@
+"""``rating``: regression of the rating value of rated interactions (RMSE, MAE)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mtrec.data.interactions import Interactions
+from mtrec.data.split import TRAIN
+from mtrec.eval.metrics import regression_metrics
+from mtrec.tasks.base import Labels, PointwiseTask, TaskError, present_behaviors
+
+
+class RatingTask(PointwiseTask):
+    """Predicts ``mean + tower output``; ``mean`` is the training mean rating."""
+
+    name = "rating"
+    out_dim = 1
+
+    def __init__(self, tower_in: int, tower_dim: int, options: object) -> None:
+        super().__init__(tower_in, tower_dim, options)  # type: ignore[arg-type]
+        self.register_buffer("mean", torch.zeros(()))
+
+    def labels(self, data: Interactions) -> Labels:
+        rated = ~np.isnan(data.rating)
+        return Labels(np.nan_to_num(data.rating).astype(np.float32)[:, None], rated)
+
+    def check(self, data: Interactions, task_names: tuple[str, ...]) -> None:
+        rated = ~np.isnan(data.rating) & (data.part == TRAIN)
+        if not rated.any():
+            raise TaskError("task 'rating': no training interaction has behaviour 'rate' "
+                            f"with a rating value ({present_behaviors(data)})")
+        self.mean.fill_(float(data.rating[rated].mean()))
+
+    def predict(self, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.mean + outputs[self.name][:, 0].float()
+
+    def loss(self, outputs: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(self.predict(outputs), labels[:, 0])
+
+    def metrics(self, labels: np.ndarray, preds: np.ndarray,
+                users: np.ndarray) -> dict[str, float]:
+        return regression_metrics(labels[:, 0], preds)

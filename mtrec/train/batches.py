@@ -1,0 +1,105 @@
+"""Turn interactions into model batches: causal training sequences and evaluation queries.
+
+Training: for each user, the training interactions in order (the last ``max_len``); input
+position 0 is the begin token and position ``t`` predicts interaction ``t``, so every
+training interaction is an example.  Evaluation on part P: the input is the user's
+interactions of earlier parts (train, then valid for test) and every part-P interaction is
+scored from the state after that history; the first one is the next-item target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from mtrec.data.interactions import Interactions
+from mtrec.data.split import TRAIN
+from mtrec.models.model import Batch
+from mtrec.tasks.base import Labels
+
+
+def _grouped(data: Interactions, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the masked interactions (kept in user order) and per-user offsets."""
+    idx = np.flatnonzero(mask)
+    counts = np.bincount(data.user[idx], minlength=len(data.offsets) - 1)
+    return idx, np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+
+class SequenceBatcher:
+    def __init__(self, data: Interactions, max_len: int, labels: dict[str, Labels]) -> None:
+        self.data, self.max_len, self.labels = data, max_len, labels
+        self._train = _grouped(data, data.part == TRAIN)
+        self._history: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._targets: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def train_users(self) -> np.ndarray:
+        return np.flatnonzero(np.diff(self._train[1]) > 0)
+
+    def eval_users(self, part: int) -> np.ndarray:
+        return np.flatnonzero(np.diff(self._part_targets(part)[1]) > 0)
+
+    def history(self, part: int) -> tuple[np.ndarray, np.ndarray]:
+        """Interactions visible before ``part`` (grouped per user)."""
+        if part not in self._history:
+            self._history[part] = _grouped(self.data, self.data.part < part)
+        return self._history[part]
+
+    def _part_targets(self, part: int) -> tuple[np.ndarray, np.ndarray]:
+        if part not in self._targets:
+            self._targets[part] = _grouped(self.data, self.data.part == part)
+        return self._targets[part]
+
+    def train_batch(self, users: Sequence[int] | np.ndarray) -> Batch:
+        idx, off = self._train
+        seqs = [idx[off[u]:off[u + 1]][-self.max_len:] for u in users]
+        inputs = [s[:-1] for s in seqs]
+        targets = [(s, np.arange(len(s))) for s in seqs]
+        return self._batch(inputs, targets, first_only=False)
+
+    def eval_batch(self, users: Sequence[int] | np.ndarray,
+                   part: int) -> tuple[Batch, list[np.ndarray]]:
+        """The batch and, per user, the item codes to mask (the whole visible history)."""
+        h_idx, h_off = self.history(part)
+        t_idx, t_off = self._part_targets(part)
+        full = [h_idx[h_off[u]:h_off[u + 1]] for u in users]
+        inputs = [h[-(self.max_len - 1):] for h in full]
+        targets = []
+        for u, h in zip(users, inputs, strict=True):
+            rows = t_idx[t_off[u]:t_off[u + 1]]
+            targets.append((rows, np.full(len(rows), len(h))))
+        return self._batch(inputs, targets, first_only=True), [self.data.item[h] for h in full]
+
+    def _batch(self, inputs: list[np.ndarray], targets: list[tuple[np.ndarray, np.ndarray]],
+               first_only: bool) -> Batch:
+        d = self.data
+        length = max(len(s) for s in inputs) + 1
+        n = len(inputs)
+        items = np.zeros((n, length), np.int64)
+        behaviors = np.zeros((n, length), np.int64)
+        scenarios = np.zeros((n, length), np.int64)
+        items[:, 0] = -1
+        for b, s in enumerate(inputs):
+            items[b, 1:len(s) + 1] = d.item[s]
+            behaviors[b, 1:len(s) + 1] = d.behaviors[s]
+            scenarios[b, 1:len(s) + 1] = d.scenario[s]
+        rows = np.concatenate([np.full(len(t), b) for b, (t, _) in enumerate(targets)])
+        cols = np.concatenate([c for _, c in targets])
+        tgt = np.concatenate([t for t, _ in targets]).astype(np.int64)
+        first = np.concatenate([np.arange(len(t)) == 0 if first_only else np.ones(len(t), bool)
+                                for t, _ in targets])
+        as_t = torch.from_numpy
+        return Batch(
+            items=as_t(items), behaviors=as_t(behaviors), scenarios=as_t(scenarios),
+            rows=as_t(rows.astype(np.int64)), cols=as_t(cols.astype(np.int64)),
+            target=as_t(d.item[tgt]), target_scenario=as_t(d.scenario[tgt]),
+            next_item=as_t(first),
+            labels={k: as_t(v.values[tgt]) for k, v in self.labels.items()},
+            label_mask={k: as_t(v.mask[tgt]) for k, v in self.labels.items()},
+        )
+
+    def target_index(self, users: Sequence[int] | np.ndarray, part: int) -> np.ndarray:
+        """Interaction indices of the examples of :meth:`eval_batch` in the same order."""
+        t_idx, t_off = self._part_targets(part)
+        return np.concatenate([t_idx[t_off[u]:t_off[u + 1]] for u in users])

@@ -1,0 +1,96 @@
+"""The bundle directory a training run writes, and reading it back without pickle.
+
+Files: ``config.json`` (the resolved run config and the catalog it was trained on),
+``model.safetensors`` (weights, including the cached text vectors), ``item_embeddings
+.safetensors`` (final item vectors), ``catalog.json`` (item ids, texts, user ids,
+scenarios), ``interactions.safetensors`` (the users' histories, for recommending),
+``metrics.json`` and the training ``history.csv``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from mtrec.data.interactions import Catalog, Interactions, Prepared
+from mtrec.models.model import MultiTaskRecommender
+from mtrec.train.checkpoint import load_weights, save_weights
+
+if TYPE_CHECKING:
+    from mtrec.train.run import RunConfig
+
+FORMAT = 1
+_ARRAYS = ("user", "item", "behaviors", "scenario", "rating", "ts", "part", "offsets")
+
+
+class BundleError(ValueError):
+    """A bundle is missing, incomplete, or used with data it was not trained on."""
+
+
+def save(out_dir: Path, config: RunConfig, prepared: Prepared, model: MultiTaskRecommender,
+         metrics: dict[str, Any]) -> Path:
+    from mtrec.config import to_dict
+
+    cat = prepared.catalog
+    meta = {"format": FORMAT, "run": to_dict(config), "dataset": prepared.dataset,
+            "protocol": prepared.protocol, "n_items": cat.n_items,
+            "n_scenarios": len(cat.scenarios), "fingerprint": cat.fingerprint(),
+            "text_dim": int(model.item_tower.text_vectors.shape[1])}
+    _write_json(out_dir / "config.json", meta)
+    save_weights(out_dir / "model.safetensors", model.state_dict())
+    model.eval()
+    with torch.no_grad():
+        save_weights(out_dir / "item_embeddings.safetensors", {"items": model.item_tower()})
+    _write_json(out_dir / "catalog.json", {
+        "item_ids": [str(i) for i in cat.item_ids], "texts": cat.texts,
+        "user_ids": [str(u) for u in cat.user_ids], "scenarios": list(cat.scenarios)})
+    inter = prepared.interactions
+    save_weights(out_dir / "interactions.safetensors",
+                 {k: torch.from_numpy(np.ascontiguousarray(getattr(inter, k)))
+                  for k in _ARRAYS})
+    _write_json(out_dir / "metrics.json", metrics)
+    return out_dir
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    file = path / "config.json"
+    if not file.is_file():
+        raise BundleError(f"{path}: not a bundle (no config.json); train one with `mtrec train`")
+    meta: dict[str, Any] = json.loads(file.read_text())
+    if meta.get("format") != FORMAT:
+        raise BundleError(f"{file}: bundle format {meta.get('format')!r}, expected {FORMAT}")
+    return meta
+
+
+def read_catalog(path: Path) -> Catalog:
+    data = json.loads((path / "catalog.json").read_text())
+    return Catalog(np.array(data["item_ids"], dtype=object), list(data["texts"]),
+                   np.array(data["user_ids"], dtype=object), tuple(data["scenarios"]))
+
+
+def read_interactions(path: Path) -> Interactions:
+    arrays = load_weights(path / "interactions.safetensors")
+    return Interactions(**{k: arrays[k].numpy() for k in _ARRAYS})
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_weights(path / "model.safetensors")
+
+
+def check_fits(meta: dict[str, Any], catalog: Catalog, where: str) -> None:
+    """Refuse to use a bundle with a catalog other than the one it was trained on."""
+    if catalog.fingerprint() != meta["fingerprint"] or catalog.n_items != meta["n_items"]:
+        raise BundleError(
+            f"the bundle was trained on {meta['dataset']!r} ({meta['n_items']} items, "
+            f"catalog {meta['fingerprint']}); {where} has {catalog.n_items} items "
+            f"(catalog {catalog.fingerprint()})")
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    tmp.replace(path)

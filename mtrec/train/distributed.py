@@ -1,0 +1,97 @@
+"""Distributed helpers: one code path for a single process and for ``torchrun``.
+
+``torchrun --nproc_per_node 2 -m mtrec.cli train ...`` sets ``WORLD_SIZE``/``RANK``; the
+process group then uses gloo on CPU (NCCL on GPU).  Each global batch of users is split
+across ranks by striding (``batch[rank::world]``), so the union of the ranks' batches is
+exactly the single-process batch.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from mtrec.models.model import Batch, MultiTaskRecommender
+
+
+@dataclass(frozen=True)
+class DistContext:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+
+def context() -> DistContext:
+    """The current process group, initialised from torchrun's environment when present."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistContext()
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    return DistContext(dist.get_rank(), dist.get_world_size())
+
+
+class LossModule(nn.Module):
+    """Returns the task losses as a dict, the output form DDP can track."""
+
+    def __init__(self, model: MultiTaskRecommender) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        return self.model(batch).losses
+
+
+def wrap(model: MultiTaskRecommender, ctx: DistContext) -> nn.Module:
+    engine: nn.Module = LossModule(model)
+    if ctx.active:
+        engine = nn.parallel.DistributedDataParallel(engine, find_unused_parameters=True)
+    return engine
+
+
+def sampler(users: np.ndarray, ctx: DistContext, seed: int, epoch: int,
+            batch_size: int) -> list[np.ndarray]:
+    """This rank's users for every step of ``epoch`` (same permutation on every rank).
+
+    >>> [b.tolist() for b in sampler(np.arange(4), DistContext(0, 2), 0, 1, 4)]
+    [[0, 3]]
+    """
+    order = np.random.default_rng([seed, epoch]).permutation(users)
+    steps = []
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        if len(chunk) < ctx.world:
+            break
+        steps.append(chunk[ctx.rank::ctx.world])
+    return steps
+
+
+def broadcast_float(value: float, ctx: DistContext) -> float:
+    if not ctx.active:
+        return value
+    t = torch.tensor([value], dtype=torch.float64)
+    dist.broadcast(t, 0)
+    return float(t.item())
+
+
+def barrier(ctx: DistContext) -> None:
+    if ctx.active:
+        dist.barrier()
+
+
+def shutdown(ctx: DistContext) -> None:
+    if ctx.active and dist.is_initialized():
+        dist.destroy_process_group()

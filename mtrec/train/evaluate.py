@@ -1,0 +1,37 @@
+"""Evaluate a saved bundle on its dataset, after checking the data is the one it was trained on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mtrec.config import ConfigError
+from mtrec.data.split import TEST, VALID
+from mtrec.eval.protocols import evaluate
+from mtrec.recommender import Recommender
+from mtrec.train import bundle
+from mtrec.train.batches import SequenceBatcher
+from mtrec.train.run import load_run_config, prepare_run
+
+PARTS = {"valid": VALID, "test": TEST}
+
+
+def evaluate_bundle(path: Path, split: str = "test", dataset: str | None = None,
+                    root: Path | None = None, store_dir: Path | None = None) -> dict[str, Any]:
+    """Metrics of the bundle at ``path`` on ``split`` of its dataset (or ``dataset``)."""
+    if split not in PARTS:
+        raise ConfigError(f"--split must be valid or test, got {split!r}")
+    rec = Recommender.load(path)
+    run = rec.meta["run"]
+    name = dataset or rec.meta["dataset"]
+    config = load_run_config(None, **{"data.dataset": name,
+                                      "data.protocol": rec.meta["protocol"],
+                                      "data.kcore": run["data"]["kcore"],
+                                      "model.tasks": run["model"]["tasks"]})
+    prepared = prepare_run(config, root, store_dir)
+    bundle.check_fits(rec.meta, prepared.catalog, f"dataset {name!r}")
+    labels = {n: t.labels(prepared.interactions) for n, t in rec.model.pointwise.items()}
+    batcher = SequenceBatcher(prepared.interactions, rec.model.user_tower.config.max_len, labels)
+    metrics = evaluate(rec.model, batcher, PARTS[split])
+    return {"bundle": str(path), "dataset": name, "protocol": rec.meta["protocol"],
+            "split": split, "metrics": metrics}

@@ -1,0 +1,184 @@
+"""One training run from a config: check everything, train, evaluate, write the bundle.
+
+Every check that can fail (dataset, tasks, scenarios, text weights, empty split) runs
+before the first training step.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mtrec.config import ConfigError, from_dict, read_config_file, to_dict
+from mtrec.data.sources import DATASETS
+from mtrec.data.clean import CleanConfig
+from mtrec.data.imports import home, import_dataset, store_path
+from mtrec.data.interactions import Prepared, prepare
+from mtrec.data.split import TEST, TRAIN, VALID, SplitConfig
+from mtrec.data.store import Store
+from mtrec.eval.protocols import evaluate
+from mtrec.models.model import ModelConfig, MultiTaskRecommender, build_model
+from mtrec.tasks import TaskError, check_task_names
+from mtrec.train import bundle
+from mtrec.train.batches import SequenceBatcher
+from mtrec.train.distributed import context, shutdown
+from mtrec.train.trainer import TrainConfig, Trainer, TrainResult
+from mtrec.train.weighting import WeightingConfig, build_weighting
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "amazon-beauty"
+    protocol: str = "loo"
+    kcore: int = 0
+    scenarios: tuple[str, ...] = ()  # train on these scenarios only (empty = all)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    weighting: WeightingConfig = field(default_factory=WeightingConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def load_run_config(path: str | Path | None = None, **overrides: Any) -> RunConfig:
+    """The default config, updated by a TOML/JSON file, then by ``overrides`` (dotted keys)."""
+    data: dict[str, Any] = read_config_file(path) if path else {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        node = data
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return from_dict(RunConfig, data)
+
+
+def prepare_run(config: RunConfig, root: Path | None = None,
+                store_dir: Path | None = None) -> Prepared:
+    """Dataset, split and task labels, with every check that needs no model."""
+    check_task_names(config.model.tasks)
+    name = config.data.dataset
+    path = store_path(name, store_dir) if name in DATASETS else Path(name)
+    if not path.is_file():
+        if name not in DATASETS:
+            raise ConfigError(f"unknown dataset {name!r}: not a registered dataset "
+                              f"({', '.join(DATASETS)}) and no store file at {path}")
+        import_dataset(name, root=root, store_dir=store_dir)
+    with Store.open(path) as store:
+        prepared = prepare(store, name, SplitConfig(config.data.protocol),
+                           CleanConfig(kcore=config.data.kcore))
+    _check_scenarios(prepared, config.data.scenarios)
+    if not (prepared.interactions.part == TRAIN).any():
+        raise TaskError(f"{name}: the training split is empty")
+    if "engagement" in config.model.tasks and config.data.protocol != "temporal":
+        raise TaskError("task 'engagement' needs the 'temporal' protocol: its labels look "
+                        f"ahead in time, which only a global time cut keeps out of {name}'s "
+                        "validation and test parts")
+    return prepared
+
+
+def _check_scenarios(prepared: Prepared, wanted: tuple[str, ...]) -> None:
+    known = prepared.catalog.scenarios[1:]
+    for s in wanted:
+        if s not in known:
+            raise ConfigError(f"unknown scenario {s!r} for {prepared.dataset}; "
+                              f"known: {', '.join(known)}")
+
+
+def text_vectors(config: RunConfig, prepared: Prepared, cache_dir: Path) -> torch.Tensor | None:
+    """Cached text-encoder vectors ``[N + 1, T]`` (row 0 and text-less items are zero)."""
+    if not (config.model.item.use_text and prepared.catalog.has_text):
+        return None
+    from mtrec.text.cache import EmbeddingCache
+    from mtrec.text.encoder import TextEncoder
+
+    encoder = TextEncoder.from_config(replace(config.model.text, mode="frozen"))
+    texts = prepared.catalog.texts[1:]
+    vectors = EmbeddingCache(cache_dir).get_or_compute(encoder, texts)
+    vectors[[not t for t in texts]] = 0.0
+    return torch.from_numpy(np.concatenate([np.zeros((1, vectors.shape[1]), np.float32),
+                                            vectors]))
+
+
+def build(config: RunConfig, prepared: Prepared,
+          vectors: torch.Tensor | None) -> tuple[MultiTaskRecommender, SequenceBatcher]:
+    """The model, its task checks and the batcher (checks raise TaskError)."""
+    cat, data = prepared.catalog, prepared.interactions
+    model = build_model(config.model, cat.n_items, len(cat.scenarios), vectors)
+    if model.next_item is not None:
+        model.next_item.check(data, config.model.tasks)
+    labels = {}
+    for name, task in model.pointwise.items():
+        task.check(data, config.model.tasks)
+        labels[name] = task.labels(data)
+    return model, SequenceBatcher(data, config.model.user.max_len, labels)
+
+
+def train_run(config: RunConfig, out_dir: Path, root: Path | None = None,
+              store_dir: Path | None = None, resume: bool = False) -> dict[str, Any]:
+    """Train, pick the best epoch on validation, evaluate valid and test, write the bundle."""
+    started = time.perf_counter()
+    prepared = prepare_run(config, root, store_dir)
+    torch.manual_seed(config.train.seed)
+    np.random.seed(config.train.seed)
+    vectors = text_vectors(config, prepared, home(store_dir) / "embeddings")
+    model, batcher = build(config, prepared, vectors)
+    weighting = build_weighting(config.weighting, model.task_names)
+    metric = _main_metric(config, model)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def on_valid(m: MultiTaskRecommender) -> dict[str, float]:
+        return evaluate(m, batcher, VALID, config.train.eval_batch_size, autocast=config.train.bf16)
+
+    result = Trainer(model, weighting, batcher, config.train, metric, on_valid,
+                     out_dir).fit(resume)
+    ctx = context()
+    if not ctx.is_main:
+        shutdown(ctx)
+        return {}
+    metrics = {
+        "valid": on_valid(model),
+        "test": evaluate(model, batcher, TEST, config.train.eval_batch_size,
+                         autocast=config.train.bf16),
+    }
+    summary = _summary(config, prepared, result, metric, time.perf_counter() - started)
+    bundle.save(out_dir, config, prepared, model, {**summary, **metrics})
+    shutdown(ctx)
+    return {**summary, **metrics}
+
+
+def _main_metric(config: RunConfig, model: MultiTaskRecommender) -> str:
+    if config.train.metric != "auto":
+        return config.train.metric
+    first = model.task_names[0]
+    return {"next_item": "next_item/ndcg@10", "rating": "rating/rmse",
+            "engagement": "engagement/log_count_rmse"}.get(first, f"{first}/auc")
+
+
+def _summary(config: RunConfig, prepared: Prepared, result: TrainResult, metric: str,
+             seconds: float) -> dict[str, Any]:
+    return {
+        "dataset": prepared.dataset, "protocol": prepared.protocol,
+        "tasks": list(config.model.tasks), "seed": config.train.seed,
+        "selection_metric": metric, "best_epoch": result.best_epoch,
+        "best_valid": result.best_value, "epochs_run": result.epochs_run,
+        "stopped_early": result.stopped_early, "train_seconds": round(result.seconds, 1),
+        "total_seconds": round(seconds, 1),
+        "machine": f"{platform.machine()} {platform.processor() or ''} "
+                   f"{torch.get_num_threads()} threads".strip(),
+        "config": to_dict(config),
+    }
+
+
+def dumps(metrics: dict[str, Any]) -> str:
+    return json.dumps(metrics, indent=2, default=str)

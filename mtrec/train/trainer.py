@@ -1,0 +1,236 @@
+"""The training loop: AdamW, warm-up then cosine decay, clipping, early stopping, resume.
+
+Runs unchanged under ``torchrun``: with ``WORLD_SIZE > 1`` the model is wrapped in DDP (gloo
+on CPU, NCCL on GPU), each rank takes its share of every global batch, and rank 0
+evaluates, logs and writes checkpoints.  With one process the same sampler gives the same
+global batches, so one process and two agree up to float error.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mtrec.eval.protocols import lower_is_better
+from mtrec.models.model import MultiTaskRecommender
+from mtrec.train import distributed as dist_utils
+from mtrec.train.batches import SequenceBatcher
+from mtrec.train.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from mtrec.train.progress import EpochProgress
+from mtrec.train.weighting import GradNormWeighting, TaskWeighting
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 60
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 200
+    clip_norm: float = 5.0
+    patience: int = 5
+    metric: str = "auto"  # "auto": next_item/ndcg@10, else the first task's main metric
+    min_delta: float = 0.0
+    seed: int = 0
+    bf16: bool = True
+    eval_batch_size: int = 512
+    max_minutes: float = 0.0  # 0 = no limit
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "patience"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"train.lr must be > 0, got {self.lr}")
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    best_value: float
+    epochs_run: int
+    seconds: float
+    stopped_early: bool
+    history: list[dict[str, Any]]
+
+
+Evaluator = Callable[[MultiTaskRecommender], dict[str, float]]
+
+
+class Trainer:
+    """Owns the optimisation; the model computes task losses, ``weighting`` combines them."""
+
+    def __init__(self, model: MultiTaskRecommender, weighting: TaskWeighting,
+                 batcher: SequenceBatcher, config: TrainConfig, metric: str,
+                 evaluate: Evaluator, out_dir: Path) -> None:
+        self.model, self.weighting, self.batcher = model, weighting, batcher
+        self.config, self.metric, self.evaluate, self.out_dir = config, metric, evaluate, out_dir
+
+    def fit(self, resume: bool = False) -> TrainResult:
+        cfg, ctx = self.config, dist_utils.context()
+        users = self.batcher.train_users()
+        engine = dist_utils.wrap(self.model, ctx)
+        optimizer = _optimizer(self.model, self.weighting, cfg)
+        total = math.ceil(len(users) / cfg.batch_size) * cfg.epochs
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg.warmup_steps, total))
+        both = nn.ModuleDict({"model": self.model, "weighting": self.weighting})
+        state: dict[str, Any] = {"epoch": 0, "best_value": None, "best_epoch": 0,
+                                 "bad_epochs": 0, "history": [], "seconds": 0.0}
+        last_dir = self.out_dir / "checkpoint" / "last"
+        if resume and has_checkpoint(last_dir):
+            state = load_checkpoint(last_dir, both, optimizer, scheduler)
+            _log(ctx, f"resumed from {last_dir} after epoch {state['epoch']}")
+        started = time.perf_counter() - state["seconds"]
+        logger = _Logger(self.out_dir, ctx.is_main)
+        stopped_early = False
+        for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
+            steps = dist_utils.sampler(users, ctx, cfg.seed, epoch, cfg.batch_size)
+            losses = self._epoch(engine, optimizer, scheduler, steps, epoch)
+            self.weighting.end_epoch(losses)
+            row = self._validate(ctx, state, epoch, losses)
+            row["lr"] = scheduler.get_last_lr()[0]
+            state["history"].append(row)
+            state.update(epoch=epoch, seconds=time.perf_counter() - started)
+            row["seconds"] = round(state["seconds"], 1)
+            logger.log(row)
+            if ctx.is_main:
+                save_checkpoint(last_dir, both, optimizer, scheduler, state)
+            if state["bad_epochs"] >= cfg.patience or self._out_of_time(state["seconds"]):
+                stopped_early = True
+                break
+        logger.close()
+        dist_utils.barrier(ctx)
+        load_checkpoint(self.out_dir / "checkpoint" / "best", self.model, restore_rng=False)
+        return TrainResult(state["best_epoch"], state["best_value"], state["epoch"],
+                           state["seconds"], stopped_early, state["history"])
+
+    def _validate(self, ctx: dist_utils.DistContext, state: dict[str, Any], epoch: int,
+                  losses: dict[str, float]) -> dict[str, Any]:
+        """Evaluate on validation (rank 0), keep the best checkpoint, count bad epochs."""
+        metrics = self.evaluate(self.model) if ctx.is_main else {}
+        value = dist_utils.broadcast_float(metrics.get(self.metric, float("nan")), ctx)
+        if math.isnan(value):
+            raise RuntimeError(f"validation metric {self.metric!r} is missing or NaN; "
+                               f"got {sorted(metrics)}")
+        sign = -1.0 if lower_is_better(self.metric) else 1.0
+        best = state["best_value"]
+        improved = best is None or sign * (value - best) > self.config.min_delta
+        if improved:
+            state.update(best_value=value, best_epoch=epoch, bad_epochs=0)
+            if ctx.is_main:
+                save_checkpoint(self.out_dir / "checkpoint" / "best", self.model,
+                                state={"epoch": epoch})
+        else:
+            state["bad_epochs"] += 1
+        _log(ctx, f"epoch {epoch}: loss {sum(losses.values()):.4f} "
+                  f"{self.metric} {value:.4f}{' *' if improved else ''}")
+        return {"epoch": epoch, **{f"loss/{k}": v for k, v in losses.items()},
+                **{f"weight/{k}": v for k, v in self.weighting.current_weights().items()},
+                **{f"valid/{k}": v for k, v in metrics.items()}}
+
+    def _out_of_time(self, seconds: float) -> bool:
+        return self.config.max_minutes > 0 and seconds > self.config.max_minutes * 60
+
+    def _epoch(self, engine: nn.Module, optimizer: torch.optim.Optimizer,
+               scheduler: torch.optim.lr_scheduler.LRScheduler, order: list[np.ndarray],
+               epoch: int) -> dict[str, float]:
+        self.model.train()
+        sums: dict[str, float] = {}
+        shared = (self.model.shared_parameters()
+                  if isinstance(self.weighting, GradNormWeighting) else None)
+        with EpochProgress(epoch, len(order)) as progress:
+            for step_users in order:
+                batch = self.batcher.train_batch(step_users)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config.bf16):
+                    raw = engine(batch)
+                losses = {k: v.float() for k, v in raw.items()}
+                optimizer.zero_grad(set_to_none=True)
+                total = self.weighting.combine(losses, shared)
+                total.backward()
+                if self.config.clip_norm > 0:
+                    nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
+                optimizer.step()
+                self.weighting.after_step()
+                scheduler.step()
+                for k, v in losses.items():
+                    sums[k] = sums.get(k, 0.0) + float(v)
+                progress.advance(float(total))
+        return {k: v / max(len(order), 1) for k, v in sums.items()}
+
+
+def _optimizer(model: nn.Module, weighting: nn.Module,
+               cfg: TrainConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "norm" in name or "bias" in name else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    extra = [p for p in weighting.parameters() if p.requires_grad]
+    if extra:
+        groups.append({"params": extra, "weight_decay": 0.0})
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def _schedule(warmup: int, total: int) -> Callable[[int], float]:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to 10 % at ``total``.
+
+    >>> f = _schedule(10, 110)
+    >>> f(0), f(10), round(f(110), 3)
+    (0.1, 1.0, 0.1)
+    """
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+    return factor
+
+
+def _log(ctx: dist_utils.DistContext, message: str) -> None:
+    if ctx.is_main:
+        print(message, file=sys.stderr, flush=True)
+
+
+class _Logger:
+    """Per-epoch rows to ``history.csv`` and TensorBoard (rank 0 only)."""
+
+    def __init__(self, out_dir: Path, enabled: bool) -> None:
+        self.path, self.enabled, self.writer = out_dir / "history.csv", enabled, None
+        if enabled:
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(str(out_dir / "tensorboard"))
+
+    def log(self, row: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        rows = []
+        if self.path.exists():
+            with self.path.open(newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < row["epoch"]]
+        rows.append(row)
+        fields = list(dict.fromkeys(k for r in rows for k in r))
+        with self.path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+        if self.writer is not None:
+            for k, v in row.items():
+                if k != "epoch" and isinstance(v, int | float):
+                    self.writer.add_scalar(k, v, row["epoch"])
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
