@@ -106,7 +106,7 @@ class Recommender:
             out["next_item"] = probs[codes - 1].numpy()
         hs = h.expand(len(items), -1)
         heads = self.model.heads(hs, self.item_table[codes], scen)
-        for name, task in self.model.pointwise.items():
+        for name, task in self.model.pointwise_tasks().items():
             out[name] = task.predict(heads).float().numpy()
         return out
 
@@ -133,7 +133,9 @@ class Recommender:
             logits = (self.item_table[torch.from_numpy(pool)] @ query).numpy()
             pool = pool[np.argsort(-logits, kind="stable")[:max(candidates, k)]]
         scores = self._task_scores(h, pool, s)
-        total = sum(w * scores[t] for t, w in weights.items())
+        total = np.zeros(len(pool))
+        for task, w in weights.items():
+            total += w * scores[task]
         top = np.argsort(-np.asarray(total), kind="stable")[:k]
         return [Recommendation(str(self.catalog.item_ids[pool[i]]), float(total[i]),
                                {t: float(v[i]) for t, v in scores.items()},

@@ -53,7 +53,7 @@ def evaluate(model: MultiTaskRecommender, batcher: SequenceBatcher, part: int,
                 ranks.append(target_ranks_torch(scores, target, exclude).numpy())
                 targets.append(target.numpy() + 1)
             example_users = chunk[batch.rows.numpy()]
-            for name, task in model.pointwise.items():
+            for name, task in model.pointwise_tasks().items():
                 mask = batch.label_mask[name]
                 preds = task.eval_scores(out.heads)[mask].float().numpy()
                 pointwise[name].append((batch.labels[name][mask].numpy(), preds,
@@ -73,7 +73,7 @@ def evaluate(model: MultiTaskRecommender, batcher: SequenceBatcher, part: int,
         if not parts or not sum(len(p[0]) for p in parts):
             continue
         labels, preds, who = (np.concatenate([p[i] for p in parts]) for i in range(3))
-        task_metrics = model.pointwise[name].metrics(labels, preds, who)
+        task_metrics = model.pointwise_tasks()[name].metrics(labels, preds, who)
         metrics.update({f"{name}/{k}": v for k, v in task_metrics.items()})
         metrics[f"{name}/examples"] = float(len(labels))
     return metrics

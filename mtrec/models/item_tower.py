@@ -38,7 +38,7 @@ class MLPAdapter(nn.Module):
 
     def __init__(self, text_dim: int, dim: int, dropout: float) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(text_dim, dim), nn.GELU(),
+        self.net = nn.Sequential(nn.Linear(text_dim, dim), nn.GELU(), nn.Dropout(dropout),
                                  nn.Linear(dim, dim))
 
     def forward(self, text: torch.Tensor) -> torch.Tensor:
@@ -56,10 +56,9 @@ class MoEAdapter(nn.Module):
         self.gate = nn.Linear(text_dim, n_experts)
 
     def forward(self, text: torch.Tensor) -> torch.Tensor:
-        x = self.dropout(text)
-        gates = torch.softmax(self.gate(x), dim=-1)  # [N, E]
-        outs = torch.einsum("ned,edk->nek", x.unsqueeze(1) - self.centers, self.experts)
-        return (gates.unsqueeze(-1) * outs).sum(1)
+        gates = torch.softmax(self.gate(text), dim=-1)  # [N, E]
+        outs = torch.einsum("ned,edk->nek", text.unsqueeze(1) - self.centers, self.experts)
+        return self.dropout((gates.unsqueeze(-1) * outs).sum(1))
 
 
 class ItemTower(nn.Module):
@@ -69,15 +68,18 @@ class ItemTower(nn.Module):
     be passed to :meth:`forward` when the encoder is fine-tuned).
     """
 
+    text_vectors: torch.Tensor
+    has_text: torch.Tensor
+    text_only: torch.Tensor
+
     def __init__(self, config: ItemTowerConfig, n_items: int, n_scenarios: int,
                  text_vectors: torch.Tensor | None, adapter: nn.Module | None) -> None:
         super().__init__()
         self.config = config
         self.n_items = n_items
-        self.register_buffer("text_vectors", text_vectors if text_vectors is not None
-                             else torch.zeros(n_items + 1, 0), persistent=True)
-        self.register_buffer("has_text", (self.text_vectors.abs().sum(-1) > 0)
-                             if text_vectors is not None else torch.zeros(n_items + 1, dtype=torch.bool))
+        vectors = text_vectors if text_vectors is not None else torch.zeros(n_items + 1, 0)
+        self.register_buffer("text_vectors", vectors, persistent=True)
+        self.register_buffer("has_text", vectors.abs().sum(-1) > 0)
         self.register_buffer("text_only", torch.zeros(n_items + 1, dtype=torch.bool))
         self.adapter = adapter
         self.ids = nn.Embedding(n_items + 1, config.dim, padding_idx=0) if config.use_id else None

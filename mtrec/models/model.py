@@ -9,6 +9,7 @@ labels (``Batch.labels``), and then returns them per task in ``losses``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 from torch import nn
@@ -62,6 +63,10 @@ class ModelOutput:
 
 
 class MultiTaskRecommender(nn.Module):
+    item_tower: ItemTower
+    user_tower: UserTower
+    mtl: MultiTaskLayer | None
+    next_item: NextItemTask | None
     def __init__(self, item_tower: ItemTower, user_tower: UserTower,
                  mtl: MultiTaskLayer | None, next_item: NextItemTask | None,
                  pointwise: dict[str, PointwiseTask], n_scenarios: int) -> None:
@@ -77,6 +82,9 @@ class MultiTaskRecommender(nn.Module):
         head = ("next_item",) if self.next_item is not None else ()
         return head + tuple(self.pointwise)
 
+    def pointwise_tasks(self) -> dict[str, PointwiseTask]:
+        return {name: cast(PointwiseTask, task) for name, task in self.pointwise.items()}
+
     def states(self, item_table: torch.Tensor, batch: Batch) -> torch.Tensor:
         h = self.user_tower(item_table, batch.items, batch.behaviors, batch.scenarios)
         return h[batch.rows, batch.cols]
@@ -86,7 +94,7 @@ class MultiTaskRecommender(nn.Module):
         if self.mtl is None:
             return {}
         features = self.mtl(h, v, scenario)
-        return {name: task.head(features[name]) for name, task in self.pointwise.items()}
+        return {name: task.head(features[name]) for name, task in self.pointwise_tasks().items()}
 
     def forward(self, batch: Batch, item_table: torch.Tensor | None = None) -> ModelOutput:
         table = self.item_tower() if item_table is None else item_table
@@ -104,7 +112,7 @@ class MultiTaskRecommender(nn.Module):
             sel = batch.next_item
             losses["next_item"] = self.next_item.loss(out.query[sel], out.item_table[1:],
                                                       batch.target[sel])
-        for name, task in self.pointwise.items():
+        for name, task in self.pointwise_tasks().items():
             mask = batch.label_mask[name]
             if mask.any():
                 sub = {k: v[mask] for k, v in out.heads.items()}

@@ -1,4 +1,4 @@
-"""Multi-task layer over user–item features: shared-bottom, MMoE or PLE, scenario-aware.
+"""Multi-task layer over user-item features: shared-bottom, MMoE or PLE, scenario-aware.
 
 Input per example: the user state ``h``, the candidate item vector ``v`` and the scenario.
 Features are ``[h, v, h * v]``.  With ``scenario_aware`` the gates see the scenario
@@ -9,6 +9,7 @@ vector per task, fed to that task's tower.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -64,7 +65,8 @@ class MultiTaskLayer(nn.Module):
                   else x)
         out = {}
         for task in self.tasks:
-            experts = torch.stack(shared + [e(x) for e in self.own[task]], dim=1)  # [B, E, D]
+            own = [e(x) for e in cast(nn.ModuleList, self.own[task])]
+            experts = torch.stack(shared + own, dim=1)  # [B, E, D]
             weights = torch.softmax(self.gates[task](gate_x), dim=-1).unsqueeze(-1)
             out[task] = (weights * experts).sum(1)
         return out

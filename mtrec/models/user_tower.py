@@ -30,6 +30,7 @@ class UserTowerConfig:
 
 
 class UserTower(nn.Module):
+    bits: torch.Tensor
     def __init__(self, config: UserTowerConfig, dim: int, n_scenarios: int) -> None:
         super().__init__()
         self.config = config

@@ -28,8 +28,8 @@ class EngagementTask(PointwiseTask):
     out_dim = 2  # [log1p(count in horizon), return logit]
 
     def labels(self, data: Interactions) -> Labels:
-        horizon = self.options.horizon_days * DAY  # type: ignore[attr-defined]
-        back = self.options.return_days * DAY  # type: ignore[attr-defined]
+        horizon = self.options.horizon_days * DAY
+        back = self.options.return_days * DAY
         values = np.zeros((len(data), 2), np.float32)
         mask = np.zeros(len(data), bool)
         if not data.has_time:
@@ -57,7 +57,7 @@ class EngagementTask(PointwiseTask):
         super().check(data, task_names)
 
     def requirement(self) -> str:
-        return (f"needs {self.options.horizon_days} days of follow-up "  # type: ignore[attr-defined]
+        return (f"needs {self.options.horizon_days} days of follow-up "
                 "inside the training period")
 
     def predict(self, outputs: dict[str, torch.Tensor]) -> torch.Tensor:

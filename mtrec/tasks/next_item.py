@@ -21,6 +21,7 @@ from mtrec.tasks.base import TaskError, TaskOptions
 
 class NextItemTask(nn.Module):
     name = "next_item"
+    log_q: torch.Tensor
 
     def __init__(self, options: TaskOptions, n_items: int) -> None:
         super().__init__()
@@ -36,7 +37,8 @@ class NextItemTask(nn.Module):
 
     def logits(self, query: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """``[T, N]`` scores of every item (``items`` holds rows 1..N of the item table)."""
-        return query @ items.T / self.options.temperature
+        logits = query @ items.T
+        return logits if self.options.temperature == 1.0 else logits / self.options.temperature
 
     def loss(self, query: torch.Tensor, items: torch.Tensor,
              targets: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,7 @@ class RatingTask(PointwiseTask):
 
     name = "rating"
     out_dim = 1
+    mean: torch.Tensor
 
     def __init__(self, tower_in: int, tower_dim: int, options: object) -> None:
         super().__init__(tower_in, tower_dim, options)  # type: ignore[arg-type]

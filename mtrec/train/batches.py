@@ -37,6 +37,10 @@ class SequenceBatcher:
     def train_users(self) -> np.ndarray:
         return np.flatnonzero(np.diff(self._train[1]) > 0)
 
+    def train_lengths(self) -> np.ndarray:
+        """Input length per user code (for length-bucketed batches)."""
+        return np.minimum(np.diff(self._train[1]), self.max_len)
+
     def eval_users(self, part: int) -> np.ndarray:
         return np.flatnonzero(np.diff(self._part_targets(part)[1]) > 0)
 

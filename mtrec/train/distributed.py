@@ -62,21 +62,28 @@ def wrap(model: MultiTaskRecommender, ctx: DistContext) -> nn.Module:
     return engine
 
 
-def sampler(users: np.ndarray, ctx: DistContext, seed: int, epoch: int,
-            batch_size: int) -> list[np.ndarray]:
-    """This rank's users for every step of ``epoch`` (same permutation on every rank).
+def sampler(users: np.ndarray, ctx: DistContext, seed: int, epoch: int, batch_size: int,
+            lengths: np.ndarray | None = None, bucket: int = 50) -> list[np.ndarray]:
+    """This rank's users for every step of ``epoch`` (the same plan on every rank).
+
+    With ``lengths``, users are shuffled, then sorted by length within windows of
+    ``bucket`` batches so that a batch pads little, and the batches are shuffled again.
 
     >>> [b.tolist() for b in sampler(np.arange(4), DistContext(0, 2), 0, 1, 4)]
     [[0, 3]]
     """
-    order = np.random.default_rng([seed, epoch]).permutation(users)
-    steps = []
-    for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
-        if len(chunk) < ctx.world:
-            break
-        steps.append(chunk[ctx.rank::ctx.world])
-    return steps
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(users)
+    batches = []
+    window = batch_size * bucket if lengths is not None else len(order) or 1
+    for w in range(0, len(order), window):
+        chunk = order[w:w + window]
+        if lengths is not None:
+            chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    if lengths is not None:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return [b[ctx.rank::ctx.world] for b in batches if len(b) >= ctx.world]
 
 
 def broadcast_float(value: float, ctx: DistContext) -> float:

@@ -30,7 +30,7 @@ def evaluate_bundle(path: Path, split: str = "test", dataset: str | None = None,
                                       "model.tasks": run["model"]["tasks"]})
     prepared = prepare_run(config, root, store_dir)
     bundle.check_fits(rec.meta, prepared.catalog, f"dataset {name!r}")
-    labels = {n: t.labels(prepared.interactions) for n, t in rec.model.pointwise.items()}
+    labels = {n: t.labels(prepared.interactions) for n, t in rec.model.pointwise_tasks().items()}
     batcher = SequenceBatcher(prepared.interactions, rec.model.user_tower.config.max_len, labels)
     metrics = evaluate(rec.model, batcher, PARTS[split])
     return {"bundle": str(path), "dataset": name, "protocol": rec.meta["protocol"],

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 
 from mtrec.config import ConfigError, from_dict, read_config_file, to_dict
-from mtrec.data.sources import DATASETS
 from mtrec.data.clean import CleanConfig
 from mtrec.data.imports import home, import_dataset, store_path
 from mtrec.data.interactions import Prepared, prepare
+from mtrec.data.sources import DATASETS
 from mtrec.data.split import TEST, TRAIN, VALID, SplitConfig
 from mtrec.data.store import Store
 from mtrec.eval.protocols import evaluate
@@ -118,7 +118,7 @@ def build(config: RunConfig, prepared: Prepared,
     if model.next_item is not None:
         model.next_item.check(data, config.model.tasks)
     labels = {}
-    for name, task in model.pointwise.items():
+    for name, task in model.pointwise_tasks().items():
         task.check(data, config.model.tasks)
         labels[name] = task.labels(data)
     return model, SequenceBatcher(data, config.model.user.max_len, labels)

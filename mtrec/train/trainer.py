@@ -94,7 +94,8 @@ class Trainer:
         logger = _Logger(self.out_dir, ctx.is_main)
         stopped_early = False
         for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
-            steps = dist_utils.sampler(users, ctx, cfg.seed, epoch, cfg.batch_size)
+            steps = dist_utils.sampler(users, ctx, cfg.seed, epoch, cfg.batch_size,
+                                       self.batcher.train_lengths())
             losses = self._epoch(engine, optimizer, scheduler, steps, epoch)
             self.weighting.end_epoch(losses)
             row = self._validate(ctx, state, epoch, losses)
@@ -163,14 +164,15 @@ class Trainer:
                 self.weighting.after_step()
                 scheduler.step()
                 for k, v in losses.items():
-                    sums[k] = sums.get(k, 0.0) + float(v)
-                progress.advance(float(total))
+                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+                progress.advance(float(total.detach()))
         return {k: v / max(len(order), 1) for k, v in sums.items()}
 
 
 def _optimizer(model: nn.Module, weighting: nn.Module,
                cfg: TrainConfig) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
