@@ -186,7 +186,7 @@ def data_stats(name: str, root: DataRoot = None, store_dir: StoreDir = None,
 def data_split(
     name: str,
     protocol: Annotated[str, typer.Option(
-        help="loo, temporal, ratio, cold-item, cold-user or source.")] = "loo",
+        help="loo, temporal, ratio, cold-item, cold-user, pair or source.")] = "loo",
     valid_frac: Annotated[float, typer.Option(help="Validation share (not loo).")] = 0.1,
     test_frac: Annotated[float, typer.Option(help="Test share (not loo).")] = 0.1,
     seed: Annotated[int, typer.Option(help="Seed for the cold-* protocols.")] = 0,
@@ -228,8 +228,15 @@ def _render_split(report: dict[str, Any]) -> None:
 
 
 @app.command()
-def demo(root: DataRoot = None, store_dir: StoreDir = None, as_json: AsJson = False) -> None:
-    """The main job on the default dataset: import Amazon Beauty, show its stats and split."""
+def demo(root: DataRoot = None, store_dir: StoreDir = None, as_json: AsJson = False,
+         out: Annotated[Path | None, typer.Option(
+             help="Bundle directory (default: STORE_DIR/bundles/amazon-beauty).")] = None,
+         train: Annotated[bool, typer.Option(help="Train and evaluate the model.")] = True,
+         ) -> None:
+    """The main job: import Amazon Beauty, split it, train the default model, evaluate it."""
+    from mtrec.data.imports import home
+    from mtrec.train.run import load_run_config, train_run
+
     name = "amazon-beauty"
     with _user_errors():
         started = time.perf_counter()
@@ -238,15 +245,23 @@ def demo(root: DataRoot = None, store_dir: StoreDir = None, as_json: AsJson = Fa
         with Store.open(path) as store:
             stats = dataset_stats(store)
         split = _split(name, SplitConfig("loo"), CleanConfig(), root, store_dir)
+        if not as_json:
+            console = Console()
+            console.print(_kv_table(f"Imported {name} in {imported['seconds']} s", {
+                k: imported[k] for k in ("users", "items", "events", "rows_dropped", "store")}))
+            console.print(_kv_table(f"Dataset {name}", stats))
+            _render_split(split)
+        trained = {}
+        if train:
+            bundle_dir = out or home(store_dir) / "bundles" / name
+            trained = train_run(load_run_config(None, **{"data.dataset": name}), bundle_dir,
+                                root=root, store_dir=store_dir)
+            trained["bundle"] = str(bundle_dir)
     if as_json:
-        typer.echo(json.dumps({"import": imported, "stats": stats, "split": split}, indent=2,
-                              default=str))
-        return
-    console = Console()
-    console.print(_kv_table(f"Imported {name} in {imported['seconds']} s", {
-        k: imported[k] for k in ("users", "items", "events", "rows_dropped", "store")}))
-    console.print(_kv_table(f"Dataset {name}", stats))
-    _render_split(split)
+        typer.echo(json.dumps({"import": imported, "stats": stats, "split": split,
+                               "train": trained}, indent=2, default=str))
+    elif trained:
+        cli_model.render_metrics(trained, f"Default model on {name}: bundle {trained['bundle']}")
 
 
 app.command("train")(cli_model.train)

@@ -15,7 +15,8 @@ runner = CliRunner()
 
 
 @pytest.mark.parametrize("command", [[], ["data"], ["data", "list"], ["data", "import"],
-                                     ["data", "stats"], ["data", "split"], ["demo"]])
+                                     ["data", "stats"], ["data", "split"], ["demo"],
+                                     ["train"], ["eval"], ["recommend"]])
 def test_every_command_has_help(command: list[str]) -> None:
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0

@@ -3,7 +3,8 @@
 An *interaction* is all the events one user had with one item within one split part (a
 view, a click, a cart and a purchase of the same item become one interaction whose
 ``behaviors`` bitmask has those four bits).  Interactions are ordered per user by their
-first event.  Item codes start at 1; code 0 is padding.
+first event (in a fixed random order when the source has no order within a user).  Item
+codes start at 1; code 0 is padding.
 """
 
 from __future__ import annotations
@@ -111,6 +112,10 @@ def _merge(events: EventArrays, parts: np.ndarray, item: np.ndarray, scenario: n
            value: np.ndarray) -> Interactions:
     keep = np.flatnonzero(parts != DROPPED)
     time = events.ts if events.has_time else events.seq
+    if not (events.ordered or events.has_time):
+        # No order within a user (rows come from separate behaviour files): a fixed random
+        # order, so a position in the sequence says nothing about the behaviour.
+        time = np.random.default_rng(0).permutation(len(events))
     idx = keep[np.lexsort((events.seq[keep], time[keep], events.user[keep]))]
     user, part = events.user[idx], parts[idx]
     keys = np.stack([user, item[idx], part.astype(np.int64)], 1)

@@ -15,6 +15,9 @@ else by ``seq`` (the source's order); ties on timestamp are broken by ``seq``.
 - ``cold-item``: a random ``valid_frac`` / ``test_frac`` of the items are held out; all
   their events are valid / test.  Rule: no held-out item occurs in training.
 - ``cold-user``: the same over users.  Rule: no held-out user occurs in training.
+- ``pair``: a random ``valid_frac`` / ``test_frac`` of the (user, item) pairs are held out,
+  with all their events (for unordered multi-behaviour data such as JData, where the
+  question is which behaviours a pair gets).  Rule: no pair is in two parts.
 - ``source``: the dataset's own split, as shipped.  Rule: whatever the source guarantees.
 """
 
@@ -27,7 +30,7 @@ import numpy as np
 
 from mtrec.data.clean import CleanConfig, EventArrays, clean
 
-PROTOCOLS = ("loo", "temporal", "ratio", "cold-item", "cold-user", "source")
+PROTOCOLS = ("loo", "temporal", "ratio", "cold-item", "cold-user", "pair", "source")
 PARTS = ("train", "valid", "test", "dropped")
 TRAIN, VALID, TEST, DROPPED = range(4)
 
@@ -173,6 +176,16 @@ def _cold(codes: np.ndarray, config: SplitConfig) -> np.ndarray:
     return parts
 
 
+def _pair(events: EventArrays, config: SplitConfig) -> np.ndarray:
+    keys = events.user * (int(events.item.max()) + 1 if len(events) else 1) + events.item
+    pairs, inverse = np.unique(keys, return_inverse=True)
+    draw = np.random.default_rng(config.seed).random(len(pairs))[inverse.ravel()]
+    parts = np.full(len(events), TRAIN, dtype=np.int8)
+    parts[draw < config.test_frac + config.valid_frac] = VALID
+    parts[draw < config.test_frac] = TEST
+    return parts
+
+
 def _source(events: EventArrays, config: SplitConfig) -> np.ndarray:
     lookup = {"train": TRAIN, "valid": VALID, "test": TEST}
     missing = sum(1 for s in events.source_split if s is None)
@@ -189,6 +202,7 @@ _PROTOCOL_FUNCS = {
     "temporal": _temporal,
     "cold-item": lambda ev, cfg: _cold(ev.item, cfg),
     "cold-user": lambda ev, cfg: _cold(ev.user, cfg),
+    "pair": _pair,
     "source": _source,
 }
 
@@ -212,6 +226,11 @@ def check_no_leakage(events: EventArrays, parts: np.ndarray, protocol: str) -> N
     elif protocol == "temporal":
         if train.any() and held.any() and events.ts[train].max() >= events.ts[held].min():
             raise SplitError("temporal: a training event is not earlier than every held-out one")
+    elif protocol == "pair":
+        keys = events.user * (int(events.item.max()) + 1) + events.item
+        leaked = np.intersect1d(keys[train], keys[held])
+        if len(leaked):
+            raise SplitError("pair: a (user, item) pair is both held out and in training")
     elif protocol in ("cold-item", "cold-user"):
         codes, names = ((events.item, events.item_ids) if protocol == "cold-item"
                         else (events.user, events.user_ids))

@@ -113,7 +113,7 @@ def test_beauty_loo_holds_out_each_users_last_two(real_stores: Path) -> None:
 
 
 def test_demo_imports_beauty_and_splits_it(tmp_path: Path, real_root: Path) -> None:
-    result = CliRunner().invoke(app, ["demo", "--store-dir", str(tmp_path), "--json"])
+    result = CliRunner().invoke(app, ["demo", "--store-dir", str(tmp_path), "--json", "--no-train"])
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert (out["stats"]["users"], out["stats"]["interactions"]) == (22_363, 198_502)

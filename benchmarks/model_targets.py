@@ -1,0 +1,112 @@
+"""The model targets of issue 3, each one command; results go to benchmarks/results/.
+
+    python -m benchmarks.model_targets beauty          # default model, text on and off
+    python -m benchmarks.model_targets scientific
+    python -m benchmarks.model_targets ml100k          # joint vs single-task, 3 seeds
+    python -m benchmarks.model_targets jdata           # buy/cart/collect joint vs single
+
+Every run is ``mtrec train ... --json`` in a child process, so the wall time and peak RSS
+(``ru_maxrss`` of the child) are what a user of the CLI gets.  Each result records the
+dataset, protocol, seed, wall time and machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.machine import describe
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def run_train(args: list[str], label: str) -> dict[str, Any]:
+    """One ``mtrec train`` in a child process: its JSON, wall seconds and peak RSS."""
+    with tempfile.TemporaryDirectory() as out:
+        cmd = [sys.executable, "-m", "mtrec.cli", "train", "--out", out, "--json", *args]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        started = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        wall = time.perf_counter() - started
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if proc.returncode != 0:
+        raise RuntimeError(f"{label}: {' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+    result = json.loads(proc.stdout)
+    result.pop("config", None)
+    result.update(label=label, command="mtrec train " + " ".join(args),
+                  wall_seconds=round(wall, 1),
+                  peak_rss_gib=round(max(peak, before) / 2**20, 2))
+    print(f"{label}: {wall:.0f} s, test {_headline(result)}", file=sys.stderr, flush=True)
+    return result
+
+
+def _headline(result: dict[str, Any]) -> str:
+    test = result.get("test", {})
+    keys = [k for k in ("next_item/ndcg@10", "next_item/recall@10", "next_item/cold_ndcg@10")
+            if k in test] or list(test)[:4]
+    return ", ".join(f"{k} {test[k]:.4f}" for k in keys)
+
+
+def beauty() -> list[dict[str, Any]]:
+    return [run_train(["--dataset", "amazon-beauty"], "beauty: default (text on)"),
+            run_train(["--dataset", "amazon-beauty", "--no-text"], "beauty: text off (ID only)")]
+
+
+def scientific() -> list[dict[str, Any]]:
+    return [run_train(["--dataset", "amazon-scientific", "--protocol", "source"],
+                      "scientific: default, source split")]
+
+
+ML_TASKS = ("next_item", "rating", "like", "engagement")
+
+
+def ml100k(seeds: tuple[int, ...] = (0, 1, 2)) -> list[dict[str, Any]]:
+    base = ["--dataset", "ml-100k", "--protocol", "temporal", "--config",
+            str(Path(__file__).parent / "configs" / "ml100k.toml")]
+    out = []
+    for seed in seeds:
+        out.append(run_train([*base, "--tasks", ",".join(ML_TASKS), "--seed", str(seed)],
+                             f"ml100k: joint seed {seed}"))
+        for task in ML_TASKS:
+            out.append(run_train([*base, "--tasks", task, "--seed", str(seed)],
+                                 f"ml100k: single {task} seed {seed}"))
+    return out
+
+
+JD_TASKS = ("purchase", "cart", "collect")
+
+
+def jdata() -> list[dict[str, Any]]:
+    base = ["--dataset", "jdata", "--protocol", "pair", "--config",
+            str(Path(__file__).parent / "configs" / "jdata.toml")]
+    out = [run_train([*base, "--tasks", ",".join(JD_TASKS)], "jdata: joint")]
+    out += [run_train([*base, "--tasks", t], f"jdata: single {t}") for t in JD_TASKS]
+    return out
+
+
+EXPERIMENTS = {"beauty": beauty, "scientific": scientific, "ml100k": ml100k, "jdata": jdata}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("experiment", choices=sorted(EXPERIMENTS))
+    args = parser.parse_args()
+    runs = EXPERIMENTS[args.experiment]()
+    RESULTS.mkdir(exist_ok=True)
+    record = {"experiment": args.experiment, "machine": describe(),
+              "command": f"python -m benchmarks.model_targets {args.experiment}", "runs": runs}
+    path = RESULTS / f"model_{args.experiment}.json"
+    path.write_text(json.dumps(record, indent=2, default=str))
+    print(f"wrote {path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
