@@ -45,7 +45,7 @@ def synthetic_store(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer, 32-wide random BERT with the default MiniLM tokenizer (loads in well under 1 s)."""
+    """A 2-layer, 32-wide random BERT with the default MiniLM tokenizer (loads in < 1 s)."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     source = Path(resolve_model_path("default"))

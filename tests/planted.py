@@ -34,11 +34,12 @@ CLICKABLE = (0, 1)  # categories whose items get clicks
 FUNNEL = ("click", "cart", "collect", "purchase")
 
 
-def planted(n_users: int = 300, n_items: int = 80, seed: int = 1,
+def planted(n_users: int = 240, n_items: int = 80, seed: int = 1,
             **config: Any) -> SyntheticData:
     """Synthetic data with the planted click and rating signals described above."""
     options: dict[str, Any] = {"n_categories": 4, "events_per_user": (8, 12), "p_click": 0.9,
-                               "p_cart": 0.9, "p_purchase": 0.9, "p_rate": 0.5}
+                               "p_cart": 0.9, "p_purchase": 0.9, "p_rate": 0.5,
+               "taste_strength": 0.9}
     options.update(config)
     data = generate(SyntheticConfig(n_users=n_users, n_items=n_items, seed=seed, **options))
     events = data.result.events
@@ -70,8 +71,8 @@ def tiny(store: Path, **extra: Any) -> dict[str, Any]:
         "model.tasks": ["next_item"], "model.item.use_text": False,
         "model.item.dim": 32, "model.user.layers": 2, "model.user.heads": 2,
         "model.user.max_len": 16, "model.user.ffn_mult": 2,
-        "model.mtl.expert_dim": 32, "model.mtl.tower_dim": 16,
-        "train.epochs": 10, "train.batch_size": 32, "train.lr": 5e-3,
+        "model.mtl.expert_dim": 64, "model.mtl.tower_dim": 32,
+        "train.epochs": 8, "train.batch_size": 32, "train.lr": 5e-3,
         "train.warmup_steps": 10, "train.patience": 100, "train.bf16": False,
         "model.user.dropout": 0.1, "model.item.dropout": 0.1,
     }
@@ -110,9 +111,9 @@ def fast_torch() -> Iterator[None]:
     threads = torch.get_num_threads()
     fsync = checkpoint._fsync
     torch.set_num_threads(1)
-    checkpoint._fsync = lambda path: None  # type: ignore[assignment]
+    checkpoint._fsync = lambda path: None
     try:
         yield
     finally:
         torch.set_num_threads(threads)
-        checkpoint._fsync = fsync  # type: ignore[assignment]
+        checkpoint._fsync = fsync

@@ -36,7 +36,7 @@ def test_file_then_overrides(tmp_path: Path) -> None:
 def test_bad_values_name_the_key(tmp_path: Path, text: str, needle: str) -> None:
     path = tmp_path / "run.toml"
     path.write_text(text)
-    with pytest.raises(ConfigError, match=None) as info:
+    with pytest.raises(ConfigError) as info:
         load_run_config(path)
     assert needle in str(info.value)
 
@@ -46,5 +46,5 @@ def test_unreadable_files_name_the_file(tmp_path: Path) -> None:
         read_config_file(tmp_path / "missing.toml")
     bad = tmp_path / "bad.json"
     bad.write_text("{nope")
-    with pytest.raises(ConfigError, match="bad.json: cannot parse"):
+    with pytest.raises(ConfigError, match=r"bad\.json: cannot parse"):
         read_config_file(bad)

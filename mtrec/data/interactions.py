@@ -80,8 +80,9 @@ class Prepared:
 
 
 def prepare(store: Store, dataset: str, split: SplitConfig,
-            clean: CleanConfig | None = None) -> Prepared:
-    """Split ``store`` by ``split`` and build the catalog and interactions."""
+            clean: CleanConfig | None = None, scenarios: tuple[str, ...] = ()) -> Prepared:
+    """Split ``store`` by ``split`` and build the catalog and interactions (of ``scenarios``
+    only, when given)."""
     events = EventArrays.from_store(store)
     parts, report = split_events(events, split, clean)
     extra = store.con.sql(
@@ -89,6 +90,8 @@ def prepare(store: Store, dataset: str, split: SplitConfig,
     ).to_arrow_table()
     catalog = _catalog(store, events)
     scen_names = extra.column("scenario").to_numpy(zero_copy_only=False)
+    if scenarios:
+        parts = np.where(np.isin(scen_names.astype(str), scenarios), parts, DROPPED)
     names, scen_codes = np.unique(scen_names.astype(str), return_inverse=True)
     catalog = Catalog(catalog.item_ids, catalog.texts, catalog.user_ids,
                       ("", *(str(n) for n in names)))

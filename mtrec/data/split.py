@@ -5,7 +5,9 @@ cleaning are ``dropped``).  "Order" is per user: by timestamp when the dataset h
 else by ``seq`` (the source's order); ties on timestamp are broken by ``seq``.
 
 - ``loo``: leave-one-out (P5/TIGER).  For each user with >= 3 events the last is test and
-  the second to last valid; with 2 events the last is test; with 1 it is train.  Rule: a
+  the second to last valid; with 2 events the last is test; with 1 it is train.  Consecutive
+  events on the same item with changing behaviours (a view -> click -> purchase funnel) count
+  as one and move together.  Rule: a
   user's valid/test events come after all of that user's training events.
 - ``temporal``: a global time cut.  The latest ``test_frac`` of events (by time) are test,
   the ``valid_frac`` before them valid.  Rule: every training event is earlier than every
@@ -118,14 +120,23 @@ def order(events: EventArrays) -> np.ndarray:
 
 
 def _positions(events: EventArrays) -> tuple[np.ndarray, np.ndarray]:
-    """For each event: its 0-based position in its user's ordered history, and that length."""
+    """For each event: the 0-based position of its *run* in its user's ordered history, and
+    the user's number of runs.  A run is consecutive events of one user on one item with
+    changing behaviours (a view, click, cart and purchase of the same item), so a funnel is
+    held out whole; a repeated behaviour (buying the item again) starts a new run."""
     idx = order(events)
-    users = events.user[idx]
-    counts = np.bincount(events.user, minlength=events.user.max() + 1 if len(idx) else 0)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    users, items, acts = events.user[idx], events.item[idx], events.behavior[idx]
+    new_run = np.ones(len(idx), dtype=bool)
+    new_run[1:] = ((users[1:] != users[:-1]) | (items[1:] != items[:-1])
+                   | (acts[1:] == acts[:-1]))
+    run = np.cumsum(new_run) - 1  # global run index in sorted order
+    size = events.user.max() + 1 if len(idx) else 0
+    first_run = np.full(size, np.iinfo(np.int64).max)
+    np.minimum.at(first_run, users, run)
+    n_runs = np.bincount(users[new_run], minlength=size)
     pos = np.empty(len(idx), dtype=np.int64)
-    pos[idx] = np.arange(len(idx)) - starts[users]
-    return pos, counts[events.user]
+    pos[idx] = run - first_run[users]
+    return pos, n_runs[events.user]
 
 
 def _loo(events: EventArrays, config: SplitConfig) -> np.ndarray:

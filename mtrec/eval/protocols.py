@@ -20,6 +20,7 @@ from mtrec.models.model import MultiTaskRecommender
 from mtrec.train.batches import SequenceBatcher
 
 COLD_MAX = 5
+MISS = 1 << 40  # the rank of a masked target: beyond every k
 
 
 def item_train_counts(batcher: SequenceBatcher, n_items: int) -> np.ndarray:
@@ -50,7 +51,9 @@ def evaluate(model: MultiTaskRecommender, batcher: SequenceBatcher, part: int,
                 for row, items in enumerate(history):
                     exclude[row, torch.from_numpy(items - 1)] = True
                 target = batch.target[sel] - 1
-                ranks.append(target_ranks_torch(scores, target, exclude).numpy())
+                rank = target_ranks_torch(scores, target, exclude).numpy()
+                # A masked target comes back as rank N, a hit at any k > N on a tiny catalog.
+                ranks.append(np.where(rank >= scores.shape[1], MISS, rank))
                 targets.append(target.numpy() + 1)
             example_users = chunk[batch.rows.numpy()]
             for name, task in model.pointwise_tasks().items():

@@ -69,9 +69,11 @@ class MultiTaskRecommender(nn.Module):
     next_item: NextItemTask | None
     def __init__(self, item_tower: ItemTower, user_tower: UserTower,
                  mtl: MultiTaskLayer | None, next_item: NextItemTask | None,
-                 pointwise: dict[str, PointwiseTask], n_scenarios: int) -> None:
+                 pointwise: dict[str, PointwiseTask], n_scenarios: int,
+                 text_tuner: TextTuner | None = None) -> None:
         super().__init__()
         self.item_tower, self.user_tower, self.mtl = item_tower, user_tower, mtl
+        self.text_tuner = text_tuner
         self.next_item = next_item
         self.pointwise = nn.ModuleDict(pointwise)
         self.query_scenario = nn.Embedding(n_scenarios, item_tower.config.dim)
@@ -97,7 +99,14 @@ class MultiTaskRecommender(nn.Module):
         return {name: task.head(features[name]) for name, task in self.pointwise_tasks().items()}
 
     def forward(self, batch: Batch, item_table: torch.Tensor | None = None) -> ModelOutput:
-        table = self.item_tower() if item_table is None else item_table
+        if item_table is not None:
+            table = item_table
+        elif self.text_tuner is not None and self.training:
+            items = torch.cat([batch.items.flatten(), batch.target]).clamp(min=0).unique()
+            table = self.item_tower(text_vectors=self.text_tuner.refresh(
+                self.item_tower.text_vectors, items[items > 0]))
+        else:
+            table = self.item_tower()
         h = self.states(table, batch)
         query = h + self.query_scenario(batch.target_scenario)
         heads = self.heads(h, table[batch.target], batch.target_scenario)
@@ -124,8 +133,35 @@ class MultiTaskRecommender(nn.Module):
         return list(self.user_tower.encoder.layers[-1].parameters())
 
 
+class TextTuner(nn.Module):
+    """Fine-tunes the text encoder (LoRA or full) inside training.
+
+    Each step re-encodes only the batch's items with gradients; the rest of the catalog
+    keeps its cached vectors.  :meth:`refresh_all` re-encodes the whole catalog after
+    training, so inference reads the buffer alone and never needs the encoder.
+    """
+
+    def __init__(self, encoder: nn.Module, texts: list[str]) -> None:
+        super().__init__()
+        self.encoder, self.texts = encoder, texts
+
+    def refresh(self, cached: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        tokens = self.encoder.tokenize([self.texts[i] for i in items.tolist()])  # type: ignore[operator]
+        fresh = self.encoder(tokens["input_ids"], tokens["attention_mask"]).to(cached.dtype)
+        has_text = torch.tensor([bool(self.texts[i]) for i in items.tolist()])
+        fresh = fresh * has_text.unsqueeze(-1)
+        return cached.index_copy(0, items, fresh)
+
+    @torch.no_grad()
+    def refresh_all(self, cached: torch.Tensor) -> None:
+        vectors = self.encoder.encode(self.texts[1:])  # type: ignore[operator]
+        mask = torch.tensor([bool(t) for t in self.texts[1:]]).unsqueeze(-1)
+        cached[1:] = torch.from_numpy(vectors) * mask
+
+
 def build_model(config: ModelConfig, n_items: int, n_scenarios: int,
-                text_vectors: torch.Tensor | None) -> MultiTaskRecommender:
+                text_vectors: torch.Tensor | None,
+                text_tuner: TextTuner | None = None) -> MultiTaskRecommender:
     """Build towers, multi-task layer and task heads from ``config``."""
     item_tower = build_item_tower(config.item, n_items, n_scenarios, text_vectors)
     user_tower = UserTower(config.user, config.item.dim, n_scenarios)
@@ -133,4 +169,5 @@ def build_model(config: ModelConfig, n_items: int, n_scenarios: int,
                                        config.mtl.expert_dim, config.mtl.tower_dim)
     mtl = (MultiTaskLayer(config.mtl, config.item.dim, n_scenarios, tuple(pointwise))
            if pointwise else None)
-    return MultiTaskRecommender(item_tower, user_tower, mtl, next_item, pointwise, n_scenarios)
+    return MultiTaskRecommender(item_tower, user_tower, mtl, next_item, pointwise, n_scenarios,
+                                text_tuner)

@@ -70,7 +70,7 @@ def sampler(users: np.ndarray, ctx: DistContext, seed: int, epoch: int, batch_si
     ``bucket`` batches so that a batch pads little, and the batches are shuffled again.
 
     >>> [b.tolist() for b in sampler(np.arange(4), DistContext(0, 2), 0, 1, 4)]
-    [[0, 3]]
+    [[3, 2]]
     """
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(users)

@@ -24,8 +24,8 @@ from mtrec.data.sources import DATASETS
 from mtrec.data.split import TEST, TRAIN, VALID, SplitConfig
 from mtrec.data.store import Store
 from mtrec.eval.protocols import evaluate
-from mtrec.models.model import ModelConfig, MultiTaskRecommender, build_model
-from mtrec.tasks import TaskError, check_task_names
+from mtrec.models.model import ModelConfig, MultiTaskRecommender, TextTuner, build_model
+from mtrec.tasks import TaskError, build_tasks, check_task_names
 from mtrec.train import bundle
 from mtrec.train.batches import SequenceBatcher
 from mtrec.train.distributed import context, shutdown
@@ -75,16 +75,37 @@ def prepare_run(config: RunConfig, root: Path | None = None,
                               f"({', '.join(DATASETS)}) and no store file at {path}")
         import_dataset(name, root=root, store_dir=store_dir)
     with Store.open(path) as store:
+        if "engagement" in config.model.tasks:
+            _check_engagement(store, config, name)
         prepared = prepare(store, name, SplitConfig(config.data.protocol),
-                           CleanConfig(kcore=config.data.kcore))
+                           CleanConfig(kcore=config.data.kcore), config.data.scenarios)
     _check_scenarios(prepared, config.data.scenarios)
     if not (prepared.interactions.part == TRAIN).any():
         raise TaskError(f"{name}: the training split is empty")
-    if "engagement" in config.model.tasks and config.data.protocol != "temporal":
+    check_labels(config, prepared)
+    return prepared
+
+
+def _check_engagement(store: Store, config: RunConfig, name: str) -> None:
+    total, timed = store.query("SELECT count(*), count(ts) FROM events")[0]
+    if timed < total:
+        raise TaskError(f"task 'engagement' needs timestamps on every event; {name} has "
+                        f"{timed:,} of {total:,}")
+    if config.data.protocol != "temporal":
         raise TaskError("task 'engagement' needs the 'temporal' protocol: its labels look "
                         f"ahead in time, which only a global time cut keeps out of {name}'s "
                         "validation and test parts")
-    return prepared
+
+
+def check_labels(config: RunConfig, prepared: Prepared) -> None:
+    """Every task can be labelled on the training part (before any text is encoded)."""
+    cfg = config.model
+    next_item, pointwise = build_tasks(cfg.tasks, cfg.task_options, prepared.catalog.n_items,
+                                       cfg.mtl.expert_dim, cfg.mtl.tower_dim)
+    if next_item is not None:
+        next_item.check(prepared.interactions, cfg.tasks)
+    for task in pointwise.values():
+        task.check(prepared.interactions, cfg.tasks)
 
 
 def _check_scenarios(prepared: Prepared, wanted: tuple[str, ...]) -> None:
@@ -114,7 +135,12 @@ def build(config: RunConfig, prepared: Prepared,
           vectors: torch.Tensor | None) -> tuple[MultiTaskRecommender, SequenceBatcher]:
     """The model, its task checks and the batcher (checks raise TaskError)."""
     cat, data = prepared.catalog, prepared.interactions
-    model = build_model(config.model, cat.n_items, len(cat.scenarios), vectors)
+    tuner = None
+    if vectors is not None and config.model.text.mode != "frozen":
+        from mtrec.text.encoder import TextEncoder
+
+        tuner = TextTuner(TextEncoder.from_config(config.model.text), cat.texts)
+    model = build_model(config.model, cat.n_items, len(cat.scenarios), vectors, tuner)
     if model.next_item is not None:
         model.next_item.check(data, config.model.tasks)
     labels = {}
@@ -142,6 +168,9 @@ def train_run(config: RunConfig, out_dir: Path, root: Path | None = None,
 
     result = Trainer(model, weighting, batcher, config.train, metric, on_valid,
                      out_dir).fit(resume)
+    if model.text_tuner is not None:  # fine-tuned text: re-encode the catalog once, then drop it
+        model.text_tuner.refresh_all(model.item_tower.text_vectors)
+        model.text_tuner = None
     ctx = context()
     if not ctx.is_main:
         shutdown(ctx)

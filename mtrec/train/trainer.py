@@ -32,13 +32,13 @@ from mtrec.train.weighting import GradNormWeighting, TaskWeighting
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 60
+    epochs: int = 30
     batch_size: int = 128
-    lr: float = 1e-3
+    lr: float = 2e-3
     weight_decay: float = 0.05
     warmup_steps: int = 200
     clip_norm: float = 5.0
-    patience: int = 5
+    patience: int = 3
     metric: str = "auto"  # "auto": next_item/ndcg@10, else the first task's main metric
     min_delta: float = 0.0
     seed: int = 0

@@ -50,14 +50,35 @@ def test_per_user_protocols_hold_out_only_the_latest(events: EventArrays, protoc
         assert labels.count(TEST) >= 1
 
 
+def _runs(events: EventArrays, parts: np.ndarray) -> dict[int, list[list[int]]]:
+    """user -> parts of each run (consecutive same-item events with changing behaviour)."""
+    rows: dict[int, list[tuple[int, int, int, int, int]]] = defaultdict(list)
+    for k in range(len(events)):
+        rows[int(events.user[k])].append((int(events.ts[k]), int(events.seq[k]),
+                                          int(events.item[k]), int(events.behavior[k]),
+                                          int(parts[k])))
+    out: dict[int, list[list[int]]] = {}
+    for user, history in rows.items():
+        runs: list[list[int]] = []
+        last: tuple[int, int] | None = None
+        for _, _, item, act, part in sorted(history):
+            if last is None or item != last[0] or act == last[1]:
+                runs.append([])
+            runs[-1].append(part)
+            last = (item, act)
+        out[user] = runs
+    return out
+
+
 def test_loo_takes_exactly_last_and_second_to_last(events: EventArrays) -> None:
+    """Regression (funnel split across parts): loo holds out the last *run* of same-item
+    events whole, so a view -> click -> purchase never straddles train and test."""
     parts, report = split_events(events, SplitConfig("loo"))
-    for history in _histories(events, parts).values():
-        labels = [p for _, _, p in history]
-        assert labels[-1] == TEST and labels[-2] == VALID
-        assert all(p == TRAIN for p in labels[:-2])
+    for runs in _runs(events, parts).values():
+        assert set(runs[-1]) == {TEST} and set(runs[-2]) == {VALID}
+        assert all(set(r) == {TRAIN} for r in runs[:-2])
     n_users = len(np.unique(events.user))
-    assert report["parts"]["test"]["events"] == report["parts"]["valid"]["events"] == n_users
+    assert report["parts"]["test"]["users"] == report["parts"]["valid"]["users"] == n_users
 
 
 def test_loo_short_histories() -> None:
