@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import platform
+import resource
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -203,6 +204,7 @@ def _summary(config: RunConfig, prepared: Prepared, result: TrainResult, metric:
         "best_valid": result.best_value, "epochs_run": result.epochs_run,
         "stopped_early": result.stopped_early, "train_seconds": round(result.seconds, 1),
         "total_seconds": round(seconds, 1),
+        "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
         "machine": f"{platform.machine()} {platform.processor() or ''} "
                    f"{torch.get_num_threads()} threads".strip(),
         "config": to_dict(config),
