@@ -90,8 +90,9 @@ class Recommender:
     def _state(self, user: str, scenario: int) -> torch.Tensor:
         batch, _ = self.batcher.eval_batch([self.user_code(user)], ALL_PARTS)
         h = self.model.user_tower(self.item_table, batch.items, batch.behaviors,
-                                  batch.scenarios)
-        return h[0, batch.items.shape[1] - 1 if len(batch.cols) == 0 else batch.cols[0]]
+                                  batch.scenarios, batch.gaps)
+        # The time until the next interaction is unknown here: gap bucket 0.
+        return h[0, batch.items.shape[1] - 1] + self.model.target_gap.weight[0]
 
     @torch.no_grad()
     def _task_scores(self, h: torch.Tensor, items: np.ndarray,

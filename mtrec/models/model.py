@@ -50,6 +50,8 @@ class Batch:
     target: torch.Tensor
     target_scenario: torch.Tensor
     next_item: torch.Tensor
+    gaps: torch.Tensor | None = None  # [B, L] time-gap bucket to the previous input
+    target_gap: torch.Tensor | None = None  # [T] gap bucket from the last input to the target
     labels: dict[str, torch.Tensor] = field(default_factory=dict)
     label_mask: dict[str, torch.Tensor] = field(default_factory=dict)
 
@@ -78,6 +80,8 @@ class MultiTaskRecommender(nn.Module):
         self.pointwise = nn.ModuleDict(pointwise)
         self.query_scenario = nn.Embedding(n_scenarios, item_tower.config.dim)
         nn.init.zeros_(self.query_scenario.weight)
+        self.target_gap = nn.Embedding(user_tower.gap.num_embeddings, item_tower.config.dim)
+        nn.init.zeros_(self.target_gap.weight)
 
     @property
     def task_names(self) -> tuple[str, ...]:
@@ -88,8 +92,16 @@ class MultiTaskRecommender(nn.Module):
         return {name: cast(PointwiseTask, task) for name, task in self.pointwise.items()}
 
     def states(self, item_table: torch.Tensor, batch: Batch) -> torch.Tensor:
-        h = self.user_tower(item_table, batch.items, batch.behaviors, batch.scenarios)
-        return h[batch.rows, batch.cols]
+        """The user state per example, plus how long after the last input it happens."""
+        h = self.user_tower(item_table, batch.items, batch.behaviors, batch.scenarios,
+                            batch.gaps)
+        h = h[batch.rows, batch.cols]
+        if batch.target_gap is None:
+            return h
+        gap = batch.target_gap
+        if self.training:  # serving may not know the time: learn to do without it
+            gap = gap * (torch.rand(gap.shape, device=gap.device) >= 0.2)
+        return h + self.target_gap(gap)
 
     def heads(self, h: torch.Tensor, v: torch.Tensor,
               scenario: torch.Tensor) -> dict[str, torch.Tensor]:

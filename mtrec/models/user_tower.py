@@ -1,7 +1,8 @@
 """User tower: a causal transformer over the user's recent item vectors.
 
 Each input position adds the item vector, a learned position, the behaviours of that
-interaction (a sum over its behaviour bits) and its scenario.  Position 0 is a learned
+interaction (a sum over its behaviour bits), its scenario and the time since the previous
+interaction (log-scale buckets; 0 when unknown).  Position 0 is a learned
 begin-of-sequence token, so the state at position ``t`` has seen interactions ``< t`` and
 predicts interaction ``t``; a user with no history still gets a state.
 """
@@ -14,6 +15,8 @@ import torch
 from torch import nn
 
 from mtrec.data.schema import BEHAVIORS
+
+GAP_BUCKETS = 20  # time-gap buckets, shared with mtrec.train.batches
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,9 @@ class UserTower(nn.Module):
         self.position = nn.Embedding(config.max_len, dim)
         self.behavior = nn.Parameter(torch.zeros(len(BEHAVIORS), dim))
         self.scenario = nn.Embedding(n_scenarios, dim)
+        self.gap = nn.Embedding(GAP_BUCKETS, dim)
         nn.init.zeros_(self.scenario.weight)
+        nn.init.zeros_(self.gap.weight)
         nn.init.normal_(self.position.weight, std=0.02)
         layer = nn.TransformerEncoderLayer(
             dim, config.heads, dim * config.ffn_mult, config.dropout, activation="gelu",
@@ -50,7 +55,7 @@ class UserTower(nn.Module):
         self.register_buffer("bits", 1 << torch.arange(len(BEHAVIORS)), persistent=False)
 
     def forward(self, item_vectors: torch.Tensor, items: torch.Tensor, behaviors: torch.Tensor,
-                scenarios: torch.Tensor) -> torch.Tensor:
+                scenarios: torch.Tensor, gaps: torch.Tensor | None = None) -> torch.Tensor:
         """States ``[B, L, dim]`` for inputs ``items``/``behaviors``/``scenarios`` ``[B, L]``.
 
         ``items`` holds item codes with 0 = padding and -1 = the begin token; padding must
@@ -61,6 +66,8 @@ class UserTower(nn.Module):
         x = torch.where(bos.unsqueeze(-1), self.bos.expand_as(x), x)
         bit_matrix = ((behaviors.unsqueeze(-1) & self.bits) != 0).to(x.dtype)
         x = x + bit_matrix @ self.behavior + self.scenario(scenarios)
+        if gaps is not None:
+            x = x + self.gap(gaps)
         x = x + self.position.weight[: items.shape[1]]
         x = self.dropout(self.input_norm(x))
         pad = items == 0

@@ -17,6 +17,7 @@ import torch
 from mtrec.data.interactions import Interactions
 from mtrec.data.split import TRAIN
 from mtrec.models.model import Batch
+from mtrec.models.user_tower import GAP_BUCKETS
 from mtrec.tasks.base import Labels
 
 
@@ -25,6 +26,18 @@ def _grouped(data: Interactions, mask: np.ndarray) -> tuple[np.ndarray, np.ndarr
     idx = np.flatnonzero(mask)
     counts = np.bincount(data.user[idx], minlength=len(data.offsets) - 1)
     return idx, np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+
+def gap_bucket(later: np.ndarray, earlier: np.ndarray) -> np.ndarray:
+    """Time gaps as buckets: 0 = unknown, then ``1 + log2(1 + minutes)`` capped.
+
+    >>> gap_bucket(np.array([100, 100 + 3600, 5, -1]), np.array([100, 100, -1, 3])).tolist()
+    [1, 6, 0, 0]
+    """
+    known = (later >= 0) & (earlier >= 0) & (later >= earlier)
+    minutes = np.where(known, later - earlier, 0) / 60.0
+    bucket = 1 + np.floor(np.log2(1.0 + minutes)).astype(np.int64)
+    return np.where(known, np.minimum(bucket, GAP_BUCKETS - 1), 0)
 
 
 class SequenceBatcher:
@@ -83,14 +96,18 @@ class SequenceBatcher:
         items = np.zeros((n, length), np.int64)
         behaviors = np.zeros((n, length), np.int64)
         scenarios = np.zeros((n, length), np.int64)
+        in_ts = np.full((n, length), -1, np.int64)
         items[:, 0] = -1
         for b, s in enumerate(inputs):
             items[b, 1:len(s) + 1] = d.item[s]
             behaviors[b, 1:len(s) + 1] = d.behaviors[s]
             scenarios[b, 1:len(s) + 1] = d.scenario[s]
+            in_ts[b, 1:len(s) + 1] = d.ts[s]
         rows = np.concatenate([np.full(len(t), b) for b, (t, _) in enumerate(targets)])
         cols = np.concatenate([c for _, c in targets])
         tgt = np.concatenate([t for t, _ in targets]).astype(np.int64)
+        gaps = np.zeros((n, length), np.int64)
+        gaps[:, 1:] = gap_bucket(in_ts[:, 1:], in_ts[:, :-1])
         first = np.concatenate([np.arange(len(t)) == 0 if first_only else np.ones(len(t), bool)
                                 for t, _ in targets])
         as_t = torch.from_numpy
@@ -98,7 +115,8 @@ class SequenceBatcher:
             items=as_t(items), behaviors=as_t(behaviors), scenarios=as_t(scenarios),
             rows=as_t(rows.astype(np.int64)), cols=as_t(cols.astype(np.int64)),
             target=as_t(d.item[tgt]), target_scenario=as_t(d.scenario[tgt]),
-            next_item=as_t(first),
+            next_item=as_t(first), gaps=as_t(gaps),
+            target_gap=as_t(gap_bucket(d.ts[tgt], in_ts[rows, cols])),
             labels={k: as_t(v.values[tgt]) for k, v in self.labels.items()},
             label_mask={k: as_t(v.mask[tgt]) for k, v in self.labels.items()},
         )

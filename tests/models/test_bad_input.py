@@ -141,9 +141,9 @@ def test_engagement_needs_the_temporal_protocol(stores: dict[str, Path],
 
 
 def test_engagement_without_timestamps(stores: dict[str, Path], tmp_path: Path) -> None:
-    # temporal is impossible without timestamps, and the split says so ...
+    # Checked before any split: the message names the missing timestamps ...
     _fails(tmp_path, tiny(stores["untimed"], **{"model.tasks": ["engagement"]}),
-           SplitError, "temporal", "timestamp")
+           TaskError, "'engagement' needs timestamps")
     # ... and the task itself refuses untimed interactions under any protocol.
     config = load_run_config(None, **tiny(stores["untimed"], **{"data.protocol": "loo"}))
     prepared = prepare_run(config, store_dir=tmp_path)
