@@ -4,7 +4,8 @@ Next-item: every catalog item is ranked for each user, with the items of the use
 history (all earlier parts) masked; a target already in that history counts as a miss.
 Cold subset: targets whose item has at most ``cold_max`` training interactions, reported
 with the prefix ``cold_``.  Pointwise tasks: every interaction of the part that the task
-can label, scored from the state after the user's history.
+can label, scored causally as in training, from the state after the user's earlier parts and
+the earlier interactions of this part (observed behaviour, never labels).
 """
 
 from __future__ import annotations
@@ -40,11 +41,11 @@ def evaluate(model: MultiTaskRecommender, batcher: SequenceBatcher, part: int,
     ranks, targets = [], []
     pointwise: dict[str, list[Any]] = {name: [] for name in model.pointwise}
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-        for start in range(0, len(users), batch_size):
+        for start in range(0, len(users) if model.next_item is not None else 0, batch_size):
             chunk = users[start:start + batch_size]
             batch, history = batcher.eval_batch(chunk, part)
             out = model(batch, item_table=table)
-            if model.next_item is not None:
+            if model.next_item is not None:  # always true here
                 sel = batch.next_item
                 scores = model.next_item.logits(out.query[sel], table[1:]).float()
                 exclude = torch.zeros_like(scores, dtype=torch.bool)
@@ -55,12 +56,9 @@ def evaluate(model: MultiTaskRecommender, batcher: SequenceBatcher, part: int,
                 # A masked target comes back as rank N, a hit at any k > N on a tiny catalog.
                 ranks.append(np.where(rank >= scores.shape[1], MISS, rank))
                 targets.append(target.numpy() + 1)
-            example_users = chunk[batch.rows.numpy()]
-            for name, task in model.pointwise_tasks().items():
-                mask = batch.label_mask[name]
-                preds = task.eval_scores(out.heads)[mask].float().numpy()
-                pointwise[name].append((batch.labels[name][mask].numpy(), preds,
-                                        example_users[mask.numpy()]))
+        step = max(1, batch_size // 4)  # rows per user can be many (windows of long parts)
+        for start in range(0, len(users) if model.pointwise else 0, step):
+            _pointwise_chunk(model, batcher, users[start:start + step], part, table, pointwise)
     model.train(was_training)
     metrics: dict[str, float] = {}
     if ranks:
@@ -80,6 +78,18 @@ def evaluate(model: MultiTaskRecommender, batcher: SequenceBatcher, part: int,
         metrics.update({f"{name}/{k}": v for k, v in task_metrics.items()})
         metrics[f"{name}/examples"] = float(len(labels))
     return metrics
+
+
+def _pointwise_chunk(model: MultiTaskRecommender, batcher: SequenceBatcher, users: np.ndarray,
+                     part: int, table: torch.Tensor, into: dict[str, list[Any]]) -> None:
+    batch, owners = batcher.rolling_batch(users, part)
+    out = model(batch, item_table=table)
+    example_users = owners[batch.rows.numpy()]
+    for name, task in model.pointwise_tasks().items():
+        mask = batch.label_mask[name]
+        preds = task.eval_scores(out.heads)[mask].float().numpy()
+        into[name].append((batch.labels[name][mask].numpy(), preds,
+                           example_users[mask.numpy()]))
 
 
 def lower_is_better(metric: str) -> bool:

@@ -73,7 +73,7 @@ class SequenceBatcher:
         seqs = [idx[off[u]:off[u + 1]][-self.max_len:] for u in users]
         inputs = [s[:-1] for s in seqs]
         targets = [(s, np.arange(len(s))) for s in seqs]
-        return self._batch(inputs, targets, first_only=False)
+        return self._batch(inputs, targets, "all")
 
     def eval_batch(self, users: Sequence[int] | np.ndarray,
                    part: int) -> tuple[Batch, list[np.ndarray]]:
@@ -86,10 +86,34 @@ class SequenceBatcher:
         for u, h in zip(users, inputs, strict=True):
             rows = t_idx[t_off[u]:t_off[u + 1]]
             targets.append((rows, np.full(len(rows), len(h))))
-        return self._batch(inputs, targets, first_only=True), [self.data.item[h] for h in full]
+        return self._batch(inputs, targets, "first"), [self.data.item[h] for h in full]
+
+    def rolling_batch(self, users: Sequence[int] | np.ndarray,
+                      part: int) -> tuple[Batch, np.ndarray]:
+        """Every part-``part`` interaction scored causally, as in training: from the state
+        after the user's earlier parts *and* the earlier interactions of this part (inputs
+        are observed behaviour, not labels).  Long parts are cut into windows of
+        ``max_len``.  Returns the batch and the user of each row.  For pointwise tasks."""
+        h_idx, h_off = self.history(part)
+        t_idx, t_off = self._part_targets(part)
+        inputs, targets, owners = [], [], []
+        for u in users:
+            first = h_off[u + 1] - h_off[u]
+            seq = np.concatenate([h_idx[h_off[u]:h_off[u + 1]], t_idx[t_off[u]:t_off[u + 1]]])
+            end = len(seq) - 1
+            while end >= first:
+                start = max(0, end - self.max_len + 1)
+                block = seq[start:end + 1]
+                cols = np.arange(max(first, start), end + 1) - start
+                inputs.append(block[:-1])
+                targets.append((block[cols], cols))
+                owners.append(u)
+                end = start - 1
+        return self._batch(inputs, targets, "none"), np.asarray(owners, dtype=np.int64)
 
     def _batch(self, inputs: list[np.ndarray], targets: list[tuple[np.ndarray, np.ndarray]],
-               first_only: bool) -> Batch:
+               next_item: str) -> Batch:
+        """``next_item``: which examples are next-item targets: "all", "first" per row, "none"."""
         d = self.data
         length = max(len(s) for s in inputs) + 1
         n = len(inputs)
@@ -108,7 +132,8 @@ class SequenceBatcher:
         tgt = np.concatenate([t for t, _ in targets]).astype(np.int64)
         gaps = np.zeros((n, length), np.int64)
         gaps[:, 1:] = gap_bucket(in_ts[:, 1:], in_ts[:, :-1])
-        first = np.concatenate([np.arange(len(t)) == 0 if first_only else np.ones(len(t), bool)
+        first = np.concatenate([np.ones(len(t), bool) if next_item == "all"
+                                else (np.arange(len(t)) == 0) & (next_item == "first")
                                 for t, _ in targets])
         as_t = torch.from_numpy
         return Batch(
