@@ -28,9 +28,10 @@ from mtrec.data.sources import SourceError
 from mtrec.data.split import SplitError
 from mtrec.data.store import StoreError
 from mtrec.text.encoder import TextModelError
+from mtrec.train.checkpoint import CheckpointError
 
 USER_ERRORS = (DataFormatError, SourceError, SchemaError, StoreError, SplitError, ConfigError,
-               ValueError, KeyError, TextModelError)
+               ValueError, KeyError, TextModelError, CheckpointError)
 
 DataRoot = Annotated[Path | None, typer.Option(
     "--data-root",

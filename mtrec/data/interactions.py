@@ -1,10 +1,11 @@
 """From a split store to what a model trains on: a catalog and per-user interaction sequences.
 
-An *interaction* is all the events one user had with one item within one split part (a
-view, a click, a cart and a purchase of the same item become one interaction whose
-``behaviors`` bitmask has those four bits).  Interactions are ordered per user by their
-first event (in a fixed random order when the source has no order within a user).  Item
-codes start at 1; code 0 is padding.
+An *interaction* is a run of consecutive events of one user on one item with changing
+behaviours, within one split part (a view, a click, a cart and a purchase of the same item
+become one interaction whose ``behaviors`` bitmask has those four bits); on data without an
+order within a user it is all of a (user, item) pair's events in the part.  Interactions
+are ordered per user by their first event (in a fixed random order when the source has no
+order within a user).  Item codes start at 1; code 0 is padding.
 """
 
 from __future__ import annotations
@@ -77,6 +78,13 @@ class Prepared:
     catalog: Catalog
     interactions: Interactions
     split_report: dict[str, Any]
+    ordered: bool = True  # the source orders events within a user (or has timestamps)
+
+    @property
+    def causal_parts(self) -> bool:
+        """Held-out interactions all follow the earlier parts in time, so a held-out
+        interaction may be scored from the earlier held-out ones (rolling evaluation)."""
+        return self.ordered and self.protocol in ("loo", "ratio", "temporal", "source")
 
 
 def prepare(store: Store, dataset: str, split: SplitConfig,
@@ -100,7 +108,8 @@ def prepare(store: Store, dataset: str, split: SplitConfig,
                              len(events.item_ids))[events.item]
     value = extra.column("value").to_numpy(zero_copy_only=False).astype(np.float32)
     interactions = _merge(events, parts, item_codes, scen_codes.astype(np.int64) + 1, value)
-    return Prepared(dataset, split.protocol, catalog, interactions, report)
+    return Prepared(dataset, split.protocol, catalog, interactions, report,
+                    events.ordered or events.has_time)
 
 
 def _catalog(store: Store, events: EventArrays) -> Catalog:
@@ -121,9 +130,19 @@ def _merge(events: EventArrays, parts: np.ndarray, item: np.ndarray, scenario: n
         time = np.random.default_rng(0).permutation(len(events))
     idx = keep[np.lexsort((events.seq[keep], time[keep], events.user[keep]))]
     user, part = events.user[idx], parts[idx]
-    keys = np.stack([user, item[idx], part.astype(np.int64)], 1)
-    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
-    inverse = inverse.ravel()
+    if events.ordered or events.has_time:
+        # Consecutive events on one item with changing behaviours (a funnel) merge; anything
+        # later stays its own interaction, so no input carries a behaviour from its future.
+        acts = events.behavior[idx]
+        new = np.ones(len(idx), dtype=bool)
+        new[1:] = ((user[1:] != user[:-1]) | (item[idx][1:] != item[idx][:-1])
+                   | (part[1:] != part[:-1]) | (acts[1:] == acts[:-1]))
+        inverse = np.cumsum(new) - 1
+        first = np.flatnonzero(new)
+    else:  # no order: a (user, item, part) is one interaction
+        keys = np.stack([user, item[idx], part.astype(np.int64)], 1)
+        _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+        inverse = inverse.ravel()
     bits = np.zeros(len(first), np.int64)
     np.bitwise_or.at(bits, inverse, np.left_shift(1, events.behavior[idx].astype(np.int64)))
     rated = (np.left_shift(1, events.behavior[idx].astype(np.int64)) & RATE_BIT) != 0

@@ -17,7 +17,7 @@ import torch
 
 from mtrec.data.split import TRAIN
 from mtrec.eval.metrics import ranking_metrics, target_ranks_torch
-from mtrec.models.model import MultiTaskRecommender
+from mtrec.models.model import Batch, MultiTaskRecommender
 from mtrec.train.batches import SequenceBatcher
 
 COLD_MAX = 5
@@ -32,8 +32,12 @@ def item_train_counts(batcher: SequenceBatcher, n_items: int) -> np.ndarray:
 @torch.no_grad()
 def evaluate(model: MultiTaskRecommender, batcher: SequenceBatcher, part: int,
              batch_size: int = 512, cold_max: int = COLD_MAX,
-             autocast: bool = False) -> dict[str, float]:
-    """Metrics named ``task/metric`` (e.g. ``next_item/ndcg@10``, ``like/auc``)."""
+             autocast: bool = False, rolling: bool = True) -> dict[str, float]:
+    """Metrics named ``task/metric`` (e.g. ``next_item/ndcg@10``, ``like/auc``).
+
+    ``rolling=False`` scores every pointwise example from the earlier parts only (for
+    protocols whose held-out interactions have no order among themselves: pair, cold-*).
+    """
     was_training = model.training
     model.eval()
     users = batcher.eval_users(part)
@@ -41,11 +45,14 @@ def evaluate(model: MultiTaskRecommender, batcher: SequenceBatcher, part: int,
     ranks, targets = [], []
     pointwise: dict[str, list[Any]] = {name: [] for name in model.pointwise}
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-        for start in range(0, len(users) if model.next_item is not None else 0, batch_size):
+        for start in range(0, len(users) if model.next_item is not None or not rolling else 0,
+                           batch_size):
             chunk = users[start:start + batch_size]
             batch, history = batcher.eval_batch(chunk, part)
             out = model(batch, item_table=table)
-            if model.next_item is not None:  # always true here
+            if not rolling:
+                _collect(model, batch, out.heads, chunk[batch.rows.numpy()], pointwise)
+            if model.next_item is not None:
                 sel = batch.next_item
                 scores = model.next_item.logits(out.query[sel], table[1:]).float()
                 exclude = torch.zeros_like(scores, dtype=torch.bool)
@@ -57,7 +64,7 @@ def evaluate(model: MultiTaskRecommender, batcher: SequenceBatcher, part: int,
                 ranks.append(np.where(rank >= scores.shape[1], MISS, rank))
                 targets.append(target.numpy() + 1)
         step = max(1, batch_size // 4)  # rows per user can be many (windows of long parts)
-        for start in range(0, len(users) if model.pointwise else 0, step):
+        for start in range(0, len(users) if model.pointwise and rolling else 0, step):
             _pointwise_chunk(model, batcher, users[start:start + step], part, table, pointwise)
     model.train(was_training)
     metrics: dict[str, float] = {}
@@ -84,10 +91,14 @@ def _pointwise_chunk(model: MultiTaskRecommender, batcher: SequenceBatcher, user
                      part: int, table: torch.Tensor, into: dict[str, list[Any]]) -> None:
     batch, owners = batcher.rolling_batch(users, part)
     out = model(batch, item_table=table)
-    example_users = owners[batch.rows.numpy()]
+    _collect(model, batch, out.heads, owners[batch.rows.numpy()], into)
+
+
+def _collect(model: MultiTaskRecommender, batch: Batch, heads: dict[str, torch.Tensor],
+             example_users: np.ndarray, into: dict[str, list[Any]]) -> None:
     for name, task in model.pointwise_tasks().items():
         mask = batch.label_mask[name]
-        preds = task.eval_scores(out.heads)[mask].float().numpy()
+        preds = task.eval_scores(heads)[mask].float().numpy()
         into[name].append((batch.labels[name][mask].numpy(), preds,
                            example_users[mask.numpy()]))
 

@@ -123,7 +123,7 @@ class MultiTaskRecommender(nn.Module):
         query = h + self.query_scenario(batch.target_scenario)
         heads = self.heads(h, table[batch.target], batch.target_scenario)
         out = ModelOutput(query=query, item_table=table, heads=heads)
-        if batch.labels or batch.next_item.any():
+        if self.training or batch.labels or batch.next_item.any():
             out.losses = self.losses(out, batch)
         return out
 
@@ -138,6 +138,10 @@ class MultiTaskRecommender(nn.Module):
             if mask.any():
                 sub = {k: v[mask] for k, v in out.heads.items()}
                 losses[name] = task.loss(sub, batch.labels[name][mask])
+            else:  # no labelled example in this batch: a zero that keeps the graph the same
+                losses[name] = out.heads[name].sum() * 0.0
+        if self.next_item is not None and "next_item" not in losses:
+            losses["next_item"] = out.query.sum() * 0.0
         return losses
 
     def shared_parameters(self) -> list[nn.Parameter]:
@@ -175,6 +179,9 @@ def build_model(config: ModelConfig, n_items: int, n_scenarios: int,
                 text_vectors: torch.Tensor | None,
                 text_tuner: TextTuner | None = None) -> MultiTaskRecommender:
     """Build towers, multi-task layer and task heads from ``config``."""
+    if config.item.dim % config.user.heads:
+        raise ValueError(f"model.user.heads ({config.user.heads}) must divide model.item.dim "
+                         f"({config.item.dim})")
     item_tower = build_item_tower(config.item, n_items, n_scenarios, text_vectors)
     user_tower = UserTower(config.user, config.item.dim, n_scenarios)
     next_item, pointwise = build_tasks(config.tasks, config.task_options, n_items,

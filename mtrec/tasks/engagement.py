@@ -47,7 +47,7 @@ class EngagementTask(PointwiseTask):
 
             values[rows, 0] = np.log1p(count(0, horizon))
             values[rows, 1] = count(SESSION_GAP, back) > 0
-            mask[rows] = data.ts[rows] + horizon <= data.ts[visible].max()
+            mask[rows] = data.ts[rows] + max(horizon, back) <= data.ts[visible].max()
         return Labels(values, mask)
 
     def check(self, data: Interactions, task_names: tuple[str, ...]) -> None:

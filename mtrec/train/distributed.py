@@ -1,9 +1,9 @@
 """Distributed helpers: one code path for a single process and for ``torchrun``.
 
 ``torchrun --nproc_per_node 2 -m mtrec.cli train ...`` sets ``WORLD_SIZE``/``RANK``; the
-process group then uses gloo on CPU (NCCL on GPU).  Each global batch of users is split
-across ranks by striding (``batch[rank::world]``), so the union of the ranks' batches is
-exactly the single-process batch.
+process group uses gloo (training runs on the CPU; GPU placement is not built yet).  Each
+global batch of users is split across ranks by striding (``batch[rank::world]``), so the
+union of the ranks' batches is exactly the single-process batch.
 """
 
 from __future__ import annotations
@@ -39,8 +39,7 @@ def context() -> DistContext:
     if world <= 1:
         return DistContext()
     if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend)
+        dist.init_process_group("gloo")  # the model stays on the CPU
     return DistContext(dist.get_rank(), dist.get_world_size())
 
 
@@ -84,6 +83,14 @@ def sampler(users: np.ndarray, ctx: DistContext, seed: int, epoch: int, batch_si
     if lengths is not None:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return [b[ctx.rank::ctx.world] for b in batches if len(b) >= ctx.world]
+
+
+def all_reduce_mean(tensors: list[torch.Tensor], ctx: DistContext) -> None:
+    """Average tensors (e.g. the weighting's gradients) over ranks, in place."""
+    if ctx.active:
+        for t in tensors:
+            dist.all_reduce(t)
+            t /= ctx.world
 
 
 def broadcast_float(value: float, ctx: DistContext) -> float:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mtrec.config import ConfigError
+from mtrec.config import ConfigError, from_dict
 from mtrec.data.split import TEST, VALID
 from mtrec.eval.protocols import evaluate
 from mtrec.recommender import Recommender
 from mtrec.train import bundle
 from mtrec.train.batches import SequenceBatcher
-from mtrec.train.run import load_run_config, prepare_run
+from mtrec.train.run import RunConfig, prepare_run
 
 PARTS = {"valid": VALID, "test": TEST}
 
@@ -22,16 +22,14 @@ def evaluate_bundle(path: Path, split: str = "test", dataset: str | None = None,
     if split not in PARTS:
         raise ConfigError(f"--split must be valid or test, got {split!r}")
     rec = Recommender.load(path)
-    run = rec.meta["run"]
+    run = dict(rec.meta["run"])
     name = dataset or rec.meta["dataset"]
-    config = load_run_config(None, **{"data.dataset": name,
-                                      "data.protocol": rec.meta["protocol"],
-                                      "data.kcore": run["data"]["kcore"],
-                                      "model.tasks": run["model"]["tasks"]})
+    config = from_dict(RunConfig, {**run, "data": {**run["data"], "dataset": name}},
+                       f"{path / 'config.json'}: run")
     prepared = prepare_run(config, root, store_dir)
     bundle.check_fits(rec.meta, prepared.catalog, f"dataset {name!r}")
     labels = {n: t.labels(prepared.interactions) for n, t in rec.model.pointwise_tasks().items()}
     batcher = SequenceBatcher(prepared.interactions, rec.model.user_tower.config.max_len, labels)
-    metrics = evaluate(rec.model, batcher, PARTS[split])
+    metrics = evaluate(rec.model, batcher, PARTS[split], rolling=prepared.causal_parts)
     return {"bundle": str(path), "dataset": name, "protocol": rec.meta["protocol"],
             "split": split, "metrics": metrics}

@@ -10,6 +10,8 @@ import json
 import platform
 import resource
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -142,6 +144,9 @@ def build(config: RunConfig, prepared: Prepared,
 
         tuner = TextTuner(TextEncoder.from_config(config.model.text), cat.texts)
     model = build_model(config.model, cat.n_items, len(cat.scenarios), vectors, tuner)
+    if vectors is not None:  # items never seen in training are served from their text alone
+        seen = np.bincount(data.item[data.part == TRAIN], minlength=cat.n_items + 1) > 0
+        model.item_tower.set_text_only(torch.from_numpy(np.flatnonzero(~seen[1:]) + 1))
     if model.next_item is not None:
         model.next_item.check(data, config.model.tasks)
     labels = {}
@@ -165,7 +170,9 @@ def train_run(config: RunConfig, out_dir: Path, root: Path | None = None,
     out_dir.mkdir(parents=True, exist_ok=True)
 
     def on_valid(m: MultiTaskRecommender) -> dict[str, float]:
-        return evaluate(m, batcher, VALID, config.train.eval_batch_size, autocast=config.train.bf16)
+        with _fresh_text(m):
+            return evaluate(m, batcher, VALID, config.train.eval_batch_size,
+                            autocast=config.train.bf16, rolling=prepared.causal_parts)
 
     result = Trainer(model, weighting, batcher, config.train, metric, on_valid,
                      out_dir).fit(resume)
@@ -179,7 +186,7 @@ def train_run(config: RunConfig, out_dir: Path, root: Path | None = None,
     metrics = {
         "valid": on_valid(model),
         "test": evaluate(model, batcher, TEST, config.train.eval_batch_size,
-                         autocast=config.train.bf16),
+                         autocast=config.train.bf16, rolling=prepared.causal_parts),
     }
     summary = _summary(config, prepared, result, metric, time.perf_counter() - started)
     bundle.save(out_dir, config, prepared, model, {**summary, **metrics})
@@ -187,8 +194,28 @@ def train_run(config: RunConfig, out_dir: Path, root: Path | None = None,
     return {**summary, **metrics}
 
 
+@contextmanager
+def _fresh_text(model: MultiTaskRecommender) -> Iterator[None]:
+    """While fine-tuning text, validate on the current encoder's vectors, not the cache."""
+    if model.text_tuner is None:
+        yield
+        return
+    cached = model.item_tower.text_vectors
+    saved = cached.clone()
+    model.text_tuner.refresh_all(cached)
+    try:
+        yield
+    finally:
+        cached.copy_(saved)
+
+
 def _main_metric(config: RunConfig, model: MultiTaskRecommender) -> str:
     if config.train.metric != "auto":
+        task = config.train.metric.split("/", 1)[0]
+        if "/" not in config.train.metric or task not in model.task_names:
+            raise ConfigError(f"train.metric {config.train.metric!r} must be 'task/metric' "
+                              f"for one of this run's tasks ({', '.join(model.task_names)}), "
+                              "e.g. next_item/ndcg@10, rating/rmse, like/auc")
         return config.train.metric
     first = model.task_names[0]
     return {"next_item": "next_item/ndcg@10", "rating": "rating/rmse",

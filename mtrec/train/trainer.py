@@ -50,6 +50,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "patience"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.eval_batch_size < 1 or self.warmup_steps < 0:
+            raise ValueError("train.eval_batch_size must be >= 1 and train.warmup_steps >= 0")
         if self.lr <= 0:
             raise ValueError(f"train.lr must be > 0, got {self.lr}")
 
@@ -75,9 +77,11 @@ class Trainer:
                  evaluate: Evaluator, out_dir: Path) -> None:
         self.model, self.weighting, self.batcher = model, weighting, batcher
         self.config, self.metric, self.evaluate, self.out_dir = config, metric, evaluate, out_dir
+        self.ctx = dist_utils.DistContext()
 
     def fit(self, resume: bool = False) -> TrainResult:
         cfg, ctx = self.config, dist_utils.context()
+        self.ctx = ctx
         users = self.batcher.train_users()
         engine = dist_utils.wrap(self.model, ctx)
         optimizer = _optimizer(self.model, self.weighting, cfg)
@@ -90,14 +94,16 @@ class Trainer:
         if resume and has_checkpoint(last_dir):
             state = load_checkpoint(last_dir, both, optimizer, scheduler)
             _log(ctx, f"resumed from {last_dir} after epoch {state['epoch']}")
+        # A resumed run that had already stopped early trains no further.
+        stopped_early = state["bad_epochs"] >= cfg.patience
+        first = cfg.epochs + 1 if stopped_early else state["epoch"] + 1
         started = time.perf_counter() - state["seconds"]
         logger = _Logger(self.out_dir, ctx.is_main)
-        stopped_early = False
-        for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
+        for epoch in range(first, cfg.epochs + 1):
             steps = dist_utils.sampler(users, ctx, cfg.seed, epoch, cfg.batch_size,
                                        self.batcher.train_lengths())
             losses = self._epoch(engine, optimizer, scheduler, steps, epoch)
-            self.weighting.end_epoch(losses)
+            self.weighting.end_epoch(_mean_over_ranks(losses, ctx))
             row = self._validate(ctx, state, epoch, losses)
             row["lr"] = scheduler.get_last_lr()[0]
             state["history"].append(row)
@@ -158,6 +164,9 @@ class Trainer:
                 optimizer.zero_grad(set_to_none=True)
                 total = self.weighting.combine(losses, shared)
                 total.backward()
+                dist_utils.all_reduce_mean(
+                    [p.grad for p in self.weighting.parameters() if p.grad is not None],
+                    self.ctx)
                 if self.config.clip_norm > 0:
                     nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
                 optimizer.step()
@@ -167,6 +176,13 @@ class Trainer:
                     sums[k] = sums.get(k, 0.0) + float(v.detach())
                 progress.advance(float(total.detach()))
         return {k: v / max(len(order), 1) for k, v in sums.items()}
+
+
+def _mean_over_ranks(losses: dict[str, float], ctx: dist_utils.DistContext) -> dict[str, float]:
+    names = sorted(losses)
+    values = torch.tensor([losses[n] for n in names], dtype=torch.float64)
+    dist_utils.all_reduce_mean([values], ctx)
+    return dict(zip(names, values.tolist(), strict=True))
 
 
 def _optimizer(model: nn.Module, weighting: nn.Module,
