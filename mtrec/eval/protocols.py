@@ -54,7 +54,8 @@ def evaluate(model: MultiTaskRecommender, batcher: SequenceBatcher, part: int,
                 _collect(model, batch, out.heads, chunk[batch.rows.numpy()], pointwise)
             if model.next_item is not None:
                 sel = batch.next_item
-                scores = model.next_item.logits(out.query[sel], table[1:]).float()
+                with torch.autocast("cpu", enabled=False):  # fp32: bf16 scores tie a lot
+                    scores = model.next_item.logits(out.query[sel].float(), table[1:].float())
                 exclude = torch.zeros_like(scores, dtype=torch.bool)
                 for row, items in enumerate(history):
                     exclude[row, torch.from_numpy(items - 1)] = True

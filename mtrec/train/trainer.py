@@ -32,7 +32,7 @@ from mtrec.train.weighting import GradNormWeighting, TaskWeighting
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 30
+    epochs: int = 20
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 0.05
@@ -40,7 +40,7 @@ class TrainConfig:
     clip_norm: float = 5.0
     patience: int = 3
     metric: str = "auto"  # "auto": next_item/ndcg@10, else the first task's main metric
-    min_delta: float = 0.0
+    min_delta: float = 0.0002  # a smaller gain in the selection metric is noise
     seed: int = 0
     bf16: bool = True
     eval_batch_size: int = 512
