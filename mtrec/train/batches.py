@@ -41,9 +41,10 @@ def gap_bucket(later: np.ndarray, earlier: np.ndarray) -> np.ndarray:
 
 
 class SequenceBatcher:
-    def __init__(self, data: Interactions, max_len: int, labels: dict[str, Labels]) -> None:
+    def __init__(self, data: Interactions, max_len: int, labels: dict[str, Labels],
+                 train_parts: tuple[int, ...] = (TRAIN,)) -> None:
         self.data, self.max_len, self.labels = data, max_len, labels
-        self._train = _grouped(data, data.part == TRAIN)
+        self._train = _grouped(data, np.isin(data.part, train_parts))
         self._history: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._targets: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 

@@ -176,6 +176,9 @@ def train_run(config: RunConfig, out_dir: Path, root: Path | None = None,
 
     result = Trainer(model, weighting, batcher, config.train, metric, on_valid,
                      out_dir).fit(resume)
+    valid = on_valid(model) if context().is_main else {}
+    if config.train.refit:
+        model = _refit(config, prepared, vectors, metric, result.best_epoch, out_dir)
     if model.text_tuner is not None:  # fine-tuned text: re-encode the catalog once, then drop it
         model.text_tuner.refresh_all(model.item_tower.text_vectors)
         model.text_tuner = None
@@ -184,7 +187,7 @@ def train_run(config: RunConfig, out_dir: Path, root: Path | None = None,
         shutdown(ctx)
         return {}
     metrics = {
-        "valid": on_valid(model),
+        "valid": valid,
         "test": evaluate(model, batcher, TEST, config.train.eval_batch_size,
                          autocast=config.train.bf16, rolling=prepared.causal_parts),
     }
@@ -192,6 +195,21 @@ def train_run(config: RunConfig, out_dir: Path, root: Path | None = None,
     bundle.save(out_dir, config, prepared, model, {**summary, **metrics})
     shutdown(ctx)
     return {**summary, **metrics}
+
+
+def _refit(config: RunConfig, prepared: Prepared, vectors: torch.Tensor | None, metric: str,
+           epochs: int, out_dir: Path) -> MultiTaskRecommender:
+    """Retrain from scratch on train + valid for the epoch count chosen on valid (the
+    reported valid metrics stay those of the selected model; test is untouched)."""
+    torch.manual_seed(config.train.seed)
+    np.random.seed(config.train.seed)
+    model, batcher = build(config, prepared, vectors)
+    batcher = SequenceBatcher(prepared.interactions, config.model.user.max_len,
+                              batcher.labels, train_parts=(TRAIN, VALID))
+    weighting = build_weighting(config.weighting, model.task_names)
+    train_config = replace(config.train, epochs=max(1, epochs), patience=10**6)
+    Trainer(model, weighting, batcher, train_config, metric, None, out_dir / "refit").fit()
+    return model
 
 
 @contextmanager

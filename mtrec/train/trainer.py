@@ -42,6 +42,7 @@ class TrainConfig:
     metric: str = "auto"  # "auto": next_item/ndcg@10, else the first task's main metric
     min_delta: float = 0.0002  # a smaller gain in the selection metric is noise
     seed: int = 0
+    refit: bool = False  # after selecting the epoch count on valid, retrain on train + valid
     bf16: bool = True
     eval_batch_size: int = 512
     max_minutes: float = 0.0  # 0 = no limit
@@ -74,7 +75,7 @@ class Trainer:
 
     def __init__(self, model: MultiTaskRecommender, weighting: TaskWeighting,
                  batcher: SequenceBatcher, config: TrainConfig, metric: str,
-                 evaluate: Evaluator, out_dir: Path) -> None:
+                 evaluate: Evaluator | None, out_dir: Path) -> None:
         self.model, self.weighting, self.batcher = model, weighting, batcher
         self.config, self.metric, self.evaluate, self.out_dir = config, metric, evaluate, out_dir
         self.ctx = dist_utils.DistContext()
@@ -123,9 +124,15 @@ class Trainer:
 
     def _validate(self, ctx: dist_utils.DistContext, state: dict[str, Any], epoch: int,
                   losses: dict[str, float]) -> dict[str, Any]:
-        """Evaluate on validation (rank 0), keep the best checkpoint, count bad epochs."""
-        metrics = self.evaluate(self.model) if ctx.is_main else {}
-        value = dist_utils.broadcast_float(metrics.get(self.metric, float("nan")), ctx)
+        """Evaluate on validation (rank 0), keep the best checkpoint, count bad epochs.
+
+        Without an evaluator (a refit for a fixed number of epochs) every epoch is the best.
+        """
+        metrics = self.evaluate(self.model) if ctx.is_main and self.evaluate else {}
+        fallback = float(epoch) if self.evaluate is None else float("nan")
+        if self.evaluate is None:
+            state["best_value"] = None
+        value = dist_utils.broadcast_float(metrics.get(self.metric, fallback), ctx)
         if math.isnan(value):
             raise RuntimeError(f"validation metric {self.metric!r} is missing or NaN; "
                                f"got {sorted(metrics)}")
@@ -139,8 +146,8 @@ class Trainer:
                                 state={"epoch": epoch})
         else:
             state["bad_epochs"] += 1
-        _log(ctx, f"epoch {epoch}: loss {sum(losses.values()):.4f} "
-                  f"{self.metric} {value:.4f}{' *' if improved else ''}")
+        shown = f" {self.metric} {value:.4f}{' *' if improved else ''}" if self.evaluate else ""
+        _log(ctx, f"epoch {epoch}: loss {sum(losses.values()):.4f}{shown}")
         return {"epoch": epoch, **{f"loss/{k}": v for k, v in losses.items()},
                 **{f"weight/{k}": v for k, v in self.weighting.current_weights().items()},
                 **{f"valid/{k}": v for k, v in metrics.items()}}

@@ -181,3 +181,17 @@ def test_every_weighting_trains(store: Path, tmp_path: Path, kind: str) -> None:
     else:  # uncertainty learns log-variances from 0
         assert weights[-1] != [1.0, 1.0]
     assert math.isfinite(result["test"]["click/auc"])
+
+
+def test_refit_retrains_on_train_and_valid_for_the_chosen_epochs(tmp_path: Path) -> None:
+    """``train.refit``: the selected epoch count is retrained on train + valid; the valid
+    metrics reported are the selected model's, and the refit history has exactly that many
+    epochs."""
+    store = write_store(planted(n_users=60, n_items=30), tmp_path)
+    overrides = tiny(store, **{"train.epochs": 3, "train.refit": True})
+    result = train_run(load_run_config(None, **overrides), tmp_path / "b", store_dir=tmp_path)
+    with (tmp_path / "b" / "refit" / "history.csv").open() as f:
+        refit_epochs = [int(r["epoch"]) for r in csv.DictReader(f)]
+    assert refit_epochs == list(range(1, result["best_epoch"] + 1))
+    assert result["valid"]["next_item/ndcg@10"] == pytest.approx(result["best_valid"])
+    assert "next_item/ndcg@10" in result["test"]
