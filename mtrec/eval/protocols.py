@@ -104,6 +104,35 @@ def _collect(model: MultiTaskRecommender, batch: Batch, heads: dict[str, torch.T
                            example_users[mask.numpy()]))
 
 
+def main_metric(task: str) -> str:
+    """The validation metric that stands for ``task``.
+
+    >>> main_metric("next_item"), main_metric("purchase")
+    ('next_item/ndcg@10', 'purchase/auc')
+    """
+    return {"next_item": "next_item/ndcg@10", "rating": "rating/rmse",
+            "engagement": "engagement/log_count_rmse"}.get(task, f"{task}/auc")
+
+
+def mean_relative(metrics: dict[str, float], reference: dict[str, float],
+                  tasks: tuple[str, ...]) -> float:
+    """Multi-task selection score: the mean over tasks of each main metric relative to
+    ``reference`` (the first epoch's), inverted for errors, so higher is better.
+
+    >>> now, first = {"like/auc": 0.6, "rating/rmse": 0.5}, {"like/auc": 0.5, "rating/rmse": 1.0}
+    >>> mean_relative(now, first, ("like", "rating"))
+    1.6
+    """
+    ratios = []
+    for task in tasks:
+        name = main_metric(task)
+        value, ref = metrics.get(name), reference.get(name)
+        if value is None or ref is None or value <= 0 or ref <= 0:
+            continue
+        ratios.append(ref / value if lower_is_better(name) else value / ref)
+    return float(np.mean(ratios)) if ratios else float("nan")
+
+
 def lower_is_better(metric: str) -> bool:
     """``True`` for losses and errors (``rmse``, ``mae``, ``logloss``, ``loss``).
 

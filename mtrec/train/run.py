@@ -26,7 +26,7 @@ from mtrec.data.interactions import Prepared, prepare
 from mtrec.data.sources import DATASETS
 from mtrec.data.split import TEST, TRAIN, VALID, SplitConfig
 from mtrec.data.store import Store
-from mtrec.eval.protocols import evaluate
+from mtrec.eval.protocols import evaluate, main_metric
 from mtrec.models.model import ModelConfig, MultiTaskRecommender, TextTuner, build_model
 from mtrec.tasks import TaskError, build_tasks, check_task_names
 from mtrec.train import bundle
@@ -228,6 +228,10 @@ def _fresh_text(model: MultiTaskRecommender) -> Iterator[None]:
 
 
 def _main_metric(config: RunConfig, model: MultiTaskRecommender) -> str:
+    """``auto``: the task's main metric for one task, ``mean`` (over tasks) for several."""
+    if config.train.metric == "mean" or (config.train.metric == "auto"
+                                         and len(model.task_names) > 1):
+        return "mean"
     if config.train.metric != "auto":
         task = config.train.metric.split("/", 1)[0]
         if "/" not in config.train.metric or task not in model.task_names:
@@ -235,9 +239,7 @@ def _main_metric(config: RunConfig, model: MultiTaskRecommender) -> str:
                               f"for one of this run's tasks ({', '.join(model.task_names)}), "
                               "e.g. next_item/ndcg@10, rating/rmse, like/auc")
         return config.train.metric
-    first = model.task_names[0]
-    return {"next_item": "next_item/ndcg@10", "rating": "rating/rmse",
-            "engagement": "engagement/log_count_rmse"}.get(first, f"{first}/auc")
+    return main_metric(model.task_names[0])
 
 
 def _summary(config: RunConfig, prepared: Prepared, result: TrainResult, metric: str,

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtrec.eval.protocols import lower_is_better
+from mtrec.eval.protocols import lower_is_better, mean_relative
 from mtrec.models.model import MultiTaskRecommender
 from mtrec.train import distributed as dist_utils
 from mtrec.train.batches import SequenceBatcher
@@ -39,7 +39,9 @@ class TrainConfig:
     warmup_steps: int = 200
     clip_norm: float = 5.0
     patience: int = 3
-    metric: str = "auto"  # "auto": next_item/ndcg@10, else the first task's main metric
+    # "auto": the task's main metric (next_item/ndcg@10, rating/rmse, <binary>/auc,
+    # engagement/log_count_rmse) for one task; "mean" over tasks for several.
+    metric: str = "auto"
     min_delta: float = 0.0002  # a smaller gain in the selection metric is noise
     seed: int = 0
     refit: bool = False  # after selecting the epoch count on valid, retrain on train + valid
@@ -132,6 +134,9 @@ class Trainer:
         fallback = float(epoch) if self.evaluate is None else float("nan")
         if self.evaluate is None:
             state["best_value"] = None
+        if self.metric == "mean" and metrics:
+            reference = state.setdefault("reference", dict(metrics))
+            metrics["mean"] = mean_relative(metrics, reference, self.model.task_names)
         value = dist_utils.broadcast_float(metrics.get(self.metric, fallback), ctx)
         if math.isnan(value):
             raise RuntimeError(f"validation metric {self.metric!r} is missing or NaN; "
