@@ -3,6 +3,7 @@
     python -m benchmarks.model_targets beauty          # default model, text on and off
     python -m benchmarks.model_targets scientific
     python -m benchmarks.model_targets ml100k          # joint vs single-task, 3 seeds
+    python -m benchmarks.model_targets ml100k-joint    # re-run the joint model only
     python -m benchmarks.model_targets jdata           # buy/cart/collect joint vs single
 
 Every run is ``mtrec train ... --json`` in a child process, so the wall time and peak RSS
@@ -73,31 +74,54 @@ def scientific() -> list[dict[str, Any]]:
 ML_TASKS = ("next_item", "rating", "like", "engagement")
 
 
+ML_BASE = ["--dataset", "ml-100k", "--protocol", "temporal", "--config",
+           str(Path(__file__).parent / "configs" / "ml100k.toml")]
+
+
+def _ml_joint(seed: int) -> dict[str, Any]:
+    return run_train([*ML_BASE, "--tasks", ",".join(ML_TASKS), "--seed", str(seed)],
+                     f"ml100k: joint seed {seed}")
+
+
 def ml100k(seeds: tuple[int, ...] = (0, 1, 2)) -> list[dict[str, Any]]:
-    base = ["--dataset", "ml-100k", "--protocol", "temporal", "--config",
-            str(Path(__file__).parent / "configs" / "ml100k.toml")]
     out = []
     for seed in seeds:
-        out.append(run_train([*base, "--tasks", ",".join(ML_TASKS), "--seed", str(seed)],
-                             f"ml100k: joint seed {seed}"))
+        out.append(_ml_joint(seed))
         for task in ML_TASKS:
-            out.append(run_train([*base, "--tasks", task, "--seed", str(seed)],
+            out.append(run_train([*ML_BASE, "--tasks", task, "--seed", str(seed)],
                                  f"ml100k: single {task} seed {seed}"))
     return out
+
+
+def ml100k_joint(seeds: tuple[int, ...] = (0, 1, 2)) -> list[dict[str, Any]]:
+    """Re-run only the joint model; the single-task runs are kept from model_ml100k.json."""
+    previous = json.loads((RESULTS / "model_ml100k.json").read_text())["runs"]
+    return [_ml_joint(seed) for seed in seeds] + [r for r in previous
+                                                  if r["label"].startswith("ml100k: single")]
 
 
 JD_TASKS = ("purchase", "cart", "collect")
 
 
+JD_BASE = ["--dataset", "jdata", "--protocol", "pair", "--config",
+           str(Path(__file__).parent / "configs" / "jdata.toml")]
+
+
 def jdata() -> list[dict[str, Any]]:
-    base = ["--dataset", "jdata", "--protocol", "pair", "--config",
-            str(Path(__file__).parent / "configs" / "jdata.toml")]
-    out = [run_train([*base, "--tasks", ",".join(JD_TASKS)], "jdata: joint")]
-    out += [run_train([*base, "--tasks", t], f"jdata: single {t}") for t in JD_TASKS]
+    out = [run_train([*JD_BASE, "--tasks", ",".join(JD_TASKS)], "jdata: joint")]
+    out += [run_train([*JD_BASE, "--tasks", t], f"jdata: single {t}") for t in JD_TASKS]
     return out
 
 
-EXPERIMENTS = {"beauty": beauty, "scientific": scientific, "ml100k": ml100k, "jdata": jdata}
+def jdata_joint() -> list[dict[str, Any]]:
+    """Re-run only the joint model; the single-task runs are kept from model_jdata.json."""
+    previous = json.loads((RESULTS / "model_jdata.json").read_text())["runs"]
+    return [run_train([*JD_BASE, "--tasks", ",".join(JD_TASKS)], "jdata: joint")] + [
+        r for r in previous if r["label"].startswith("jdata: single")]
+
+
+EXPERIMENTS = {"beauty": beauty, "scientific": scientific, "ml100k": ml100k,
+               "ml100k-joint": ml100k_joint, "jdata": jdata, "jdata-joint": jdata_joint}
 
 
 def main() -> None:
@@ -109,7 +133,7 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     record = {"experiment": args.experiment, "machine": describe(),
               "command": f"python -m benchmarks.model_targets {args.experiment}", "runs": runs}
-    path = RESULTS / f"model_{args.experiment}.json"
+    path = RESULTS / f"model_{args.experiment.split('-')[0]}.json"
     path.write_text(json.dumps(record, indent=2, default=str))
     print(f"wrote {path}", file=sys.stderr)
 
