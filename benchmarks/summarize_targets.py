@@ -72,6 +72,8 @@ def main() -> None:
         record = _load(name)
         if record:
             out += [f"## {title}", "", f"`{record['command']}`", "", *_run_rows(record), ""]
+            out += [f"- {r['label']}: {r['note']}" for r in record["runs"] if r.get("note")]
+            out += [""]
     for name, title, tasks in (
             ("ml100k", "ML-100k, temporal split, joint vs single-task, 3 seeds",
              ("next_item", "rating", "like", "engagement")),
