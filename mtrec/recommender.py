@@ -118,6 +118,7 @@ class Recommender:
         scores = self._task_scores(self._state(user, s), self.item_codes(items), s)
         return {k: v.tolist() for k, v in scores.items()}
 
+    @torch.no_grad()
     def recommend(self, user: str, k: int = 10, scenario: str | None = None,
                   objective: dict[str, float] | None = None,
                   candidates: int = 200) -> list[Recommendation]:

@@ -87,6 +87,20 @@ def test_recommend_bad_input_is_one_line(trained: tuple[Path, Path], args: list[
     assert needle in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+def test_recommend_with_fewer_candidates_than_items(trained: tuple[Path, Path]) -> None:
+    """Bug: retrieval of candidates from a catalog larger than ``candidates`` ran with
+    gradients on and crashed on ``.numpy()`` (any real catalog; tests had < 200 items)."""
+    from mtrec.recommender import Recommender
+
+    tmp, _ = trained
+    rec = Recommender.load(tmp / "b")
+    user = str(rec.catalog.user_ids[0])
+    top = rec.recommend(user, k=2, candidates=3)
+    assert len(top) == 2
+    best = rec.recommend(user, k=1, candidates=rec.catalog.n_items)[0]
+    assert top[0].item_id == best.item_id  # the retrieval pre-filter keeps the top item
+
+
 def test_eval_of_a_missing_bundle(tmp_path: Path) -> None:
     result = runner.invoke(app, ["eval", "--bundle", str(tmp_path / "none")])
     assert result.exit_code == 2 and "not a bundle" in result.stderr
