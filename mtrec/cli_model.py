@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -137,7 +136,3 @@ def _render_items(user: str, rows: list[dict[str, Any]]) -> None:
         table.add_row(str(n), r["item_id"], f"{r['score']:.4g}",
                       *(f"{r['scores'][t]:.4g}" for t in tasks), r["text"][:60])
     Console().print(table)
-
-
-def dumps(payload: dict[str, Any]) -> str:
-    return json.dumps(payload, indent=2, default=str)

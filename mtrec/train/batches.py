@@ -146,8 +146,3 @@ class SequenceBatcher:
             labels={k: as_t(v.values[tgt]) for k, v in self.labels.items()},
             label_mask={k: as_t(v.mask[tgt]) for k, v in self.labels.items()},
         )
-
-    def target_index(self, users: Sequence[int] | np.ndarray, part: int) -> np.ndarray:
-        """Interaction indices of the examples of :meth:`eval_batch` in the same order."""
-        t_idx, t_off = self._part_targets(part)
-        return np.concatenate([t_idx[t_off[u]:t_off[u + 1]] for u in users])

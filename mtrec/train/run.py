@@ -6,7 +6,6 @@ before the first training step.
 
 from __future__ import annotations
 
-import json
 import platform
 import resource
 import time
@@ -256,7 +255,3 @@ def _summary(config: RunConfig, prepared: Prepared, result: TrainResult, metric:
                    f"{torch.get_num_threads()} threads".strip(),
         "config": to_dict(config),
     }
-
-
-def dumps(metrics: dict[str, Any]) -> str:
-    return json.dumps(metrics, indent=2, default=str)
