@@ -18,6 +18,7 @@ import torch
 from mtrec.config import from_dict
 from mtrec.data.interactions import Catalog, Interactions
 from mtrec.models.model import MultiTaskRecommender, build_model
+from mtrec.models.text_match import recent_items
 from mtrec.train import bundle
 from mtrec.train.batches import SequenceBatcher
 from mtrec.train.run import RunConfig
@@ -42,6 +43,7 @@ class Recommender:
         self._item_code = {str(i): k for k, i in enumerate(catalog.item_ids) if k}
         with torch.no_grad():
             self.item_table = model.item_tower()
+            self.retrieval_table = model.retrieval_items(self.item_table)
 
     @classmethod
     def load(cls, path: str | Path) -> Recommender:
@@ -87,22 +89,29 @@ class Recommender:
         return np.asarray(self.batcher.data.item[idx[off[u]:off[u + 1]]])
 
     @torch.no_grad()
-    def _state(self, user: str, scenario: int) -> torch.Tensor:
+    def _state(self, user: str, scenario: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The user's state ``[dim]`` and next-item query ``[D]`` in ``scenario``."""
         batch, _ = self.batcher.eval_batch([self.user_code(user)], ALL_PARTS)
         h = self.model.user_tower(self.item_table, batch.items, batch.behaviors,
                                   batch.scenarios, batch.gaps)
         # The time until the next interaction is unknown here: gap bucket 0.
-        return h[0, batch.items.shape[1] - 1] + self.model.target_gap.weight[0]
+        last = torch.tensor([batch.items.shape[1] - 1])
+        h = h[0, last[0]] + self.model.target_gap.weight[0]
+        recent = recent_items(batch.items, torch.zeros_like(last), last, self.model.match_lags)
+        query = self.model.retrieval_query(
+            (h + self.model.query_scenario.weight[scenario])[None], recent)[0]
+        return h, query
 
     @torch.no_grad()
-    def _task_scores(self, h: torch.Tensor, items: np.ndarray,
+    def _task_scores(self, state: tuple[torch.Tensor, torch.Tensor], items: np.ndarray,
                      scenario: int) -> dict[str, np.ndarray]:
+        h, query = state
         codes = torch.from_numpy(items)
         scen = torch.full((len(items),), scenario, dtype=torch.long)
         out: dict[str, np.ndarray] = {}
         if self.model.next_item is not None:
-            query = h + self.model.query_scenario.weight[scenario]
-            probs = torch.softmax(self.model.next_item.logits(query[None], self.item_table[1:]),
+            probs = torch.softmax(self.model.next_item.logits(query[None],
+                                                              self.retrieval_table[1:]),
                                   -1)[0]
             out["next_item"] = probs[codes - 1].numpy()
         hs = h.expand(len(items), -1)
@@ -127,14 +136,13 @@ class Recommender:
             raise ValueError(f"k must be >= 1, got {k}")
         weights = self._objective(objective)
         s = self.scenario_code(scenario)
-        h = self._state(user, s)
+        state = self._state(user, s)
         pool = np.arange(1, self.catalog.n_items + 1)
         pool = pool[~np.isin(pool, self.history(user))]
         if self.model.next_item is not None and len(pool) > candidates:
-            query = h + self.model.query_scenario.weight[s]
-            logits = (self.item_table[torch.from_numpy(pool)] @ query).numpy()
+            logits = (self.retrieval_table[torch.from_numpy(pool)] @ state[1]).numpy()
             pool = pool[np.argsort(-logits, kind="stable")[:max(candidates, k)]]
-        scores = self._task_scores(h, pool, s)
+        scores = self._task_scores(state, pool, s)
         total = np.zeros(len(pool))
         for task, w in weights.items():
             total += w * scores[task]

@@ -55,15 +55,10 @@ def evaluate(model: MultiTaskRecommender, batcher: SequenceBatcher, part: int,
             if model.next_item is not None:
                 sel = batch.next_item
                 with torch.autocast("cpu", enabled=False):  # fp32: bf16 scores tie a lot
-                    scores = model.next_item.logits(out.query[sel].float(), table[1:].float())
-                exclude = torch.zeros_like(scores, dtype=torch.bool)
-                for row, items in enumerate(history):
-                    exclude[row, torch.from_numpy(items - 1)] = True
-                target = batch.target[sel] - 1
-                rank = target_ranks_torch(scores, target, exclude).numpy()
-                # A masked target comes back as rank N, a hit at any k > N on a tiny catalog.
-                ranks.append(np.where(rank >= scores.shape[1], MISS, rank))
-                targets.append(target.numpy() + 1)
+                    scores = model.next_item.logits(out.query[sel].float(),
+                                                    out.retrieval_items[1:].float())
+                ranks.append(masked_ranks(scores, batch.target[sel] - 1, history))
+                targets.append(batch.target[sel].numpy())
         step = max(1, batch_size // 4)  # rows per user can be many (windows of long parts)
         for start in range(0, len(users) if model.pointwise and rolling else 0, step):
             _pointwise_chunk(model, batcher, users[start:start + step], part, table, pointwise)
@@ -86,6 +81,22 @@ def evaluate(model: MultiTaskRecommender, batcher: SequenceBatcher, part: int,
         metrics.update({f"{name}/{k}": v for k, v in task_metrics.items()})
         metrics[f"{name}/examples"] = float(len(labels))
     return metrics
+
+
+def masked_ranks(scores: torch.Tensor, targets: torch.Tensor,
+                 history: list[np.ndarray]) -> np.ndarray:
+    """0-based ranks of ``targets`` (columns) with each row's ``history`` items (codes)
+    masked; a masked target gets ``MISS``.
+
+    >>> masked_ranks(torch.tensor([[0.1, 0.9, 0.5]]), torch.tensor([2]), [np.array([2])])
+    array([0])
+    """
+    exclude = torch.zeros_like(scores, dtype=torch.bool)
+    for row, items in enumerate(history):
+        exclude[row, torch.from_numpy(items - 1)] = True
+    rank = target_ranks_torch(scores, targets, exclude).numpy()
+    # A masked target comes back as rank N, a hit at any k > N on a tiny catalog.
+    return np.where(rank >= scores.shape[1], MISS, rank)
 
 
 def _pointwise_chunk(model: MultiTaskRecommender, batcher: SequenceBatcher, users: np.ndarray,

@@ -16,6 +16,7 @@ from torch import nn
 
 from mtrec.models.item_tower import ItemTower, ItemTowerConfig, build_item_tower
 from mtrec.models.multitask import MultiTaskConfig, MultiTaskLayer
+from mtrec.models.text_match import TextMatch, TextMatchConfig, recent_items
 from mtrec.models.user_tower import UserTower, UserTowerConfig
 from mtrec.tasks import build_tasks
 from mtrec.tasks.base import PointwiseTask, TaskOptions
@@ -30,6 +31,7 @@ class ModelConfig:
     item: ItemTowerConfig = field(default_factory=ItemTowerConfig)
     user: UserTowerConfig = field(default_factory=UserTowerConfig)
     mtl: MultiTaskConfig = field(default_factory=MultiTaskConfig)
+    match: TextMatchConfig = field(default_factory=TextMatchConfig)
     task_options: TaskOptions = field(default_factory=TaskOptions)
 
 
@@ -58,9 +60,10 @@ class Batch:
 
 @dataclass
 class ModelOutput:
-    query: torch.Tensor  # [T, dim] retrieval query per example
-    item_table: torch.Tensor  # [N + 1, dim]
+    query: torch.Tensor  # [T, D] retrieval query per example (D = dim [+ text_dim])
+    item_table: torch.Tensor  # [N + 1, dim] item-tower vectors (inputs, pointwise heads)
     heads: dict[str, torch.Tensor]  # raw pointwise head outputs [T, out_dim]
+    retrieval_items: torch.Tensor  # [N + 1, D] what ``query`` is scored against
     losses: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
@@ -72,10 +75,11 @@ class MultiTaskRecommender(nn.Module):
     def __init__(self, item_tower: ItemTower, user_tower: UserTower,
                  mtl: MultiTaskLayer | None, next_item: NextItemTask | None,
                  pointwise: dict[str, PointwiseTask], n_scenarios: int,
-                 text_tuner: TextTuner | None = None) -> None:
+                 text_tuner: TextTuner | None = None,
+                 text_match: TextMatch | None = None) -> None:
         super().__init__()
         self.item_tower, self.user_tower, self.mtl = item_tower, user_tower, mtl
-        self.text_tuner = text_tuner
+        self.text_tuner, self.text_match = text_tuner, text_match
         self.next_item = next_item
         self.pointwise = nn.ModuleDict(pointwise)
         self.query_scenario = nn.Embedding(n_scenarios, item_tower.config.dim)
@@ -111,27 +115,51 @@ class MultiTaskRecommender(nn.Module):
         return {name: task.head(features[name]) for name, task in self.pointwise_tasks().items()}
 
     def forward(self, batch: Batch, item_table: torch.Tensor | None = None) -> ModelOutput:
+        text = None  # fine-tuned text rows of this step, when the encoder is trained
         if item_table is not None:
             table = item_table
         elif self.text_tuner is not None and self.training:
             items = torch.cat([batch.items.flatten(), batch.target]).clamp(min=0).unique()
-            table = self.item_tower(text_vectors=self.text_tuner.refresh(
-                self.item_tower.text_vectors, items[items > 0]))
+            text = self.text_tuner.refresh(self.item_tower.text_vectors, items[items > 0])
+            table = self.item_tower(text_vectors=text)
         else:
             table = self.item_tower()
         h = self.states(table, batch)
-        query = h + self.query_scenario(batch.target_scenario)
+        query = self.retrieval_query(h + self.query_scenario(batch.target_scenario),
+                                     recent_items(batch.items, batch.rows, batch.cols,
+                                                  self.match_lags), text)
         heads = self.heads(h, table[batch.target], batch.target_scenario)
-        out = ModelOutput(query=query, item_table=table, heads=heads)
+        out = ModelOutput(query=query, item_table=table, heads=heads,
+                          retrieval_items=self.retrieval_items(table, text))
         if self.training or batch.labels or batch.next_item.any():
             out.losses = self.losses(out, batch)
         return out
+
+    @property
+    def match_lags(self) -> int:
+        return self.text_match.config.lags if self.text_match is not None else 1
+
+    def retrieval_query(self, query: torch.Tensor, recent: torch.Tensor,
+                        text: torch.Tensor | None = None) -> torch.Tensor:
+        """``query`` ``[T, dim]`` plus the text-match part from ``recent`` ``[T, lags]``."""
+        if self.text_match is None or not self.text_match.active:
+            return query
+        unit = TextMatch.unit(self.item_tower.text_vectors if text is None else text)
+        return torch.cat([query, self.text_match.query(unit, recent).to(query.dtype)], -1)
+
+    def retrieval_items(self, table: torch.Tensor,
+                        text: torch.Tensor | None = None) -> torch.Tensor:
+        """The vectors next-item queries are scored against, ``[N + 1, D]``."""
+        if self.text_match is None or not self.text_match.active:
+            return table
+        unit = TextMatch.unit(self.item_tower.text_vectors if text is None else text)
+        return torch.cat([table, unit.to(table.dtype)], -1)
 
     def losses(self, out: ModelOutput, batch: Batch) -> dict[str, torch.Tensor]:
         losses = {}
         if self.next_item is not None and batch.next_item.any():
             sel = batch.next_item
-            losses["next_item"] = self.next_item.loss(out.query[sel], out.item_table[1:],
+            losses["next_item"] = self.next_item.loss(out.query[sel], out.retrieval_items[1:],
                                                       batch.target[sel])
         for name, task in self.pointwise_tasks().items():
             mask = batch.label_mask[name]
@@ -188,5 +216,7 @@ def build_model(config: ModelConfig, n_items: int, n_scenarios: int,
                                        config.mtl.expert_dim, config.mtl.tower_dim)
     mtl = (MultiTaskLayer(config.mtl, config.item.dim, n_scenarios, tuple(pointwise))
            if pointwise else None)
+    match = (TextMatch(config.match) if config.match.enabled and next_item is not None
+             and item_tower.adapter is not None else None)
     return MultiTaskRecommender(item_tower, user_tower, mtl, next_item, pointwise, n_scenarios,
-                                text_tuner)
+                                text_tuner, match)

@@ -31,6 +31,7 @@ from mtrec.tasks import TaskError, build_tasks, check_task_names
 from mtrec.train import bundle
 from mtrec.train.batches import SequenceBatcher
 from mtrec.train.distributed import context, shutdown
+from mtrec.train.match import fit_text_match
 from mtrec.train.trainer import TrainConfig, Trainer, TrainResult
 from mtrec.train.weighting import WeightingConfig, build_weighting
 
@@ -175,9 +176,17 @@ def train_run(config: RunConfig, out_dir: Path, root: Path | None = None,
 
     result = Trainer(model, weighting, batcher, config.train, metric, on_valid,
                      out_dir).fit(resume)
+    fusion: dict[float, float] = {}
+    if context().is_main:
+        with _fresh_text(model):
+            fusion = fit_text_match(model, batcher, VALID, config.train.eval_batch_size,
+                                    autocast=config.train.bf16)
     valid = on_valid(model) if context().is_main else {}
     if config.train.refit:
+        selected = model
         model = _refit(config, prepared, vectors, metric, result.best_epoch, out_dir)
+        if model.text_match is not None and selected.text_match is not None:
+            model.text_match.lag_weight.copy_(selected.text_match.lag_weight)
     if model.text_tuner is not None:  # fine-tuned text: re-encode the catalog once, then drop it
         model.text_tuner.refresh_all(model.item_tower.text_vectors)
         model.text_tuner = None
@@ -191,6 +200,8 @@ def train_run(config: RunConfig, out_dir: Path, root: Path | None = None,
                          autocast=config.train.bf16, rolling=prepared.causal_parts),
     }
     summary = _summary(config, prepared, result, metric, time.perf_counter() - started)
+    if fusion:
+        summary["text_match"] = {"scale": _scale(model), "valid_ndcg@10_by_scale": fusion}
     bundle.save(out_dir, config, prepared, model, {**summary, **metrics})
     shutdown(ctx)
     return {**summary, **metrics}
@@ -239,6 +250,11 @@ def _main_metric(config: RunConfig, model: MultiTaskRecommender) -> str:
                               "e.g. next_item/ndcg@10, rating/rmse, like/auc")
         return config.train.metric
     return main_metric(model.task_names[0])
+
+
+def _scale(model: MultiTaskRecommender) -> float:
+    match = model.text_match
+    return float(match.lag_weight[0]) if match is not None else 0.0
 
 
 def _summary(config: RunConfig, prepared: Prepared, result: TrainResult, metric: str,

@@ -86,7 +86,8 @@ class PlantedModel(nn.Module):
         self.batches.append(batch)
         query = self.score.expand(len(batch.target), -1)
         heads = {name: self.score[batch.target].unsqueeze(1) for name in self.pointwise}
-        return ModelOutput(query=query, item_table=item_table, heads=heads)
+        return ModelOutput(query=query, item_table=item_table, heads=heads,
+                           retrieval_items=item_table)
 
 
 def _ndcg(ranks: list[int], k: int) -> float:

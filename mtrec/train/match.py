@@ -1,0 +1,51 @@
+"""Choose the text-match fusion weight on validation (see :mod:`mtrec.models.text_match`).
+
+The trained network's next-item logits and the text-match scores are computed once per
+validation user; every grid value then costs one ranking pass.  The value with the best
+validation NDCG@10 is kept (ties: the smaller, so 0 = off wins over a useless channel).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from mtrec.eval.metrics import ndcg_at_k
+from mtrec.eval.protocols import masked_ranks
+from mtrec.models.model import MultiTaskRecommender
+from mtrec.models.text_match import TextMatch, recent_items
+from mtrec.train.batches import SequenceBatcher
+
+
+@torch.no_grad()
+def fit_text_match(model: MultiTaskRecommender, batcher: SequenceBatcher, part: int,
+                   batch_size: int = 512, autocast: bool = False) -> dict[float, float]:
+    """Set the model's text-match scale to the best of its grid on ``part``; returns
+    ``{scale: NDCG@10}``.  A model without the channel (or without next_item) is left as is."""
+    match, head = model.text_match, model.next_item
+    if match is None or head is None:
+        return {}
+    was_training = model.training
+    model.eval()
+    match.set_scale(0.0)  # score the network alone
+    grid = sorted(set(match.config.scales))
+    table = model.item_tower()
+    unit = TextMatch.unit(model.item_tower.text_vectors)
+    users = batcher.eval_users(part)
+    ranks: dict[float, list[np.ndarray]] = {s: [] for s in grid}
+    for start in range(0, len(users), batch_size):
+        batch, history = batcher.eval_batch(users[start:start + batch_size], part)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out = model(batch, item_table=table)
+        sel = batch.next_item
+        base = head.logits(out.query[sel].float(), table[1:].float())
+        recent = recent_items(batch.items, batch.rows, batch.cols, match.config.lags)[sel]
+        text = head.logits(match.query(unit, recent, match.unit_weights()), unit[1:])
+        for scale in grid:
+            ranks[scale].append(masked_ranks(base + scale * text, batch.target[sel] - 1,
+                                             history))
+    curve = {s: ndcg_at_k(np.concatenate(r), 10) if r else 0.0 for s, r in ranks.items()}
+    best = max(grid, key=lambda s: (round(curve[s], 6), -s))
+    match.set_scale(best)
+    model.train(was_training)
+    return curve
