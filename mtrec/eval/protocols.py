@@ -125,23 +125,41 @@ def main_metric(task: str) -> str:
             "engagement": "engagement/log_count_rmse"}.get(task, f"{task}/auc")
 
 
-def mean_relative(metrics: dict[str, float], reference: dict[str, float],
-                  tasks: tuple[str, ...]) -> float:
-    """Multi-task selection score: the mean over tasks of each main metric relative to
-    ``reference`` (the first epoch's), inverted for errors, so higher is better.
+def task_skill(metric: str, value: float) -> float:
+    """How good a task's main metric is, on a scale where 0 is worthless: AUC above chance,
+    the inverse of an error, a ranking metric as it is.
 
-    >>> now, first = {"like/auc": 0.6, "rating/rmse": 0.5}, {"like/auc": 0.5, "rating/rmse": 1.0}
-    >>> mean_relative(now, first, ("like", "rating"))
-    1.6
+    >>> task_skill("like/auc", 0.75), task_skill("rating/rmse", 0.5), task_skill("x/ndcg@10", .1)
+    (0.25, 2.0, 0.1)
     """
-    ratios = []
+    if metric.endswith("auc"):
+        return value - 0.5
+    if lower_is_better(metric):
+        return 1.0 / value if value > 0 else float("inf")
+    return value
+
+
+def mean_best_share(epoch: dict[str, float], history: list[dict[str, float]],
+                    tasks: tuple[str, ...]) -> float:
+    """Multi-task selection score of ``epoch``: the mean over tasks of its skill as a share of
+    the task's best skill over ``history`` (all epochs validated so far), so every task
+    counts the same however far its metric moves.
+
+    >>> h = [{"like/auc": 0.70, "next_item/ndcg@10": 0.10},
+    ...      {"like/auc": 0.60, "next_item/ndcg@10": 0.20}]
+    >>> tasks = ("like", "next_item")
+    >>> mean_best_share(h[0], h, tasks), mean_best_share(h[1], h, tasks)
+    (0.75, 0.75)
+    """
+    shares = []
     for task in tasks:
         name = main_metric(task)
-        value, ref = metrics.get(name), reference.get(name)
-        if value is None or ref is None or value <= 0 or ref <= 0:
+        if name not in epoch:
             continue
-        ratios.append(ref / value if lower_is_better(name) else value / ref)
-    return float(np.mean(ratios)) if ratios else float("nan")
+        best = max(task_skill(name, past[name]) for past in history if name in past)
+        if best > 0 and np.isfinite(best):
+            shares.append(task_skill(name, epoch[name]) / best)
+    return float(np.mean(shares)) if shares else float("nan")
 
 
 def lower_is_better(metric: str) -> bool:

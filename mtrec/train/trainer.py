@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtrec.eval.protocols import lower_is_better, mean_relative
+from mtrec.eval.protocols import lower_is_better, main_metric, mean_best_share
 from mtrec.models.model import MultiTaskRecommender
 from mtrec.train import distributed as dist_utils
 from mtrec.train.batches import SequenceBatcher
@@ -135,8 +135,7 @@ class Trainer:
         if self.evaluate is None:
             state["best_value"] = None
         if self.metric == "mean" and metrics:
-            reference = state.setdefault("reference", dict(metrics))
-            metrics["mean"] = mean_relative(metrics, reference, self.model.task_names)
+            self._mean_share(state, metrics)
         value = dist_utils.broadcast_float(metrics.get(self.metric, fallback), ctx)
         if math.isnan(value):
             raise RuntimeError(f"validation metric {self.metric!r} is missing or NaN; "
@@ -156,6 +155,16 @@ class Trainer:
         return {"epoch": epoch, **{f"loss/{k}": v for k, v in losses.items()},
                 **{f"weight/{k}": v for k, v in self.weighting.current_weights().items()},
                 **{f"valid/{k}": v for k, v in metrics.items()}}
+
+    def _mean_share(self, state: dict[str, Any], metrics: dict[str, float]) -> None:
+        """Score this epoch and re-score the best one against the same per-task bests (a
+        task's best can only rise, so an earlier score would be stale)."""
+        tasks = self.model.task_names
+        past: list[dict[str, float]] = state.setdefault("task_metrics", [])
+        past.append({m: metrics[m] for m in map(main_metric, tasks) if m in metrics})
+        metrics["mean"] = mean_best_share(past[-1], past, tasks)
+        if state["best_epoch"]:
+            state["best_value"] = mean_best_share(past[state["best_epoch"] - 1], past, tasks)
 
     def _out_of_time(self, seconds: float) -> bool:
         return self.config.max_minutes > 0 and seconds > self.config.max_minutes * 60

@@ -145,9 +145,10 @@ def test_early_stopping_keeps_the_best_epoch(store: Path, tmp_path: Path) -> Non
     assert result["stopped_early"] and result["epochs_run"] == 3
     assert result["best_epoch"] == 1
     first = float(rows[0]["valid/next_item/ndcg@10"])
-    # several tasks: selection on the mean relative to epoch 1, which is 1 at epoch 1
+    # several tasks: selection on the mean share of each task's best so far, 1 at epoch 1
+    # (every task's best); the reported best is re-scored against the later bests, <= 1
     assert result["selection_metric"] == "mean"
-    assert result["best_valid"] == pytest.approx(float(rows[0]["valid/mean"])) == 1.0
+    assert float(rows[0]["valid/mean"]) == 1.0 >= result["best_valid"] > 0
     assert result["valid"]["next_item/ndcg@10"] == pytest.approx(first, rel=1e-5)
     again = evaluate_bundle(out, "valid", store_dir=tmp_path / "home")
     assert again["metrics"]["next_item/ndcg@10"] == pytest.approx(first, rel=1e-5)
