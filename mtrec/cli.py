@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mtrec import cli_model
+from mtrec import cli_model, cli_serve
 from mtrec.cli_common import (
     AsJson,
     DataRoot,
@@ -267,6 +267,7 @@ def demo(root: DataRoot = None, store_dir: StoreDir = None, as_json: AsJson = Fa
 app.command("train")(cli_model.train)
 app.command("eval")(cli_model.evaluate)
 app.command("recommend")(cli_model.recommend)
+app.command("serve")(cli_serve.serve)
 
 
 def main() -> None:

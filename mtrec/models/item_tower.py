@@ -115,6 +115,14 @@ class ItemTower(nn.Module):
         return out * (torch.arange(len(out), device=out.device) > 0).unsqueeze(-1)
 
 
+    def text_item_vectors(self, text: torch.Tensor) -> torch.Tensor:
+        """Vectors ``[M, dim]`` of items known only by their text ``[M, T]`` (new items at
+        serving time: no ID embedding, as for items unseen in training)."""
+        if self.adapter is None:
+            raise ValueError("this item tower has no text adapter (trained without text)")
+        return self.norm(self.adapter(text) * (text.abs().sum(-1, keepdim=True) > 0))
+
+
 def build_item_tower(config: ItemTowerConfig, n_items: int, n_scenarios: int,
                      text_vectors: torch.Tensor | None) -> ItemTower:
     """Build the adapter that fits ``config`` and the tower around it."""

@@ -23,8 +23,8 @@ import pytest
 
 from mtrec.data.interactions import Prepared
 from mtrec.data.split import TEST, TRAIN
-from mtrec.eval.protocols import main_metric, mean_best_share
 from mtrec.data.synthetic import SyntheticData
+from mtrec.eval.protocols import main_metric, mean_best_share
 from mtrec.recommender import Recommender
 from mtrec.tasks.base import TaskOptions
 from mtrec.tasks.engagement import EngagementTask

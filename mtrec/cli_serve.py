@@ -1,0 +1,39 @@
+"""``mtrec serve``: the HTTP API and web page over a bundle (uvicorn)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mtrec.cli_common import _user_errors
+
+
+def serve(
+    bundle: Annotated[Path, typer.Option(help="Bundle directory (from `mtrec train`).")],
+    store: Annotated[Path | None, typer.Option(
+        help="Event store (SQLite) for posted events and items; none: writes refused.")] = None,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Server processes (share --store).")] = 1,
+    api_key: Annotated[str | None, typer.Option(
+        help="Key for write endpoints (default: $MTREC_API_KEY).")] = None,
+) -> None:
+    """Serve recommendations over HTTP: /v1 API, OpenAPI docs at /docs, web page at /."""
+    import os
+
+    import uvicorn
+
+    with _user_errors():
+        from mtrec.train import bundle as bundle_io
+
+        bundle_io.read_meta(bundle)  # a clear error now rather than in a worker
+        if workers < 1:
+            raise ValueError(f"--workers must be >= 1, got {workers}")
+    os.environ["MTREC_SERVE_BUNDLE"] = str(bundle.resolve())
+    os.environ["MTREC_SERVE_STORE"] = str(store.resolve()) if store else ""
+    if api_key:
+        os.environ["MTREC_API_KEY"] = api_key
+    uvicorn.run("mtrec.serve.factory:app_from_env", factory=True, host=host, port=port,
+                workers=workers, log_level="warning")

@@ -1,0 +1,185 @@
+"""The HTTP service: ``create_app(settings, bundle, log)`` builds the FastAPI app.
+
+The model loads in the app's start-up (``lifespan``), not at import.  Routes translate the
+engine's plain exceptions to HTTP errors (``KeyError`` -> 404, ``ValueError`` -> 422);
+every error body is JSON ``{"error": ..., "detail": ...}``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mtrec.serve.engine import Engine
+from mtrec.serve.events import EventLog
+from mtrec.serve.index import IndexConfig
+from mtrec.serve.routes import build_router
+
+WEB = Path(__file__).parent / "web"
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    api_key: str | None = None  # write endpoints need it in X-API-Key; None: writes refused
+    max_body_bytes: int = 2_000_000
+    torch_threads: int = 1  # per worker: latency over throughput of one request
+    exact_max: int = 200_000  # catalogs up to this size are searched exactly
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> ServeSettings:
+        values: dict[str, Any] = {"api_key": os.environ.get("MTREC_API_KEY") or None}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def key_ok(self, given: str | None) -> bool:
+        return (self.api_key is not None and given is not None
+                and hmac.compare_digest(given.encode(), self.api_key.encode()))
+
+
+def create_app(settings: ServeSettings, bundle: str | Path | Engine,
+               log: EventLog | str | Path | None = None) -> FastAPI:
+    """The app over ``bundle`` (a path, loaded at start-up, or a built :class:`Engine`),
+    storing events in ``log`` (an :class:`EventLog` or its file; None: events refused)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        import torch
+
+        torch.set_num_threads(settings.torch_threads)
+        engine = bundle if isinstance(bundle, Engine) else Engine.from_bundle(
+            bundle, IndexConfig(exact_max=settings.exact_max), _encoder(bundle))
+        event_log = log if isinstance(log, EventLog) or log is None else EventLog(log)
+        app.state.service = Service(engine, event_log)
+        app.state.service.sync()
+        yield
+        if event_log is not None and event_log is not log:
+            event_log.close()
+
+    app = FastAPI(title="mtrec", version="1", lifespan=lifespan,
+                  description="Multi-task recommendations: recommend, score, search, ingest.")
+    app.state.settings = settings
+    app.include_router(build_router(settings), prefix="/v1")
+    _error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    if WEB.is_dir():
+        app.mount("/", StaticFiles(directory=WEB, html=True), name="web")
+    return app
+
+
+class Service:
+    """The engine plus the durable log it follows (shared by the routes)."""
+
+    def __init__(self, engine: Engine, log: EventLog | None) -> None:
+        self.engine, self.log = engine, log
+        self.seen_event, self.seen_item = 0, 0
+
+    def sync(self) -> None:
+        """Apply items and events other workers stored since the last call."""
+        if self.log is None:
+            return
+        from mtrec.serve.engine import NewItem
+
+        self.seen_item, items = self.log.items_after(self.seen_item)
+        if items:
+            self.engine.upsert_items([NewItem(i, t, c) for i, t, c in items])
+        self.seen_event, events = self.log.tail(self.seen_event)
+        if events:
+            self.engine.add_events([e for e in events if e.item_id in self.engine.item_code])
+
+
+def _encoder(bundle: str | Path) -> Any:
+    """The bundle's text encoder (frozen), or None when it was trained without text."""
+    from mtrec.config import from_dict
+    from mtrec.train import bundle as bundle_io
+    from mtrec.train.run import RunConfig
+
+    meta = bundle_io.read_meta(Path(bundle))
+    if not meta.get("text_dim"):
+        return None
+    from dataclasses import replace
+
+    from mtrec.text.encoder import TextEncoder
+
+    config = from_dict(RunConfig, meta["run"])
+    return TextEncoder.from_config(replace(config.model.text, mode="frozen"))
+
+
+def _error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": _reason(exc.status_code), "detail": str(exc.detail)},
+                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = [f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg', '')}"
+                 for e in exc.errors()]
+        return JSONResponse({"error": "invalid request", "detail": "; ".join(parts)[:2000]},
+                            status_code=422)
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": "internal error", "detail": type(exc).__name__},
+                            status_code=500)
+
+
+def _reason(code: int) -> str:
+    return {400: "bad request", 401: "unauthorized", 404: "not found", 405: "method not allowed",
+            413: "request too large", 422: "invalid request"}.get(code, "error")
+
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+class BodyLimit:
+    """Refuse request bodies over ``max_bytes`` with 413, declared or streamed."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]],
+                 max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> MutableMapping[str, Any]:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = JSONResponse({"error": "request too large",
+                                 "detail": f"the body is over {self.max_bytes} bytes"},
+                                status_code=413)
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass

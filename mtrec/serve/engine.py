@@ -1,0 +1,311 @@
+"""The serving engine: a bundle's model plus what arrived since it was trained.
+
+New items enter the indexes at once through their text (the item tower without an ID
+embedding, as for cold items in training); events extend the user's sequence in memory
+(the API layer stores them durably first).  Errors are plain exceptions (``KeyError`` for
+an unknown id, ``ValueError`` for a bad value); HTTP codes belong to the API layer.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mtrec.data.schema import BEHAVIORS
+from mtrec.models.text_match import TextMatch
+from mtrec.recommender import Recommender
+from mtrec.serve.index import IndexConfig, ItemIndex
+from mtrec.serve.trending import Trending
+
+
+@dataclass(frozen=True)
+class NewItem:
+    item_id: str
+    text: str
+    category: str = ""
+
+
+@dataclass(frozen=True)
+class Event:
+    user_id: str
+    item_id: str
+    behavior: str = "click"
+    scenario: str | None = None
+    ts: float | None = None  # seconds since the epoch
+
+
+@dataclass(frozen=True)
+class Hit:
+    item_id: str
+    score: float
+    scores: dict[str, float]
+    text: str
+    because: list[tuple[str, float]] = field(default_factory=list)
+
+
+class Engine:
+    """Thread-safe: reads may run in parallel with one write (a lock guards state changes)."""
+
+    def __init__(self, rec: Recommender, index_config: IndexConfig | None = None,
+                 encoder: torch.nn.Module | None = None) -> None:
+        self.rec, self.model, self.encoder = rec, rec.model, encoder
+        self.scenarios = rec.catalog.scenarios
+        self.item_ids = [str(i) for i in rec.catalog.item_ids]
+        self.item_ids[0] = ""
+        self.item_code = {item: code for code, item in enumerate(self.item_ids) if code}
+        self.texts = list(rec.catalog.texts)
+        self.categories = [""] * len(self.item_ids)
+        self.text = self.model.item_tower.text_vectors.clone()
+        self.table = rec.item_table.clone()
+        self.online: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
+        self.trending = Trending()
+        d = rec.batcher.data
+        self.trending.seed(d.scenario, d.item, d.ts)
+        self._user_index: ItemIndex | None = None
+        self.lock = threading.RLock()
+        self.index_config = index_config or IndexConfig()
+        self._build_indexes()
+
+    @classmethod
+    def from_bundle(cls, path: str | Path, index_config: IndexConfig | None = None,
+                    encoder: torch.nn.Module | None = None) -> Engine:
+        return cls(Recommender.load(path), index_config, encoder)
+
+    # ------------------------------------------------------------------ indexes
+    def _build_indexes(self) -> None:
+        codes = np.arange(1, len(self.item_ids), dtype=np.int64)
+        self.matrix = torch.from_numpy(self._retrieval(self.table, self.text))  # [N + 1, D]
+        self.retrieval = ItemIndex(self.index_config).build(self.matrix[1:].numpy(), codes)
+        self.similar = ItemIndex(self.index_config).build(_unit(self.table[1:]), codes)
+        self.text_index = (ItemIndex(self.index_config).build(_unit(self.text[1:]), codes)
+                           if self.has_text else None)
+
+    @property
+    def has_text(self) -> bool:
+        return self.text.shape[1] > 0
+
+    def _retrieval(self, table: torch.Tensor, text: torch.Tensor) -> np.ndarray:
+        with torch.no_grad():
+            if self.model.text_match is None or not self.model.text_match.active:
+                return table.float().numpy()
+            return torch.cat([table, TextMatch.unit(text)], -1).float().numpy()
+
+    # ------------------------------------------------------------------ ids
+    def codes(self, items: Sequence[str]) -> np.ndarray:
+        missing = [i for i in items if i not in self.item_code]
+        if missing:
+            raise KeyError(f"unknown item id(s): {', '.join(map(repr, missing[:5]))}")
+        return np.array([self.item_code[i] for i in items], dtype=np.int64)
+
+    def scenario(self, name: str | None) -> int:
+        return self.rec.scenario_code(name)
+
+    def knows_user(self, user: str) -> bool:
+        return user in self.rec._user_code or user in self.online
+
+    def history(self, user: str) -> list[tuple[int, int, int]]:
+        """(item code, behaviour bits, scenario code) per interaction, oldest first."""
+        base: list[tuple[int, int, int]] = []
+        if user in self.rec._user_code:
+            idx, off = self.rec.batcher.history(3)
+            u = self.rec._user_code[user]
+            rows = idx[off[u]:off[u + 1]]
+            d = self.rec.batcher.data
+            base = list(zip(d.item[rows].tolist(), d.behaviors[rows].tolist(),
+                            d.scenario[rows].tolist(), strict=True))
+        return base + self.online.get(user, [])
+
+    # ------------------------------------------------------------------ scoring
+    @torch.no_grad()
+    def state(self, history: Sequence[tuple[int, int, int]],
+              scenario: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """User state ``[dim]`` and next-item query ``[D]`` after ``history``."""
+        recent = list(history)[-(self.model.user_tower.config.max_len - 1):]
+        n = len(recent) + 1
+        items = torch.full((1, n), -1, dtype=torch.long)
+        behaviors = torch.zeros((1, n), dtype=torch.long)
+        scenarios = torch.zeros((1, n), dtype=torch.long)
+        for col, (code, bits, scen) in enumerate(recent, start=1):
+            items[0, col], behaviors[0, col], scenarios[0, col] = code, bits, scen
+        last = torch.tensor([n - 1])
+        h = self.model.user_tower(self.table, items, behaviors, scenarios)[0, n - 1]
+        h = h + self.model.target_gap.weight[0]
+        lags = self.model.match_lags
+        back = (last.unsqueeze(1) - torch.arange(lags)).clamp(min=0)
+        query = self.model.retrieval_query(
+            (h + self.model.query_scenario.weight[scenario])[None], items[0, back], self.text)
+        return h, query[0]
+
+    @torch.no_grad()
+    def task_scores(self, h: torch.Tensor, query: torch.Tensor, codes: np.ndarray,
+                    scenario: int) -> dict[str, np.ndarray]:
+        """Per-task scores of ``codes``; next_item is the probability over the catalog."""
+        out: dict[str, np.ndarray] = {}
+        if self.model.next_item is not None:
+            all_logits = self.model.next_item.logits(query[None].float(), self.matrix[1:])[0]
+            lse = torch.logsumexp(all_logits, 0)
+            out["next_item"] = (all_logits[torch.from_numpy(codes - 1)] - lse).exp().numpy()
+        if self.model.mtl is not None:
+            c = torch.from_numpy(codes)
+            scen = torch.full((len(codes),), scenario, dtype=torch.long)
+            heads = self.model.heads(h.expand(len(codes), -1), self.table[c], scen)
+            for name, task in self.model.pointwise_tasks().items():
+                out[name] = task.predict(heads).float().numpy()
+        return out
+
+    def recommend(self, history: Sequence[tuple[int, int, int]], k: int, scenario: int,
+                  objective: dict[str, float] | None = None,
+                  exclude: Sequence[int] | np.ndarray = (),
+                  category: str | None = None, candidates: int = 200) -> list[Hit]:
+        """Top ``k`` by ``objective`` (task weights) among the retrieval candidates."""
+        weights = self.check_objective(objective)
+        h, query = self.state(history, scenario)
+        with self.lock:
+            fetch = max(candidates, k) * (4 if category else 1)
+            pool, _ = self.retrieval.search(query.float().numpy(), fetch,
+                                            np.asarray(exclude, dtype=np.int64))
+        if category:
+            pool = pool[[self.categories[c] == category for c in pool]]
+        scores = self.task_scores(h, query, pool, scenario)
+        total = np.zeros(len(pool))
+        for task, w in weights.items():
+            total += w * scores[task]
+        top = np.argsort(-np.asarray(total), kind="stable")[:k]
+        return [self._hit(int(pool[i]), float(total[i]), {t: float(v[i]) for t, v in
+                                                           scores.items()}, history)
+                for i in top]
+
+    def check_objective(self, objective: dict[str, float] | None) -> dict[str, float]:
+        """Task weights to rank by (default: the first task alone)."""
+        tasks = self.model.task_names
+        if not objective:
+            return {tasks[0]: 1.0}
+        unknown = [t for t in objective if t not in tasks]
+        if unknown:
+            raise ValueError(f"objective names task(s) {', '.join(unknown)} the model was not "
+                             f"trained for; its tasks: {', '.join(tasks)}")
+        return dict(objective)
+
+    def _hit(self, code: int, score: float, scores: dict[str, float],
+             history: Sequence[tuple[int, int, int]]) -> Hit:
+        return Hit(self.item_ids[code], score, scores, self.texts[code],
+                   self.because(code, [c for c, _, _ in history]))
+
+    def because(self, code: int, history: Sequence[int], top: int = 3) -> list[tuple[str, float]]:
+        """The history items most like ``code`` (cosine of item-tower vectors, recent 50)."""
+        recent = list(dict.fromkeys(reversed(list(history))))[:50]
+        if not recent:
+            return []
+        vectors = _unit(self.table[torch.tensor([code, *recent])])
+        sims = vectors[1:] @ vectors[0]
+        order = np.argsort(-sims, kind="stable")[:top]
+        return [(self.item_ids[recent[i]], float(sims[i])) for i in order]
+
+    # ------------------------------------------------------------------ lookups
+    def similar_items(self, item: str, k: int) -> list[tuple[str, float]]:
+        code = self.codes([item])[0]
+        with self.lock:
+            hits, scores = self.similar.search(_unit(self.table[code][None])[0], k,
+                                               np.array([code]))
+        return [(self.item_ids[c], float(s)) for c, s in zip(hits, scores, strict=True)]
+
+    def search(self, text: str, k: int) -> list[tuple[str, float]]:
+        if self.text_index is None or self.encoder is None:
+            raise ValueError("search needs item text and a text encoder; this bundle has "
+                             + ("no item text" if self.text_index is None else "no encoder"))
+        vector = _unit(torch.from_numpy(self.encoder.encode([text])))[0]  # type: ignore[operator]
+        with self.lock:
+            hits, scores = self.text_index.search(vector, k)
+        return [(self.item_ids[c], float(s)) for c, s in zip(hits, scores, strict=True)]
+
+    def trending_items(self, scenario: int | None, k: int) -> list[tuple[str, float]]:
+        return [(self.item_ids[c], w) for c, w in self.trending.top(scenario, k)]
+
+    def similar_users(self, user: str, k: int) -> list[tuple[str, float]]:
+        """Bundle users whose state (after their history) is closest to ``user``'s."""
+        if not self.knows_user(user):
+            raise KeyError(f"unknown user {user!r}")
+        index = self._users()
+        h, _ = self.state(self.history(user), self.scenario(None))
+        exclude = np.array([self.rec._user_code[user] + 1] if user in self.rec._user_code
+                           else [], dtype=np.int64)
+        with self.lock:
+            hits, scores = index.search(_unit(h[None])[0], k, exclude)
+        ids = self.rec.catalog.user_ids
+        return [(str(ids[c - 1]), float(s)) for c, s in zip(hits, scores, strict=True)]
+
+    @torch.no_grad()
+    def _users(self) -> ItemIndex:
+        """Index of every bundle user's state (codes = user code + 1), built on first use."""
+        if self._user_index is None:
+            batcher, states = self.rec.batcher, []
+            users = np.arange(len(self.rec.catalog.user_ids))
+            for start in range(0, len(users), 512):
+                batch, _ = batcher.eval_batch(users[start:start + 512], 3)
+                h = self.model.user_tower(self.table, batch.items, batch.behaviors,
+                                          batch.scenarios, batch.gaps)
+                last = (batch.items != 0).sum(1) - 1
+                states.append(h[torch.arange(len(last)), last])
+            self._user_index = ItemIndex(self.index_config).build(
+                _unit(torch.cat(states)), users + 1)
+        return self._user_index
+
+    # ------------------------------------------------------------------ writes
+    def upsert_items(self, items: Sequence[NewItem]) -> list[int]:
+        """Add or re-describe items; they are searchable and recommendable at once."""
+        if not items:
+            return []
+        if not self.has_text or self.encoder is None:
+            raise ValueError("adding items needs a bundle trained with item text and an encoder")
+        vectors = torch.from_numpy(self.encoder.encode([i.text for i in items]))  # type: ignore[operator]
+        with torch.no_grad():
+            item_vectors = self.model.item_tower.text_item_vectors(vectors)
+        with self.lock:
+            codes = [self._code_for(i) for i in items]
+            idx = torch.tensor(codes)
+            self.text[idx] = vectors
+            self.table[idx] = item_vectors
+            arr = np.asarray(codes, dtype=np.int64)
+            rows = self._retrieval(item_vectors, vectors)
+            if len(self.matrix) < len(self.item_ids):
+                grow = len(self.item_ids) - len(self.matrix)
+                self.matrix = torch.cat([self.matrix, torch.zeros(grow, self.matrix.shape[1])])
+            self.matrix[idx] = torch.from_numpy(rows)
+            self.retrieval.add(rows, arr)
+            self.similar.add(_unit(item_vectors), arr)
+            assert self.text_index is not None
+            self.text_index.add(_unit(vectors), arr)
+        return codes
+
+    def _code_for(self, item: NewItem) -> int:
+        code = self.item_code.get(item.item_id)
+        if code is None:
+            code = len(self.item_ids)
+            self.item_ids.append(item.item_id)
+            self.texts.append("")
+            self.categories.append("")
+            self.item_code[item.item_id] = code
+            self.text = torch.cat([self.text, torch.zeros(1, self.text.shape[1])])
+            self.table = torch.cat([self.table, torch.zeros(1, self.table.shape[1])])
+        self.texts[code], self.categories[code] = item.text, item.category
+        return code
+
+    def add_events(self, events: Sequence[Event]) -> None:
+        """Extend the users' sequences (call after the events are stored durably)."""
+        codes = self.codes([e.item_id for e in events])
+        with self.lock:
+            for event, code in zip(events, codes, strict=True):
+                scen = self.scenario(event.scenario)
+                bits = 1 << BEHAVIORS.index(event.behavior)
+                self.online[event.user_id].append((int(code), bits, scen))
+                self.trending.add(scen, int(code), event.ts)
+
+
+def _unit(x: torch.Tensor) -> np.ndarray:
+    return torch.nn.functional.normalize(x.float(), dim=-1, eps=1e-8).numpy()

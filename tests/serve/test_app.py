@@ -1,0 +1,186 @@
+"""The HTTP API over a tiny bundle trained on planted data (a random tiny BERT as encoder).
+
+Checks answers, not just status codes: a user's recommendations exclude their history and
+follow the planted taste; a posted event changes the next recommendation; a new item is
+found by search and similar-items at once; every bad request is a 4xx with a JSON message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from mtrec.data.synthetic import SyntheticData
+from mtrec.serve.app import ServeSettings, create_app
+from mtrec.serve.engine import Engine
+from mtrec.serve.events import EventLog
+from mtrec.text.encoder import TextEncoder, TextEncoderConfig
+from mtrec.train.run import load_run_config, train_run
+from tests.planted import fast_torch, planted, tiny, write_store
+
+KEY = {"X-API-Key": "secret"}
+
+
+@dataclass(frozen=True)
+class Served:
+    data: SyntheticData
+    bundle: Path
+    encoder_dir: Path
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Served:
+    data = planted(n_users=120, n_items=60)
+    home = tmp_path_factory.mktemp("serve")
+    store = write_store(data, home)
+    config = load_run_config(None, **tiny(
+        store, **{"model.tasks": ["next_item", "click", "rating"], "model.item.use_text": True,
+                  "model.text.model": str(tiny_model_dir), "model.text.bf16": False,
+                  "train.epochs": 6}))
+    with fast_torch():
+        train_run(config, home / "bundle", store_dir=home)
+    return Served(data, home / "bundle", tiny_model_dir)
+
+
+@pytest.fixture()
+def client(served: Served, tmp_path: Path) -> Iterator[TestClient]:
+    encoder = TextEncoder.from_config(TextEncoderConfig(model=str(served.encoder_dir),
+                                                        bf16=False))
+    engine = Engine.from_bundle(served.bundle, encoder=encoder)
+    app = create_app(ServeSettings(api_key="secret"), engine, EventLog(tmp_path / "ev.db"))
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+def _user_items(data: SyntheticData, user: str) -> set[str]:
+    events = data.result.events
+    users = np.array(events.column("user_id").to_pylist())
+    return set(np.array(events.column("item_id").to_pylist())[users == user].tolist())
+
+
+def test_health_and_docs(client: TestClient) -> None:
+    health = client.get("/v1/health").json()
+    assert health["status"] == "ok" and health["items"] == 60 and health["users"] == 120
+    assert health["tasks"] == ["next_item", "click", "rating"]
+    assert "/v1/recommend" in client.get("/openapi.json").json()["paths"]
+    assert client.get("/").status_code == 200 and "mtrec" in client.get("/").text
+
+
+def test_recommend_a_known_user(client: TestClient, served: Served) -> None:
+    user = served.data.user_ids[0]
+    body = client.post("/v1/recommend", json={"user_id": user, "k": 5}).json()
+    ids = [r["item_id"] for r in body["items"]]
+    assert len(ids) == 5 == len(set(ids)) and not body["cold_start"]
+    assert not set(ids) & _user_items(served.data, user)
+    scores = [r["score"] for r in body["items"]]
+    assert scores == sorted(scores, reverse=True)
+    first = body["items"][0]
+    assert set(first["scores"]) == {"next_item", "click", "rating"}
+    assert first["because"] and all(b["item_id"] in _user_items(served.data, user)
+                                    for b in first["because"])
+
+
+def test_objective_reorders_by_the_weighted_tasks(client: TestClient, served: Served) -> None:
+    user = served.data.user_ids[1]
+    body = client.post("/v1/recommend", json={"user_id": user, "k": 8,
+                                              "objective": {"rating": 1.0}}).json()
+    ratings = [r["scores"]["rating"] for r in body["items"]]
+    assert [r["score"] for r in body["items"]] == pytest.approx(ratings)
+    assert ratings == sorted(ratings, reverse=True)
+
+
+def test_unknown_user_gets_trending_not_an_error(client: TestClient) -> None:
+    body = client.post("/v1/recommend", json={"user_id": "nobody", "k": 3}).json()
+    trending = client.get("/v1/trending?k=3").json()["items"]
+    assert body["cold_start"] and [r["item_id"] for r in body["items"]] == [
+        t["item_id"] for t in trending]
+
+
+def test_session_of_items(client: TestClient, served: Served) -> None:
+    items = list(served.data.item_ids[:3])
+    body = client.post("/v1/recommend", json={"items": items, "k": 4}).json()
+    assert len(body["items"]) == 4 and not {r["item_id"] for r in body["items"]} & set(items)
+
+
+def test_posted_events_change_the_next_recommendation(client: TestClient,
+                                                      served: Served) -> None:
+    user = served.data.user_ids[2]
+    before = client.post("/v1/recommend", json={"user_id": user, "k": 10}).json()["items"]
+    picked = before[0]["item_id"]
+    events = [{"user_id": user, "item_id": picked, "behavior": "click"}]
+    assert client.post("/v1/events", json={"events": events}, headers=KEY).json() == {
+        "stored": 1}
+    after = client.post("/v1/recommend", json={"user_id": user, "k": 10}).json()["items"]
+    assert picked not in [r["item_id"] for r in after]  # now seen, so excluded
+    history = client.get(f"/v1/users/{user}/history").json()["items"]
+    assert history[-1]["item_id"] == picked
+    assert client.get("/v1/health").json()["events_stored"] == 1
+
+
+def test_new_item_is_searchable_and_similar_at_once(client: TestClient) -> None:
+    text = "zebra quartz lantern"
+    written = client.post("/v1/items", json={"items": [{"item_id": "new-1", "text": text}]},
+                          headers=KEY).json()
+    assert written["written"] == 1 and written["codes"] == [61]
+    hits = client.get("/v1/search", params={"q": text, "k": 3}).json()["items"]
+    assert hits[0]["item_id"] == "new-1" and hits[0]["score"] == pytest.approx(1.0, abs=1e-4)
+    similar = client.get("/v1/similar-items", params={"item_id": "new-1", "k": 3}).json()
+    assert len(similar["items"]) == 3 and "new-1" not in [i["item_id"] for i in similar["items"]]
+    session = client.post("/v1/recommend", json={"items": ["new-1"], "k": 3}).json()
+    assert len(session["items"]) == 3
+
+
+def test_score_and_similar_users(client: TestClient, served: Served) -> None:
+    user, items = served.data.user_ids[0], list(served.data.item_ids[:4])
+    body = client.post("/v1/score", json={"user_id": user, "items": items}).json()
+    assert set(body["scores"]) == {"next_item", "click", "rating"}
+    assert all(len(v) == 4 for v in body["scores"].values())
+    users = client.get("/v1/similar-users", params={"user_id": user, "k": 5}).json()["users"]
+    assert len(users) == 5 and user not in [u["user_id"] for u in users]
+
+
+BAD: list[tuple[str, str, dict[str, Any], int]] = [
+    ("post", "/v1/recommend", {"json": {"user_id": "u", "k": 0}}, 422),
+    ("post", "/v1/recommend", {"json": {"user_id": "u", "k": 10**6}}, 422),
+    ("post", "/v1/recommend", {"json": {"user_id": "u", "colour": "red"}}, 422),
+    ("post", "/v1/recommend", {"json": {"user_id": 5}}, 422),
+    ("post", "/v1/recommend", {"json": {"items": ["no-such-item"]}}, 404),
+    ("post", "/v1/recommend", {"json": {"user_id": "u", "scenario": "nowhere"}}, 404),
+    ("post", "/v1/recommend", {"json": {}}, 422),
+    ("post", "/v1/recommend", {"content": b"{not json", "headers": {
+        "Content-Type": "application/json"}}, 422),
+    ("post", "/v1/recommend", {"json": {"user_id": "u", "objective": {"fly": 1.0}}}, 422),
+    ("get", "/v1/similar-items?item_id=nope", {}, 404),
+    ("get", "/v1/search?q=", {}, 422),
+    ("post", "/v1/events", {"json": {"events": [{"user_id": "u", "item_id": "x"}]}}, 401),
+    ("post", "/v1/events", {"json": {"events": []}, "headers": KEY}, 422),
+    ("post", "/v1/items", {"json": {"items": [{"item_id": "a", "text": "t"}]},
+                           "headers": {"X-API-Key": "wrong"}}, 401),
+    ("post", "/v1/items", {"content": b"x" * 3_000_000, "headers": {
+        **KEY, "Content-Type": "application/json"}}, 413),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "kwargs", "status"), BAD,
+                         ids=[f"{m} {p} {s}" for m, p, _, s in BAD])
+def test_bad_requests_are_4xx_with_a_json_message(client: TestClient, method: str, path: str,
+                                                  kwargs: dict[str, Any], status: int) -> None:
+    response = getattr(client, method)(path, **kwargs)
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error", "detail"} and body["detail"]
+
+
+def test_bad_event_is_refused_and_nothing_is_stored(client: TestClient,
+                                                    served: Served) -> None:
+    user, item = served.data.user_ids[0], served.data.item_ids[0]
+    events = [{"user_id": user, "item_id": item}, {"user_id": user, "item_id": "nope"}]
+    response = client.post("/v1/events", json={"events": events}, headers=KEY)
+    assert response.status_code == 404 and "nope" in response.json()["detail"]
+    assert client.get("/v1/health").json()["events_stored"] == 0
