@@ -14,11 +14,16 @@ export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 install: $(STAMP)
 
 # Re-runs only when the package metadata changes; a second `make` reuses .venv.
+# The web-page test drives Debian's chromium: installed here when apt-get can (as root);
+# elsewhere a warning, and tests/serve/test_web.py skips.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) torch==2.13.0
 	$(PIP) install --quiet -e '.[dev]'
+	test -x /usr/bin/chromium || { command -v apt-get >/dev/null && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || \
+	  echo "warning: /usr/bin/chromium not installed; the web-page test will skip" >&2
 	touch $(STAMP)
 
 demo: $(STAMP)

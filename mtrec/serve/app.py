@@ -25,6 +25,7 @@ from mtrec.serve.engine import Engine
 from mtrec.serve.events import EventLog
 from mtrec.serve.index import IndexConfig
 from mtrec.serve.routes import build_router
+from mtrec.serve.telemetry import Measure, Telemetry
 
 WEB = Path(__file__).parent / "web"
 
@@ -72,6 +73,8 @@ def create_app(settings: ServeSettings, bundle: str | Path | Engine,
     app.include_router(build_router(settings), prefix="/v1")
     _error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.state.telemetry = Telemetry()
+    app.add_middleware(Measure, telemetry=app.state.telemetry)
     if WEB.is_dir():
         app.mount("/", StaticFiles(directory=WEB, html=True), name="web")
     return app

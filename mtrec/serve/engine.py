@@ -145,12 +145,20 @@ class Engine:
     @torch.no_grad()
     def task_scores(self, h: torch.Tensor, query: torch.Tensor, codes: np.ndarray,
                     scenario: int) -> dict[str, np.ndarray]:
-        """Per-task scores of ``codes``; next_item is the probability over the catalog."""
+        """Per-task scores of ``codes``.  next_item is the softmax probability over the
+        whole catalog when it is searched exactly; past ``exact_max`` items (ANN), over the
+        200 best retrieval candidates plus ``codes`` (they hold nearly all the mass)."""
         out: dict[str, np.ndarray] = {}
         if self.model.next_item is not None:
-            all_logits = self.model.next_item.logits(query[None].float(), self.matrix[1:])[0]
-            lse = torch.logsumexp(all_logits, 0)
-            out["next_item"] = (all_logits[torch.from_numpy(codes - 1)] - lse).exp().numpy()
+            q = query[None].float()
+            logits = self.model.next_item.logits(q, self.matrix[torch.from_numpy(codes)])[0]
+            if self.retrieval.kind_ == "exact":
+                lse = torch.logsumexp(self.model.next_item.logits(q, self.matrix[1:])[0], 0)
+            else:
+                pool, _ = self.retrieval.search(q[0].numpy(), 200, codes)
+                rest = self.model.next_item.logits(q, self.matrix[torch.from_numpy(pool)])[0]
+                lse = torch.logsumexp(torch.cat([logits, rest]), 0)
+            out["next_item"] = (logits - lse).exp().numpy()
         if self.model.mtl is not None:
             c = torch.from_numpy(codes)
             scen = torch.full((len(codes),), scenario, dtype=torch.long)
@@ -255,6 +263,35 @@ class Engine:
             self._user_index = ItemIndex(self.index_config).build(
                 _unit(torch.cat(states)), users + 1)
         return self._user_index
+
+    def grow_synthetic(self, n_items: int, seed: int = 0) -> int:
+        """For load benchmarks: grow the catalog to ``n_items`` with noisy copies of real
+        items (their vectors plus Gaussian noise, so an ANN index sees realistic structure)
+        and rebuild the retrieval index; similar-items and search keep the real catalog.
+        Returns how many items were added."""
+        extra = n_items - (len(self.item_ids) - 1)
+        if extra <= 0:
+            return 0
+        gen = torch.Generator().manual_seed(seed)
+        base = torch.randint(1, len(self.item_ids), (extra,), generator=gen)
+
+        def noisy(x: torch.Tensor) -> torch.Tensor:
+            noise = torch.randn(extra, x.shape[1], generator=gen) * x[1:].std(0)
+            return x[base] + 0.3 * noise
+
+        with self.lock:
+            first = len(self.item_ids)
+            self.item_ids += [f"synthetic-{i}" for i in range(extra)]
+            self.item_code.update({f"synthetic-{i}": first + i for i in range(extra)})
+            self.texts += [self.texts[b] for b in base.tolist()]
+            self.categories += [self.categories[b] for b in base.tolist()]
+            self.table = torch.cat([self.table, noisy(self.table)])
+            if self.has_text:
+                self.text = torch.cat([self.text, noisy(self.text)])
+            self.matrix = torch.from_numpy(self._retrieval(self.table, self.text))
+            codes = np.arange(1, len(self.item_ids), dtype=np.int64)
+            self.retrieval = ItemIndex(self.index_config).build(self.matrix[1:].numpy(), codes)
+        return extra
 
     # ------------------------------------------------------------------ writes
     def upsert_items(self, items: Sequence[NewItem]) -> list[int]:

@@ -149,10 +149,12 @@ def build_router(settings: ServeSettings) -> APIRouter:
         return s.EventsWritten(stored=stored)
 
     @router.get("/metrics", include_in_schema=False)
-    def metrics() -> Response:
+    def metrics(request: Request) -> Response:
+        """Prometheus text format: requests by route and status, latency histograms."""
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(request.app.state.telemetry.registry),
+                        media_type=CONTENT_TYPE_LATEST)
 
     return router
 

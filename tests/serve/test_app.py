@@ -8,7 +8,6 @@ found by search and similar-items at once; every bad request is a 4xx with a JSO
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,31 +20,9 @@ from mtrec.serve.app import ServeSettings, create_app
 from mtrec.serve.engine import Engine
 from mtrec.serve.events import EventLog
 from mtrec.text.encoder import TextEncoder, TextEncoderConfig
-from mtrec.train.run import load_run_config, train_run
-from tests.planted import fast_torch, planted, tiny, write_store
+from tests.serve.conftest import Served
 
 KEY = {"X-API-Key": "secret"}
-
-
-@dataclass(frozen=True)
-class Served:
-    data: SyntheticData
-    bundle: Path
-    encoder_dir: Path
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Served:
-    data = planted(n_users=120, n_items=60)
-    home = tmp_path_factory.mktemp("serve")
-    store = write_store(data, home)
-    config = load_run_config(None, **tiny(
-        store, **{"model.tasks": ["next_item", "click", "rating"], "model.item.use_text": True,
-                  "model.text.model": str(tiny_model_dir), "model.text.bf16": False,
-                  "train.epochs": 6}))
-    with fast_torch():
-        train_run(config, home / "bundle", store_dir=home)
-    return Served(data, home / "bundle", tiny_model_dir)
 
 
 @pytest.fixture()
@@ -70,6 +47,17 @@ def test_health_and_docs(client: TestClient) -> None:
     assert health["tasks"] == ["next_item", "click", "rating"]
     assert "/v1/recommend" in client.get("/openapi.json").json()["paths"]
     assert client.get("/").status_code == 200 and "mtrec" in client.get("/").text
+
+
+def test_metrics_count_requests_by_route(client: TestClient) -> None:
+    client.get("/v1/health")
+    client.get("/v1/similar-items", params={"item_id": "nope"})
+    text = client.get("/v1/metrics").text
+    assert 'mtrec_requests_total{route="/health",status="200"} 1.0' in text
+    assert 'mtrec_requests_total{route="/similar-items",status="404"} 1.0' in text
+    assert "mtrec_request_seconds_bucket" in text
+    timing = client.get("/v1/health").headers["server-timing"]
+    assert timing.startswith("app;dur=") and float(timing.split("=")[1]) >= 0
 
 
 def test_recommend_a_known_user(client: TestClient, served: Served) -> None:

@@ -38,16 +38,28 @@ async function showUser(event) {
 
 function recRow(rec, i) {
   const tr = document.createElement("tr");
-  const cells = [String(i + 1), null, fmt(rec.score),
-    Object.entries(rec.scores).map(([t, v]) => `${t} ${fmt(v)}`).join(", "),
-    rec.because.map((b) => `${b.item_id} (${b.similarity.toFixed(2)})`).join(", ")];
-  cells.forEach((text, c) => {
+  const cell = (className, ...children) => {
     const td = document.createElement("td");
-    if (c === 1) { td.append(itemLine(rec).firstChild, itemLine(rec).lastChild); }
-    else { td.textContent = text; }
-    if (c === 2) td.className = "num";
+    td.className = className;
+    td.append(...children);
     tr.append(td);
+  };
+  // One "name value" pair a line, never broken inside, so the numbers line up down the table.
+  const pairs = (entries) => entries.map(([name, value]) => {
+    const div = document.createElement("div");
+    div.className = "pair";
+    const num = document.createElement("span");
+    num.className = "num";
+    num.textContent = value;
+    div.append(`${name} `, num);
+    return div;
   });
+  const item = itemLine({ text: rec.text, item_id: rec.item_id });  // its score has a column
+  cell("num", String(i + 1));
+  cell("", ...item.childNodes);
+  cell("num", fmt(rec.score));
+  cell("", ...pairs(Object.entries(rec.scores).map(([t, v]) => [t, fmt(v)])));
+  cell("", ...pairs(rec.because.map((b) => [b.item_id, b.similarity.toFixed(2)])));
   return tr;
 }
 

@@ -1,0 +1,194 @@
+"""Load benchmark of ``/v1/recommend`` (k=10), results to benchmarks/results/serve_load.json.
+
+    python -m benchmarks.serve_load --bundle .mtrec/bundles/amazon-beauty   # after make demo
+    python -m benchmarks.serve_load --bundle DIR --only million
+
+``beauty``: a real ``mtrec serve`` process on loopback; one client sends requests one at a
+time (latency), then 2 workers take ``--concurrency`` clients (throughput).  Latency is
+measured twice: by the client (round trip) and by the server (``Server-Timing``, from the
+request reaching the app to its response headers).
+
+``million``: the same bundle with its catalog grown to 1,000,000 items (each new item a real
+item's vectors plus noise, so the index sees realistic structure), HNSW index, requests
+through the ASGI app in-process (server-side time from ``Server-Timing``), and recall@10 of
+the ANN candidates against exact search over the same vectors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.machine import describe
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    arr = np.asarray(values)
+    return {f"p{q}": round(float(np.percentile(arr, q)), 3) for q in (50, 95, 99)}
+
+
+def _server_ms(headers: Any) -> float:
+    return float(headers["server-timing"].split("dur=")[1])
+
+
+def _start(bundle: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "mtrec.cli", "serve", "--bundle", str(bundle),
+           "--port", str(port), "--workers", str(workers)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    import httpx
+
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError(f"server did not start: {proc.stderr.read().decode()[-2000:]}")
+
+
+def _users(port: int) -> list[str]:
+    import httpx
+
+    body = httpx.get(f"http://127.0.0.1:{port}/v1/users?limit=1000", timeout=10).json()
+    return [u["user_id"] for u in body["users"]]
+
+
+async def _load(port: int, users: list[str], n: int, concurrency: int) -> dict[str, Any]:
+    import httpx
+
+    client_ms: list[float] = []
+    server_ms: list[float] = []
+    errors = 0
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    for i in range(n):
+        queue.put_nowait(users[i % len(users)])
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits,
+                                 timeout=30) as client:
+
+        async def worker() -> None:
+            nonlocal errors
+            while not queue.empty():
+                user = queue.get_nowait()
+                started = time.perf_counter()
+                r = await client.post("/v1/recommend", json={"user_id": user, "k": 10})
+                client_ms.append((time.perf_counter() - started) * 1000)
+                if r.status_code != 200:
+                    errors += 1
+                else:
+                    server_ms.append(_server_ms(r.headers))
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - started
+    return {"requests": n, "concurrency": concurrency, "errors": errors,
+            "throughput_rps": round(n / wall, 1), "client_ms": _percentiles(client_ms),
+            "server_ms": _percentiles(server_ms)}
+
+
+def beauty(bundle: Path, requests: int, concurrency: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for workers, conc in ((1, 1), (2, concurrency)):
+        port = _free_port()
+        proc = _start(bundle, port, workers)
+        try:
+            users = _users(port)
+            random.Random(0).shuffle(users)
+            asyncio.run(_load(port, users, 200, conc))  # warm-up
+            result = asyncio.run(_load(port, users, requests, conc))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        out[f"workers{workers}_concurrency{conc}"] = result
+        print(f"beauty workers={workers} concurrency={conc}: {result}", file=sys.stderr)
+    return out
+
+
+def million(bundle: Path, n_items: int, requests: int) -> dict[str, Any]:
+    import torch
+    from fastapi.testclient import TestClient
+
+    from mtrec.serve.app import ServeSettings, create_app
+    from mtrec.serve.engine import Engine
+    from mtrec.serve.index import IndexConfig
+
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    engine = Engine.from_bundle(bundle, IndexConfig(exact_max=200_000))
+    grown = engine.grow_synthetic(n_items, seed=0)
+    build_s = time.perf_counter() - started
+    recall = engine_recall(engine, n_queries=200)
+    app = create_app(ServeSettings(), engine)
+    users = [str(u) for u in engine.rec.catalog.user_ids[:2000]]
+    server_ms: list[float] = []
+    with TestClient(app) as client:
+        for i in range(requests + 100):
+            r = client.post("/v1/recommend", json={"user_id": users[i % len(users)], "k": 10})
+            if i >= 100:
+                server_ms.append(_server_ms(r.headers))
+    return {"items": len(engine.item_ids) - 1, "synthetic_items": grown,
+            "index": engine.retrieval.kind_, "build_seconds": round(build_s, 1),
+            "recall@10_vs_exact": recall, "requests": requests,
+            "server_ms": _percentiles(server_ms)}
+
+
+def engine_recall(engine: Any, n_queries: int) -> float:
+    """Recall@10 of the ANN index against exact search over the same vectors."""
+    rng = np.random.default_rng(0)
+    users = engine.rec.catalog.user_ids
+    matrix = engine.matrix[1:].numpy()
+    hits = 0
+    for u in rng.choice(len(users), n_queries, replace=False):
+        _, query = engine.state(engine.history(str(users[u])), engine.scenario(None))
+        q = query.float().numpy()
+        approx, _ = engine.retrieval.search(q, 10)
+        exact = np.argpartition(-(matrix @ q), 10)[:10] + 1
+        hits += len(set(approx.tolist()) & set(exact.tolist()))
+    return round(hits / (10 * n_queries), 4)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bundle", type=Path, default=Path(".mtrec/bundles/amazon-beauty"))
+    parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--items", type=int, default=1_000_000)
+    parser.add_argument("--only", choices=("beauty", "million"))
+    args = parser.parse_args()
+    record: dict[str, Any] = {"command": "python -m benchmarks.serve_load " + " ".join(
+        sys.argv[1:]), "bundle": str(args.bundle), "machine": describe(
+        ("mtrec", "fastapi", "uvicorn", "hnswlib", "torch")), "cpus": os.cpu_count()}
+    if args.only in (None, "beauty"):
+        record["beauty"] = beauty(args.bundle, args.requests, args.concurrency)
+    if args.only in (None, "million"):
+        record["million"] = million(args.bundle, args.items, min(args.requests, 2000))
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / "serve_load.json"
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record, indent=2))
+
+
+if __name__ == "__main__":
+    main()
