@@ -24,6 +24,7 @@ import random
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,8 @@ def _server_ms(headers: Any) -> float:
 
 def _start(bundle: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "mtrec.cli", "serve", "--bundle", str(bundle),
-           "--port", str(port), "--workers", str(workers)]
+           "--port", str(port), "--workers", str(workers), "--api-key", KEY,
+           "--store", str(Path(tempfile.mkdtemp()) / "events.db")]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     import httpx
 
@@ -107,6 +109,28 @@ async def _load(port: int, users: list[str], n: int, concurrency: int) -> dict[s
             "server_ms": _percentiles(server_ms)}
 
 
+def freshness(port: int, rounds: int = 20) -> dict[str, Any]:
+    """Milliseconds from posting a new item to seeing it first in search and in
+    similar-items (each round a new item; the clock covers all three requests)."""
+    import httpx
+
+    times, found = [], 0
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30,
+                      headers={"X-API-Key": KEY}) as client:
+        for i in range(rounds):
+            item, text = f"bench-new-{i}", f"benchmark fresh item {i} argan oil hair mask"
+            started = time.perf_counter()
+            client.post("/v1/items", json={"items": [{"item_id": item, "text": text}]})
+            hits = client.get("/v1/search", params={"q": text, "k": 5}).json()["items"]
+            similar = client.get("/v1/similar-items", params={"item_id": item, "k": 5})
+            times.append((time.perf_counter() - started) * 1000)
+            found += hits[0]["item_id"] == item and similar.status_code == 200
+    return {"rounds": rounds, "found_first_in_search": found, "ms": _percentiles(times)}
+
+
+KEY = "bench-key"
+
+
 def beauty(bundle: Path, requests: int, concurrency: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for workers, conc in ((1, 1), (2, concurrency)):
@@ -117,6 +141,8 @@ def beauty(bundle: Path, requests: int, concurrency: int) -> dict[str, Any]:
             random.Random(0).shuffle(users)
             asyncio.run(_load(port, users, 200, conc))  # warm-up
             result = asyncio.run(_load(port, users, requests, conc))
+            if workers == 1:
+                out["new_item_visible"] = freshness(port)
         finally:
             proc.terminate()
             proc.wait(timeout=30)

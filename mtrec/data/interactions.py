@@ -11,7 +11,7 @@ order within a user).  Item codes start at 1; code 0 is padding.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,7 @@ class Catalog:
     texts: list[str]  # [N + 1]
     user_ids: np.ndarray  # object [U]
     scenarios: tuple[str, ...]  # scenarios[0] = "" (none)
+    categories: list[str] = field(default_factory=list)  # [N + 1] when known, else empty
 
     @property
     def n_items(self) -> int:
@@ -102,7 +103,7 @@ def prepare(store: Store, dataset: str, split: SplitConfig,
         parts = np.where(np.isin(scen_names.astype(str), scenarios), parts, DROPPED)
     names, scen_codes = np.unique(scen_names.astype(str), return_inverse=True)
     catalog = Catalog(catalog.item_ids, catalog.texts, catalog.user_ids,
-                      ("", *(str(n) for n in names)))
+                      ("", *(str(n) for n in names)), catalog.categories)
     code_of = {item_id: k for k, item_id in enumerate(catalog.item_ids)}
     item_codes = np.fromiter((code_of[i] for i in events.item_ids), np.int64,
                              len(events.item_ids))[events.item]
@@ -114,10 +115,11 @@ def prepare(store: Store, dataset: str, split: SplitConfig,
 
 def _catalog(store: Store, events: EventArrays) -> Catalog:
     rows = store.query(
-        "SELECT item_id, coalesce(nullif(text, ''), title, '') FROM items ORDER BY item_id")
+        "SELECT item_id, coalesce(nullif(text, ''), title, ''), coalesce(category, '') "
+        "FROM items ORDER BY item_id")
     item_ids = np.array(["", *(r[0] for r in rows)], dtype=object)
     texts = ["", *(r[1] for r in rows)]
-    return Catalog(item_ids, texts, events.user_ids, ("",))
+    return Catalog(item_ids, texts, events.user_ids, ("",), ["", *(r[2] for r in rows)])
 
 
 def _merge(events: EventArrays, parts: np.ndarray, item: np.ndarray, scenario: np.ndarray,

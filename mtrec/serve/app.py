@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -86,6 +87,9 @@ class Service:
     def __init__(self, engine: Engine, log: EventLog | None) -> None:
         self.engine, self.log = engine, log
         self.seen_event, self.seen_item = 0, 0
+        # requests run in a thread pool and each syncs first: without the lock two of them
+        # read the same ``seen_event`` and both apply the rows after it (events twice)
+        self.sync_lock = threading.Lock()
 
     def sync(self) -> None:
         """Apply items and events other workers stored since the last call."""
@@ -93,12 +97,14 @@ class Service:
             return
         from mtrec.serve.engine import NewItem
 
-        self.seen_item, items = self.log.items_after(self.seen_item)
-        if items:
-            self.engine.upsert_items([NewItem(i, t, c) for i, t, c in items])
-        self.seen_event, events = self.log.tail(self.seen_event)
-        if events:
-            self.engine.add_events([e for e in events if e.item_id in self.engine.item_code])
+        with self.sync_lock:
+            self.seen_item, items = self.log.items_after(self.seen_item)
+            if items:
+                self.engine.upsert_items([NewItem(i, t, c) for i, t, c in items])
+            self.seen_event, events = self.log.tail(self.seen_event)
+            if events:
+                self.engine.add_events([e for e in events
+                                        if e.item_id in self.engine.item_code])
 
 
 def _encoder(bundle: str | Path) -> Any:

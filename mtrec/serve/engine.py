@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -22,6 +23,12 @@ from mtrec.models.text_match import TextMatch
 from mtrec.recommender import Recommender
 from mtrec.serve.index import IndexConfig, ItemIndex
 from mtrec.serve.trending import Trending
+
+
+class Encoder(Protocol):
+    """What the engine needs of a text encoder (``mtrec.text.encoder.TextEncoder``)."""
+
+    def encode(self, texts: list[str]) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -53,14 +60,14 @@ class Engine:
     """Thread-safe: reads may run in parallel with one write (a lock guards state changes)."""
 
     def __init__(self, rec: Recommender, index_config: IndexConfig | None = None,
-                 encoder: torch.nn.Module | None = None) -> None:
+                 encoder: Encoder | None = None) -> None:
         self.rec, self.model, self.encoder = rec, rec.model, encoder
         self.scenarios = rec.catalog.scenarios
         self.item_ids = [str(i) for i in rec.catalog.item_ids]
         self.item_ids[0] = ""
         self.item_code = {item: code for code, item in enumerate(self.item_ids) if code}
         self.texts = list(rec.catalog.texts)
-        self.categories = [""] * len(self.item_ids)
+        self.categories = list(rec.catalog.categories) or [""] * len(self.item_ids)
         self.text = self.model.item_tower.text_vectors.clone()
         self.table = rec.item_table.clone()
         self.online: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
@@ -74,7 +81,7 @@ class Engine:
 
     @classmethod
     def from_bundle(cls, path: str | Path, index_config: IndexConfig | None = None,
-                    encoder: torch.nn.Module | None = None) -> Engine:
+                    encoder: Encoder | None = None) -> Engine:
         return cls(Recommender.load(path), index_config, encoder)
 
     # ------------------------------------------------------------------ indexes
@@ -144,20 +151,26 @@ class Engine:
 
     @torch.no_grad()
     def task_scores(self, h: torch.Tensor, query: torch.Tensor, codes: np.ndarray,
-                    scenario: int) -> dict[str, np.ndarray]:
+                    scenario: int, pool_scores: np.ndarray | None = None
+                    ) -> dict[str, np.ndarray]:
         """Per-task scores of ``codes``.  next_item is the softmax probability over the
         whole catalog when it is searched exactly; past ``exact_max`` items (ANN), over the
-        200 best retrieval candidates plus ``codes`` (they hold nearly all the mass)."""
+        best retrieval candidates (``pool_scores``, or 200 fetched here) plus ``codes``."""
         out: dict[str, np.ndarray] = {}
-        if self.model.next_item is not None:
+        head = self.model.next_item
+        if head is not None:
             q = query[None].float()
-            logits = self.model.next_item.logits(q, self.matrix[torch.from_numpy(codes)])[0]
+            logits = head.logits(q, self.matrix[torch.from_numpy(codes)])[0]
             if self.retrieval.kind_ == "exact":
-                lse = torch.logsumexp(self.model.next_item.logits(q, self.matrix[1:])[0], 0)
+                lse = torch.logsumexp(head.logits(q, self.matrix[1:])[0], 0)
             else:
-                pool, _ = self.retrieval.search(q[0].numpy(), 200, codes)
-                rest = self.model.next_item.logits(q, self.matrix[torch.from_numpy(pool)])[0]
-                lse = torch.logsumexp(torch.cat([logits, rest]), 0)
+                t = head.options.temperature
+                if pool_scores is None:  # ``codes`` plus the best 200 others
+                    _, others = self.retrieval.search(q[0].numpy(), 200, codes)
+                    mass = torch.cat([logits, torch.from_numpy(others).float() / t])
+                else:  # the candidates ``codes`` were drawn from
+                    mass = torch.from_numpy(pool_scores).float() / t
+                lse = torch.logsumexp(mass, 0)
             out["next_item"] = (logits - lse).exp().numpy()
         if self.model.mtl is not None:
             c = torch.from_numpy(codes)
@@ -176,11 +189,11 @@ class Engine:
         h, query = self.state(history, scenario)
         with self.lock:
             fetch = max(candidates, k) * (4 if category else 1)
-            pool, _ = self.retrieval.search(query.float().numpy(), fetch,
-                                            np.asarray(exclude, dtype=np.int64))
+            pool, pool_scores = self.retrieval.search(query.float().numpy(), fetch,
+                                                      np.asarray(exclude, dtype=np.int64))
         if category:
             pool = pool[[self.categories[c] == category for c in pool]]
-        scores = self.task_scores(h, query, pool, scenario)
+        scores = self.task_scores(h, query, pool, scenario, pool_scores)
         total = np.zeros(len(pool))
         for task, w in weights.items():
             total += w * scores[task]
@@ -227,7 +240,7 @@ class Engine:
         if self.text_index is None or self.encoder is None:
             raise ValueError("search needs item text and a text encoder; this bundle has "
                              + ("no item text" if self.text_index is None else "no encoder"))
-        vector = _unit(torch.from_numpy(self.encoder.encode([text])))[0]  # type: ignore[operator]
+        vector = _unit(torch.from_numpy(self.encoder.encode([text])))[0]
         with self.lock:
             hits, scores = self.text_index.search(vector, k)
         return [(self.item_ids[c], float(s)) for c, s in zip(hits, scores, strict=True)]
@@ -298,9 +311,7 @@ class Engine:
         """Add or re-describe items; they are searchable and recommendable at once."""
         if not items:
             return []
-        if not self.has_text or self.encoder is None:
-            raise ValueError("adding items needs a bundle trained with item text and an encoder")
-        vectors = torch.from_numpy(self.encoder.encode([i.text for i in items]))  # type: ignore[operator]
+        vectors = torch.from_numpy(self.check_can_add_items().encode([i.text for i in items]))
         with torch.no_grad():
             item_vectors = self.model.item_tower.text_item_vectors(vectors)
         with self.lock:
@@ -319,6 +330,11 @@ class Engine:
             assert self.text_index is not None
             self.text_index.add(_unit(vectors), arr)
         return codes
+
+    def check_can_add_items(self) -> Encoder:
+        if not self.has_text or self.encoder is None:
+            raise ValueError("adding items needs a bundle trained with item text and an encoder")
+        return self.encoder
 
     def _code_for(self, item: NewItem) -> int:
         code = self.item_code.get(item.item_id)

@@ -130,11 +130,15 @@ def build_router(settings: ServeSettings) -> APIRouter:
     @router.post("/items", response_model=s.ItemsWritten, dependencies=writer)
     def items(body: s.ItemsRequest, service: ServiceDep) -> s.ItemsWritten:
         new = [NewItem(i.item_id, i.text, i.category) for i in body.items]
+        e = service.engine
         with _as_http():
-            codes = service.engine.upsert_items(new)
-        if service.log is not None:
-            service.log.put_items([(i.item_id, i.text, i.category) for i in new])
-            service.seen_item = service.log.items_after(service.seen_item)[0]
+            e.check_can_add_items()
+            if service.log is None:
+                codes = e.upsert_items(new)
+            else:  # stored first; every worker (this one included) applies it from the log
+                service.log.put_items([(i.item_id, i.text, i.category) for i in new])
+                service.sync()
+                codes = e.codes([i.item_id for i in new]).tolist()
         return s.ItemsWritten(written=len(codes), codes=codes)
 
     @router.post("/events", response_model=s.EventsWritten, dependencies=writer)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, ConfigDict, Field
 
 MAX_K = 1000
 MAX_ITEMS = 1000
 MAX_EVENTS = 10_000
 ID = Field(min_length=1, max_length=200)
+MAX_WEIGHT = 1e6  # ranking only depends on the weights' ratios; larger ones overflow float32
+# NaN / Infinity (which Python's JSON parser accepts) would make every score null
+Weight = Annotated[float, Field(ge=-MAX_WEIGHT, le=MAX_WEIGHT, allow_inf_nan=False)]
 
 
 class Strict(BaseModel):
@@ -21,8 +26,9 @@ class RecommendRequest(Strict):
                                     description="an anonymous session: item ids, oldest first")
     scenario: str | None = None
     k: int = Field(default=10, ge=1, le=MAX_K)
-    objective: dict[str, float] | None = Field(
-        default=None, description="weights over task scores, e.g. {\"next_item\": 1}")
+    objective: dict[str, Weight] | None = Field(
+        default=None, description="weights over task scores, e.g. {\"next_item\": 1}; "
+                                  f"each finite, at most {MAX_WEIGHT:g} in size")
     exclude_seen: bool = True
     category: str | None = None
 
@@ -101,7 +107,8 @@ class EventIn(Strict):
     item_id: str = ID
     behavior: str = "click"
     scenario: str | None = None
-    ts: float | None = Field(default=None, description="seconds since the epoch")
+    ts: float | None = Field(default=None, allow_inf_nan=False,
+                             description="seconds since the epoch (finite)")
 
 
 class EventsRequest(Strict):

@@ -12,6 +12,7 @@ rewritten as time passes (the reference moves forward, rescaling all, when it ge
 
 from __future__ import annotations
 
+import math
 import time
 from collections import defaultdict
 
@@ -25,7 +26,10 @@ class Trending:
         self.weights: dict[int, dict[int, float]] = defaultdict(lambda: defaultdict(float))
 
     def add(self, scenario: int, code: int, ts: float | None = None) -> None:
-        t = time.time() if ts is None else ts
+        """Count ``code`` at ``ts`` (None: now).  A time in the future counts as now: taken as
+        the reference it would decay every other count to nothing, for good."""
+        now = time.time()
+        t = now if ts is None or not math.isfinite(ts) else min(ts, now)
         if self.ref is None:
             self.ref = t
         if t - self.ref > 50 * self.half_life_s:  # keep the weights in float range

@@ -47,7 +47,8 @@ def save(out_dir: Path, config: RunConfig, prepared: Prepared, model: MultiTaskR
         save_weights(out_dir / "item_embeddings.safetensors", {"items": model.item_tower()})
     _write_json(out_dir / "catalog.json", {
         "item_ids": [str(i) for i in cat.item_ids], "texts": cat.texts,
-        "user_ids": [str(u) for u in cat.user_ids], "scenarios": list(cat.scenarios)})
+        "user_ids": [str(u) for u in cat.user_ids], "scenarios": list(cat.scenarios),
+        "categories": cat.categories})
     inter = prepared.interactions
     save_weights(out_dir / "interactions.safetensors",
                  {k: torch.from_numpy(np.ascontiguousarray(getattr(inter, k)))
@@ -69,7 +70,8 @@ def read_meta(path: Path) -> dict[str, Any]:
 def read_catalog(path: Path) -> Catalog:
     data = json.loads((path / "catalog.json").read_text())
     return Catalog(np.array(data["item_ids"], dtype=object), list(data["texts"]),
-                   np.array(data["user_ids"], dtype=object), tuple(data["scenarios"]))
+                   np.array(data["user_ids"], dtype=object), tuple(data["scenarios"]),
+                   list(data.get("categories", [])))
 
 
 def read_interactions(path: Path) -> Interactions:

@@ -172,3 +172,13 @@ def test_bad_event_is_refused_and_nothing_is_stored(client: TestClient,
     response = client.post("/v1/events", json={"events": events}, headers=KEY)
     assert response.status_code == 404 and "nope" in response.json()["detail"]
     assert client.get("/v1/health").json()["events_stored"] == 0
+
+
+def test_category_filter_keeps_only_that_category(client: TestClient, served: Served) -> None:
+    data = served.data
+    wanted = data.category_names[int(data.item_category[0])]
+    category = dict(zip(data.item_ids, (data.category_names[c] for c in data.item_category),
+                        strict=True))
+    body = client.post("/v1/recommend", json={"user_id": data.user_ids[3], "k": 5,
+                                              "category": wanted}).json()
+    assert body["items"] and all(category[r["item_id"]] == wanted for r in body["items"])

@@ -1,0 +1,117 @@
+"""Acknowledged events survive a SIGKILL of the server (a real ``mtrec serve`` process).
+
+16 threads post 4,000 events in batches of 10; once half are acknowledged the server is
+SIGKILLed with requests in flight; a server restarted on the same SQLite store must hold
+every acknowledged event (by its unique ts) and serve it.  The procedure is the one of
+``benchmarks/serve_durability.py`` (50,000 events), run small.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks import serve_durability as durability
+from mtrec.serve.app import Service
+from mtrec.serve.engine import Engine, Event
+from mtrec.serve.events import EventLog
+from tests.serve.conftest import Served
+
+EVENTS, BATCH, CONCURRENCY = 4000, 10, 16
+
+
+@pytest.fixture(scope="module")
+def durable_bundle(served: Served) -> Path:
+    return served.bundle
+
+
+@pytest.fixture(scope="module")
+def report(durable_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return durability.run(durable_bundle, events=EVENTS, batch=BATCH, concurrency=CONCURRENCY,
+                          kill_at=0.5, users_per_thread=4,
+                          workdir=tmp_path_factory.mktemp("durable-run"))
+
+
+@pytest.mark.slow
+def test_the_server_was_killed_mid_run(report: dict[str, Any]) -> None:
+    assert report["server_exit_code"] == -signal.SIGKILL  # the pid killed was the server's
+    assert report["port_refused_after_kill"]  # and nothing else was serving the port
+    assert report["acknowledged"] >= EVENTS // 2  # the kill came once half were acked ...
+    assert report["posted"] > report["acknowledged"]  # ... with requests still in flight
+    assert report["connection_errors"] >= 1 and report["rejected"] == 0, report
+    assert report["posted"] < EVENTS  # posting stopped at the kill
+
+
+@pytest.mark.slow
+def test_every_acknowledged_event_is_stored_after_restart(report: dict[str, Any]) -> None:
+    assert report["missing"] == 0, report["missing_sample"]
+    assert report["stored_after_restart"] >= report["acknowledged"]
+    assert report["events_stored_health"] == report["stored_after_restart"]
+    # what is stored beyond the acknowledged events is whole batches that were in flight
+    assert report["stored_after_restart"] == report["acknowledged"] + report[
+        "stored_unacknowledged"]
+    assert report["stored_never_posted"] == 0 and report["stored_twice"] == 0
+    assert report["torn_batches"] == 0
+    assert report["stored_unacknowledged"] % BATCH == 0
+
+
+@pytest.mark.slow
+def test_the_restarted_server_serves_the_stored_events(report: dict[str, Any]) -> None:
+    # each user's history is their stored events in order, starting with the acked ones
+    assert report["history_users_checked"] == CONCURRENCY * 4
+    assert report["history_mismatches"] == []
+    # the posting users are new to the bundle: without their events this is a cold start
+    assert report["recommend_after_restart_cold_start"] is False
+    assert report["ok"]
+    assert report["seconds"]["posting"] < 30
+
+
+def test_check_finds_a_lost_event_and_a_wrong_history() -> None:
+    """The checker itself: an acknowledged event absent from the store is counted missing."""
+    batches = durability.plan(["a", "b", "c"], events=40, batch=10, concurrency=2,
+                              users_per_thread=2)
+    posting = durability.Posting(acked=[batches[0][0], batches[1][0]],
+                                 unacked=[batches[0][1], batches[1][1]])
+    stored = [(e["user_id"], e["item_id"], e["ts"]) for b in posting.acked for e in b.events]
+    user = stored[0][0]
+    history = {user: [i for u, i, _ in stored if u == user]}
+    ok = durability.check(posting, stored, history)
+    assert ok["missing"] == 0 and ok["torn_batches"] == 0 and ok["history_mismatches"] == []
+
+    lost = durability.check(posting, stored[:-1], history)
+    assert lost["missing"] == 1 and lost["stored_after_restart"] == 19
+    torn = durability.check(posting, stored + [(e["user_id"], e["item_id"], e["ts"])
+                                               for e in batches[0][1].events[:3]], history)
+    assert torn["torn_batches"] == 1 and torn["stored_unacknowledged"] == 3
+    wrong = durability.check(posting, stored, {user: [*history[user][::-1], "x"]})
+    assert wrong["history_mismatches"] == [user]
+
+
+def test_concurrent_syncs_apply_each_stored_event_once(durable_bundle: Path,
+                                                      tmp_path: Path) -> None:
+    """Each request syncs the engine with the log first, from a thread pool: two syncs at once
+    used to read the same last-seen row and both apply what followed (events twice)."""
+    log = EventLog(tmp_path / "events.db")
+    service = Service(Engine.from_bundle(durable_bundle), log)
+    item = service.engine.item_ids[1]
+    for round_ in range(3):
+        user = f"racer-{round_}"
+        log.append([Event(user, item, ts=float(i)) for i in range(300)])
+        barrier = threading.Barrier(8)
+        threads = [threading.Thread(target=_sync_after, args=(barrier, service))
+                   for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(service.engine.history(user)) == 300
+    log.close()
+
+
+def _sync_after(barrier: threading.Barrier, service: Service) -> None:
+    barrier.wait()
+    service.sync()
