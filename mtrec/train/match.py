@@ -1,8 +1,9 @@
 """Choose the text-match fusion weight on validation (see :mod:`mtrec.models.text_match`).
 
 The trained network's next-item logits and the text-match scores are computed once per
-validation user; every grid value then costs one ranking pass.  The value with the best
-validation NDCG@10 is kept (ties: the smaller, so 0 = off wins over a useless channel).
+validation user; every grid value then costs one ranking pass.  The largest value whose
+validation NDCG@10 is within ``tolerance`` of the best is kept (a channel that only hurts
+keeps 0 = off).
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def fit_text_match(model: MultiTaskRecommender, batcher: SequenceBatcher, part: 
             ranks[scale].append(masked_ranks(base + scale * text, batch.target[sel] - 1,
                                              history))
     curve = {s: ndcg_at_k(np.concatenate(r), 10) if r else 0.0 for s, r in ranks.items()}
-    best = max(grid, key=lambda s: (round(curve[s], 6), -s))
+    top = max(curve.values())
+    best = max(s for s in grid if curve[s] >= (1.0 - match.config.tolerance) * top)
     match.set_scale(best)
     model.train(was_training)
     return curve
