@@ -97,18 +97,21 @@ class Service:
             return
         from mtrec.serve.engine import NewItem
 
-        with self.sync_lock:
-            self.seen_item, items = self.log.items_after(self.seen_item)
+        with self.sync_lock:  # the counters move only once the rows are applied
+            last_item, items = self.log.items_after(self.seen_item)
             if items:
                 self.engine.upsert_items([NewItem(i, t, c) for i, t, c in items])
-            self.seen_event, events = self.log.tail(self.seen_event)
+            self.seen_item = last_item
+            last_event, events = self.log.tail(self.seen_event)
             if events:
                 self.engine.add_events([e for e in events
                                         if e.item_id in self.engine.item_code])
+            self.seen_event = last_event
 
 
 def _encoder(bundle: str | Path) -> Any:
-    """The bundle's text encoder (frozen), or None when it was trained without text."""
+    """The bundle's text encoder, or None when it was trained without text or fine-tuned it
+    (the tuned weights are not in the bundle: new items and queries would land elsewhere)."""
     from mtrec.config import from_dict
     from mtrec.train import bundle as bundle_io
     from mtrec.train.run import RunConfig
@@ -121,6 +124,8 @@ def _encoder(bundle: str | Path) -> Any:
     from mtrec.text.encoder import TextEncoder
 
     config = from_dict(RunConfig, meta["run"])
+    if config.model.text.mode != "frozen":
+        return None
     return TextEncoder.from_config(replace(config.model.text, mode="frozen"))
 
 

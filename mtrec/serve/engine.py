@@ -9,26 +9,37 @@ an unknown id, ``ValueError`` for a bad value); HTTP codes belong to the API lay
 from __future__ import annotations
 
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import torch
 
 from mtrec.data.schema import BEHAVIORS
 from mtrec.models.text_match import TextMatch
-from mtrec.recommender import Recommender
+from mtrec.recommender import Recommendation, Recommender
 from mtrec.serve.index import IndexConfig, ItemIndex
 from mtrec.serve.trending import Trending
+from mtrec.train.batches import gap_bucket
 
 
 class Encoder(Protocol):
     """What the engine needs of a text encoder (``mtrec.text.encoder.TextEncoder``)."""
 
     def encode(self, texts: list[str]) -> np.ndarray: ...
+
+
+class Step(NamedTuple):
+    """One interaction of a user's sequence."""
+
+    code: int  # item code
+    bits: int  # behaviour bits (1 << index in BEHAVIORS)
+    scenario: int  # scenario code
+    ts: int = -1  # seconds since the epoch; -1 = unknown
 
 
 @dataclass(frozen=True)
@@ -48,11 +59,9 @@ class Event:
 
 
 @dataclass(frozen=True)
-class Hit:
-    item_id: str
-    score: float
-    scores: dict[str, float]
-    text: str
+class Hit(Recommendation):
+    """A recommendation with the history items most like it (id, cosine)."""
+
     because: list[tuple[str, float]] = field(default_factory=list)
 
 
@@ -70,10 +79,15 @@ class Engine:
         self.categories = list(rec.catalog.categories) or [""] * len(self.item_ids)
         self.text = self.model.item_tower.text_vectors.clone()
         self.table = rec.item_table.clone()
-        self.online: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
+        self.online: dict[str, list[Step]] = defaultdict(list)
         self.trending = Trending()
         d = rec.batcher.data
         self.trending.seed(d.scenario, d.item, d.ts)
+        # What a session item or an event without a scenario looks like: the commonest kind
+        # of training interaction (a rating-only dataset never saw a bare "view").
+        self.session_bits = int(np.bincount(d.behaviors).argmax()) if len(d.item) else 1
+        self.default_scenario = (int(np.bincount(d.scenario).argmax()) if len(d.item)
+                                 else rec.scenario_code(None))
         self._user_index: ItemIndex | None = None
         self.lock = threading.RLock()
         self.index_config = index_config or IndexConfig()
@@ -87,6 +101,7 @@ class Engine:
     # ------------------------------------------------------------------ indexes
     def _build_indexes(self) -> None:
         codes = np.arange(1, len(self.item_ids), dtype=np.int64)
+        self.unit = TextMatch.unit(self.text)
         self.matrix = torch.from_numpy(self._retrieval(self.table, self.text))  # [N + 1, D]
         self.retrieval = ItemIndex(self.index_config).build(self.matrix[1:].numpy(), codes)
         self.similar = ItemIndex(self.index_config).build(_unit(self.table[1:]), codes)
@@ -111,43 +126,53 @@ class Engine:
         return np.array([self.item_code[i] for i in items], dtype=np.int64)
 
     def scenario(self, name: str | None) -> int:
-        return self.rec.scenario_code(name)
+        return self.default_scenario if name is None else self.rec.scenario_code(name)
 
     def knows_user(self, user: str) -> bool:
         return user in self.rec._user_code or user in self.online
 
-    def history(self, user: str) -> list[tuple[int, int, int]]:
-        """(item code, behaviour bits, scenario code) per interaction, oldest first."""
-        base: list[tuple[int, int, int]] = []
+    def history(self, user: str) -> list[Step]:
+        """The user's interactions, oldest first: the bundle's, then those posted since."""
+        base: list[Step] = []
         if user in self.rec._user_code:
             idx, off = self.rec.batcher.history(3)
             u = self.rec._user_code[user]
             rows = idx[off[u]:off[u + 1]]
             d = self.rec.batcher.data
-            base = list(zip(d.item[rows].tolist(), d.behaviors[rows].tolist(),
-                            d.scenario[rows].tolist(), strict=True))
+            base = [Step(*row) for row in zip(d.item[rows].tolist(), d.behaviors[rows].tolist(),
+                                               d.scenario[rows].tolist(), d.ts[rows].tolist(),
+                                               strict=True)]
         return base + self.online.get(user, [])
+
+    def session(self, codes: Sequence[int], scenario: int) -> list[Step]:
+        """An anonymous session of items, as the commonest kind of training interaction."""
+        return [Step(int(c), self.session_bits, scenario) for c in codes]
 
     # ------------------------------------------------------------------ scoring
     @torch.no_grad()
-    def state(self, history: Sequence[tuple[int, int, int]],
-              scenario: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """User state ``[dim]`` and next-item query ``[D]`` after ``history``."""
+    def state(self, history: Sequence[Step], scenario: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """User state ``[dim]`` and next-item query ``[D]`` after ``history``, built as in
+        evaluation (inputs with their time gaps; the gap to the next one unknown)."""
+        h = self._tower_state(history) + self.model.target_gap.weight[0]
+        query = (h + self.model.query_scenario.weight[scenario])[None]
+        match = self.model.text_match
+        if match is not None and match.active:
+            lags = [s.code for s in reversed(history[-match.config.lags:])]
+            recent = torch.tensor([lags + [-1] * (match.config.lags - len(lags))])
+            query = torch.cat([query, match.query(self.unit, recent)], -1)
+        return h, query[0]
+
+    def _tower_state(self, history: Sequence[Step]) -> torch.Tensor:
+        """The user tower's output after ``history`` (its last ``max_len - 1`` steps)."""
         recent = list(history)[-(self.model.user_tower.config.max_len - 1):]
         n = len(recent) + 1
-        items = torch.full((1, n), -1, dtype=torch.long)
-        behaviors = torch.zeros((1, n), dtype=torch.long)
-        scenarios = torch.zeros((1, n), dtype=torch.long)
-        for col, (code, bits, scen) in enumerate(recent, start=1):
-            items[0, col], behaviors[0, col], scenarios[0, col] = code, bits, scen
-        last = torch.tensor([n - 1])
-        h = self.model.user_tower(self.table, items, behaviors, scenarios)[0, n - 1]
-        h = h + self.model.target_gap.weight[0]
-        lags = self.model.match_lags
-        back = (last.unsqueeze(1) - torch.arange(lags)).clamp(min=0)
-        query = self.model.retrieval_query(
-            (h + self.model.query_scenario.weight[scenario])[None], items[0, back], self.text)
-        return h, query[0]
+        rows = np.array([(-1, 0, 0, -1), *recent], dtype=np.int64).reshape(n, 4)
+        items, behaviors, scenarios = (torch.from_numpy(rows[None, :, i]) for i in range(3))
+        gaps = np.zeros((1, n), dtype=np.int64)
+        gaps[0, 1:] = gap_bucket(rows[1:, 3], rows[:-1, 3])
+        out = self.model.user_tower(self.table, items, behaviors, scenarios,
+                                    torch.from_numpy(gaps))
+        return out[0, n - 1]
 
     @torch.no_grad()
     def task_scores(self, h: torch.Tensor, query: torch.Tensor, codes: np.ndarray,
@@ -180,7 +205,7 @@ class Engine:
                 out[name] = task.predict(heads).float().numpy()
         return out
 
-    def recommend(self, history: Sequence[tuple[int, int, int]], k: int, scenario: int,
+    def recommend(self, history: Sequence[Step], k: int, scenario: int,
                   objective: dict[str, float] | None = None,
                   exclude: Sequence[int] | np.ndarray = (),
                   category: str | None = None, candidates: int = 200) -> list[Hit]:
@@ -191,8 +216,10 @@ class Engine:
             fetch = max(candidates, k) * (4 if category else 1)
             pool, pool_scores = self.retrieval.search(query.float().numpy(), fetch,
                                                       np.asarray(exclude, dtype=np.int64))
+        keep = pool > 0  # an ANN index pads short answers with code 0
         if category:
-            pool = pool[[self.categories[c] == category for c in pool]]
+            keep &= np.array([self.categories[c] == category for c in pool], dtype=bool)
+        pool, pool_scores = pool[keep], pool_scores[keep]
         scores = self.task_scores(h, query, pool, scenario, pool_scores)
         total = np.zeros(len(pool))
         for task, w in weights.items():
@@ -214,9 +241,9 @@ class Engine:
         return dict(objective)
 
     def _hit(self, code: int, score: float, scores: dict[str, float],
-             history: Sequence[tuple[int, int, int]]) -> Hit:
+             history: Sequence[Step]) -> Hit:
         return Hit(self.item_ids[code], score, scores, self.texts[code],
-                   self.because(code, [c for c, _, _ in history]))
+                   self.because(code, [step.code for step in history]))
 
     def because(self, code: int, history: Sequence[int], top: int = 3) -> list[tuple[str, float]]:
         """The history items most like ``code`` (cosine of item-tower vectors, recent 50)."""
@@ -246,14 +273,17 @@ class Engine:
         return [(self.item_ids[c], float(s)) for c, s in zip(hits, scores, strict=True)]
 
     def trending_items(self, scenario: int | None, k: int) -> list[tuple[str, float]]:
-        return [(self.item_ids[c], w) for c, w in self.trending.top(scenario, k)]
+        with self.lock:
+            top = self.trending.top(scenario, k)
+        return [(self.item_ids[c], w) for c, w in top]
 
     def similar_users(self, user: str, k: int) -> list[tuple[str, float]]:
         """Bundle users whose state (after their history) is closest to ``user``'s."""
         if not self.knows_user(user):
             raise KeyError(f"unknown user {user!r}")
         index = self._users()
-        h, _ = self.state(self.history(user), self.scenario(None))
+        with torch.no_grad():
+            h = self._tower_state(self.history(user))
         exclude = np.array([self.rec._user_code[user] + 1] if user in self.rec._user_code
                            else [], dtype=np.int64)
         with self.lock:
@@ -301,6 +331,7 @@ class Engine:
             self.table = torch.cat([self.table, noisy(self.table)])
             if self.has_text:
                 self.text = torch.cat([self.text, noisy(self.text)])
+            self.unit = TextMatch.unit(self.text)
             self.matrix = torch.from_numpy(self._retrieval(self.table, self.text))
             codes = np.arange(1, len(self.item_ids), dtype=np.int64)
             self.retrieval = ItemIndex(self.index_config).build(self.matrix[1:].numpy(), codes)
@@ -316,20 +347,28 @@ class Engine:
             item_vectors = self.model.item_tower.text_item_vectors(vectors)
         with self.lock:
             codes = [self._code_for(i) for i in items]
+            self._grow_tables()
             idx = torch.tensor(codes)
             self.text[idx] = vectors
+            self.unit[idx] = TextMatch.unit(vectors)
             self.table[idx] = item_vectors
             arr = np.asarray(codes, dtype=np.int64)
             rows = self._retrieval(item_vectors, vectors)
-            if len(self.matrix) < len(self.item_ids):
-                grow = len(self.item_ids) - len(self.matrix)
-                self.matrix = torch.cat([self.matrix, torch.zeros(grow, self.matrix.shape[1])])
             self.matrix[idx] = torch.from_numpy(rows)
             self.retrieval.add(rows, arr)
             self.similar.add(_unit(item_vectors), arr)
             assert self.text_index is not None
             self.text_index.add(_unit(vectors), arr)
         return codes
+
+    def _grow_tables(self) -> None:
+        """Zero rows for codes added since the tables were last sized (once per batch)."""
+        def grown(x: torch.Tensor) -> torch.Tensor:
+            extra = len(self.item_ids) - len(x)
+            return torch.cat([x, x.new_zeros(extra, x.shape[1])]) if extra > 0 else x
+
+        self.text, self.unit = grown(self.text), grown(self.unit)
+        self.table, self.matrix = grown(self.table), grown(self.matrix)
 
     def check_can_add_items(self) -> Encoder:
         if not self.has_text or self.encoder is None:
@@ -344,8 +383,6 @@ class Engine:
             self.texts.append("")
             self.categories.append("")
             self.item_code[item.item_id] = code
-            self.text = torch.cat([self.text, torch.zeros(1, self.text.shape[1])])
-            self.table = torch.cat([self.table, torch.zeros(1, self.table.shape[1])])
         self.texts[code], self.categories[code] = item.text, item.category
         return code
 
@@ -356,7 +393,8 @@ class Engine:
             for event, code in zip(events, codes, strict=True):
                 scen = self.scenario(event.scenario)
                 bits = 1 << BEHAVIORS.index(event.behavior)
-                self.online[event.user_id].append((int(code), bits, scen))
+                ts = int(event.ts) if event.ts is not None else int(time.time())
+                self.online[event.user_id].append(Step(int(code), bits, scen, ts))
                 self.trending.add(scen, int(code), event.ts)
 
 

@@ -69,13 +69,20 @@ class EventLog:
         """Remember added items (id, text, category) so a restart re-adds them."""
         with self._lock:
             self._con.execute("BEGIN IMMEDIATE")
-            nxt = self._con.execute("SELECT coalesce(max(id), 0) + 1 FROM items").fetchone()[0]
-            self._con.executemany(
-                "INSERT INTO items (item_id, text, category, id) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(item_id) DO UPDATE SET text = excluded.text, "
-                "category = excluded.category, id = excluded.id",
-                [(i, t, c, nxt + n) for n, (i, t, c) in enumerate(items)])
+            try:
+                self._put_items(items)
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
             self._con.execute("COMMIT")
+
+    def _put_items(self, items: Sequence[tuple[str, str, str]]) -> None:
+        nxt = self._con.execute("SELECT coalesce(max(id), 0) + 1 FROM items").fetchone()[0]
+        self._con.executemany(
+            "INSERT INTO items (item_id, text, category, id) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(item_id) DO UPDATE SET text = excluded.text, "
+            "category = excluded.category, id = excluded.id",
+            [(i, t, c, nxt + n) for n, (i, t, c) in enumerate(items)])
 
     def items_after(self, after: int) -> tuple[int, list[tuple[str, str, str]]]:
         with self._lock:

@@ -123,7 +123,7 @@ def build_router(settings: ServeSettings) -> APIRouter:
         with _as_http():
             if not e.knows_user(user_id):
                 raise KeyError(f"unknown user {user_id!r}")
-            codes = [c for c, _, _ in e.history(user_id)]
+            codes = [step.code for step in e.history(user_id)]
         return s.HistoryResponse(user_id=user_id, items=[
             s.HistoryItem(item_id=e.item_ids[c], text=e.texts[c]) for c in codes])
 
@@ -184,7 +184,7 @@ def _recommend(service: Service, body: s.RecommendRequest) -> s.RecommendRespons
     scen = e.scenario(body.scenario)
     e.check_objective(body.objective)
     if body.items is not None:
-        history = [(int(c), 1, scen) for c in e.codes(body.items)]
+        history = e.session(e.codes(body.items).tolist(), scen)
     else:
         user = body.user_id or ""
         history = e.history(user) if e.knows_user(user) else []
@@ -193,7 +193,7 @@ def _recommend(service: Service, body: s.RecommendRequest) -> s.RecommendRespons
         return s.RecommendResponse(user_id=body.user_id, cold_start=True, items=[
             s.RecommendedItem(item_id=i, score=v, scores={}, text=e.texts[e.item_code[i]],
                               because=[]) for i, v in hits])
-    exclude = (np.unique([c for c, _, _ in history]) if body.exclude_seen
+    exclude = (np.unique([step.code for step in history]) if body.exclude_seen
                else np.zeros(0, dtype=np.int64))
     recs = e.recommend(history, body.k, scen, body.objective, exclude, body.category)
     return s.RecommendResponse(user_id=body.user_id, cold_start=False, items=[

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 MAX_K = 1000
 MAX_ITEMS = 1000
 MAX_EVENTS = 10_000
+MAX_TS = 95_617_584_000.0  # 5000-01-01
 ID = Field(min_length=1, max_length=200)
 MAX_WEIGHT = 1e6  # ranking only depends on the weights' ratios; larger ones overflow float32
 # NaN / Infinity (which Python's JSON parser accepts) would make every score null
@@ -107,8 +108,8 @@ class EventIn(Strict):
     item_id: str = ID
     behavior: str = "click"
     scenario: str | None = None
-    ts: float | None = Field(default=None, allow_inf_nan=False,
-                             description="seconds since the epoch (finite)")
+    ts: float | None = Field(default=None, allow_inf_nan=False, ge=0, le=MAX_TS,
+                             description="seconds since the epoch (up to the year 5000)")
 
 
 class EventsRequest(Strict):

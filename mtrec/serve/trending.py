@@ -37,11 +37,13 @@ class Trending:
         self.weights[scenario][code] += 2.0 ** ((t - self.ref) / self.half_life_s)
 
     def seed(self, scenarios: np.ndarray, codes: np.ndarray, ts: np.ndarray) -> None:
-        """Counts from a training log; unknown times (< 0) count at the latest known time."""
+        """Counts from a training log, its latest time taken as now (live events then decay
+        it as time passes); unknown times (< 0) count as the latest."""
         known = ts[ts >= 0]
         latest = float(known.max()) if len(known) else 0.0
-        times = np.where(ts >= 0, ts, latest).astype(np.float64)
-        self.ref = latest if self.ref is None else self.ref
+        now = time.time()
+        times = np.where(ts >= 0, ts, latest).astype(np.float64) - latest + now
+        self.ref = now if self.ref is None else self.ref
         weights = np.exp2((times - self.ref) / self.half_life_s)
         for scen in np.unique(scenarios):
             sel = scenarios == scen

@@ -135,13 +135,16 @@ class Trainer:
         if self.evaluate is None:
             state["best_value"] = None
         if self.metric == "mean" and metrics:
-            self._mean_share(state, metrics)
+            self._mean_share(state, metrics, epoch)
         value = dist_utils.broadcast_float(metrics.get(self.metric, fallback), ctx)
         if math.isnan(value):
             raise RuntimeError(f"validation metric {self.metric!r} is missing or NaN; "
                                f"got {sorted(metrics)}")
         sign = -1.0 if lower_is_better(self.metric) else 1.0
         best = state["best_value"]
+        if self.metric == "mean" and best is not None:  # re-scored on rank 0 only
+            best = dist_utils.broadcast_float(best, ctx)
+            state["best_value"] = best
         improved = best is None or sign * (value - best) > self.config.min_delta
         if improved:
             state.update(best_value=value, best_epoch=epoch, bad_epochs=0)
@@ -156,15 +159,17 @@ class Trainer:
                 **{f"weight/{k}": v for k, v in self.weighting.current_weights().items()},
                 **{f"valid/{k}": v for k, v in metrics.items()}}
 
-    def _mean_share(self, state: dict[str, Any], metrics: dict[str, float]) -> None:
+    def _mean_share(self, state: dict[str, Any], metrics: dict[str, float], epoch: int) -> None:
         """Score this epoch and re-score the best one against the same per-task bests (a
         task's best can only rise, so an earlier score would be stale)."""
         tasks = self.model.task_names
-        past: list[dict[str, float]] = state.setdefault("task_metrics", [])
-        past.append({m: metrics[m] for m in map(main_metric, tasks) if m in metrics})
-        metrics["mean"] = mean_best_share(past[-1], past, tasks)
-        if state["best_epoch"]:
-            state["best_value"] = mean_best_share(past[state["best_epoch"] - 1], past, tasks)
+        past: dict[str, dict[str, float]] = state.setdefault("task_metrics", {})
+        past[str(epoch)] = {m: metrics[m] for m in map(main_metric, tasks) if m in metrics}
+        history = list(past.values())
+        metrics["mean"] = mean_best_share(past[str(epoch)], history, tasks)
+        best = past.get(str(state["best_epoch"]))
+        if best is not None:  # (a run resumed from before this rule keeps its old score)
+            state["best_value"] = mean_best_share(best, history, tasks)
 
     def _out_of_time(self, seconds: float) -> bool:
         return self.config.max_minutes > 0 and seconds > self.config.max_minutes * 60

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from fastapi.testclient import TestClient
 
 from mtrec.data.synthetic import SyntheticData
@@ -182,3 +183,14 @@ def test_category_filter_keeps_only_that_category(client: TestClient, served: Se
     body = client.post("/v1/recommend", json={"user_id": data.user_ids[3], "k": 5,
                                               "category": wanted}).json()
     assert body["items"] and all(category[r["item_id"]] == wanted for r in body["items"])
+
+
+def test_engine_state_matches_the_offline_recommender(served: Served) -> None:
+    """Regression (review): the engine built user states without time gaps, so serving
+    scored differently from `Recommender` and from evaluation."""
+    engine = Engine.from_bundle(served.bundle)
+    for user in served.data.user_ids[:5]:
+        scen = engine.scenario(None)
+        _, served_query = engine.state(engine.history(user), scen)
+        _, offline_query = engine.rec._state(user, scen)
+        assert torch.allclose(served_query, offline_query, atol=1e-5)
