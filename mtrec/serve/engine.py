@@ -176,26 +176,20 @@ class Engine:
 
     @torch.no_grad()
     def task_scores(self, h: torch.Tensor, query: torch.Tensor, codes: np.ndarray,
-                    scenario: int, pool_scores: np.ndarray | None = None
-                    ) -> dict[str, np.ndarray]:
+                    scenario: int, lse: torch.Tensor | None = None) -> dict[str, np.ndarray]:
         """Per-task scores of ``codes``.  next_item is the softmax probability over the
-        whole catalog when it is searched exactly; past ``exact_max`` items (ANN), over the
-        best retrieval candidates (``pool_scores``, or 200 fetched here) plus ``codes``."""
+        whole catalog when it is searched exactly; past ``exact_max`` items (ANN), over
+        ``codes`` and the best 200 other candidates (``lse``: a log-normalizer known)."""
         out: dict[str, np.ndarray] = {}
         head = self.model.next_item
         if head is not None:
-            q = query[None].float()
-            logits = head.logits(q, self.matrix[torch.from_numpy(codes)])[0]
-            if self.retrieval.kind_ == "exact":
-                lse = torch.logsumexp(head.logits(q, self.matrix[1:])[0], 0)
-            else:
-                t = head.options.temperature
-                if pool_scores is None:  # ``codes`` plus the best 200 others
-                    _, others = self.retrieval.search(q[0].numpy(), 200, codes)
-                    mass = torch.cat([logits, torch.from_numpy(others).float() / t])
-                else:  # the candidates ``codes`` were drawn from
-                    mass = torch.from_numpy(pool_scores).float() / t
-                lse = torch.logsumexp(mass, 0)
+            logits = self._logits(query, torch.from_numpy(codes))
+            if lse is None and self.retrieval.kind_ == "exact":
+                lse = torch.logsumexp(self._logits(query), 0)
+            elif lse is None:
+                _, others = self.retrieval.search(query.float().numpy(), 200, codes)
+                others_t = torch.from_numpy(others).float() / head.options.temperature
+                lse = torch.logsumexp(torch.cat([logits, others_t]), 0)
             out["next_item"] = (logits - lse).exp().numpy()
         if self.model.mtl is not None:
             c = torch.from_numpy(codes)
@@ -205,6 +199,34 @@ class Engine:
                 out[name] = task.predict(heads).float().numpy()
         return out
 
+    def _logits(self, query: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
+        """Next-item logits of ``codes`` (all items 1..N when None)."""
+        matrix = self.matrix.numpy()  # numpy's matrix-vector product is the faster here
+        rows = matrix[1:] if codes is None else matrix[codes.numpy()]
+        scores = torch.from_numpy(rows @ query.float().numpy())
+        head = self.model.next_item
+        return scores if head is None else scores / head.options.temperature
+
+    @torch.no_grad()
+    def candidates(self, query: torch.Tensor, fetch: int, exclude: np.ndarray
+                   ) -> tuple[np.ndarray, torch.Tensor]:
+        """The ``fetch`` best codes for ``query`` not in ``exclude``, and the softmax
+        log-normalizer: exact (one pass over the catalog serves both) or from the index."""
+        if self.retrieval.kind_ == "exact":
+            logits = self._logits(query)
+            lse = torch.logsumexp(logits, 0)
+            masked = logits.index_fill(0, torch.from_numpy(exclude[exclude > 0] - 1),
+                                       float("-inf"))
+            top = torch.topk(masked, min(fetch, len(masked)))
+            finite = torch.isfinite(top.values)
+            return top.indices[finite].numpy() + 1, lse
+        with self.lock:
+            pool, scores = self.retrieval.search(query.float().numpy(), fetch, exclude)
+        keep = pool > 0  # an ANN index pads short answers with code 0
+        head = self.model.next_item
+        t = head.options.temperature if head is not None else 1.0
+        return pool[keep], torch.logsumexp(torch.from_numpy(scores[keep]).float() / t, 0)
+
     def recommend(self, history: Sequence[Step], k: int, scenario: int,
                   objective: dict[str, float] | None = None,
                   exclude: Sequence[int] | np.ndarray = (),
@@ -212,22 +234,19 @@ class Engine:
         """Top ``k`` by ``objective`` (task weights) among the retrieval candidates."""
         weights = self.check_objective(objective)
         h, query = self.state(history, scenario)
-        with self.lock:
-            fetch = max(candidates, k) * (4 if category else 1)
-            pool, pool_scores = self.retrieval.search(query.float().numpy(), fetch,
-                                                      np.asarray(exclude, dtype=np.int64))
-        keep = pool > 0  # an ANN index pads short answers with code 0
+        fetch = max(candidates, k) * (4 if category else 1)
+        pool, lse = self.candidates(query, fetch, np.asarray(exclude, dtype=np.int64))
         if category:
-            keep &= np.array([self.categories[c] == category for c in pool], dtype=bool)
-        pool, pool_scores = pool[keep], pool_scores[keep]
-        scores = self.task_scores(h, query, pool, scenario, pool_scores)
+            pool = pool[np.array([self.categories[c] == category for c in pool], dtype=bool)]
+        scores = self.task_scores(h, query, pool, scenario, lse)
         total = np.zeros(len(pool))
         for task, w in weights.items():
             total += w * scores[task]
         top = np.argsort(-np.asarray(total), kind="stable")[:k]
-        return [self._hit(int(pool[i]), float(total[i]), {t: float(v[i]) for t, v in
-                                                           scores.items()}, history)
-                for i in top]
+        because = self.because([int(pool[i]) for i in top], [s.code for s in history])
+        return [Hit(self.item_ids[pool[i]], float(total[i]),
+                    {t: float(v[i]) for t, v in scores.items()}, self.texts[pool[i]], why)
+                for i, why in zip(top, because, strict=True)]
 
     def check_objective(self, objective: dict[str, float] | None) -> dict[str, float]:
         """Task weights to rank by (default: the first task alone)."""
@@ -240,20 +259,18 @@ class Engine:
                              f"trained for; its tasks: {', '.join(tasks)}")
         return dict(objective)
 
-    def _hit(self, code: int, score: float, scores: dict[str, float],
-             history: Sequence[Step]) -> Hit:
-        return Hit(self.item_ids[code], score, scores, self.texts[code],
-                   self.because(code, [step.code for step in history]))
-
-    def because(self, code: int, history: Sequence[int], top: int = 3) -> list[tuple[str, float]]:
-        """The history items most like ``code`` (cosine of item-tower vectors, recent 50)."""
+    def because(self, codes: Sequence[int], history: Sequence[int],
+                top: int = 3) -> list[list[tuple[str, float]]]:
+        """Per code, the history items most like it (cosine of item-tower vectors over the
+        latest 50 distinct history items)."""
         recent = list(dict.fromkeys(reversed(list(history))))[:50]
-        if not recent:
-            return []
-        vectors = _unit(self.table[torch.tensor([code, *recent])])
-        sims = vectors[1:] @ vectors[0]
-        order = np.argsort(-sims, kind="stable")[:top]
-        return [(self.item_ids[recent[i]], float(sims[i])) for i in order]
+        if not recent or not codes:
+            return [[] for _ in codes]
+        vectors = _unit(self.table[torch.tensor([*codes, *recent])])
+        sims = vectors[:len(codes)] @ vectors[len(codes):].T  # [codes, recent]
+        order = np.argsort(-sims, axis=1, kind="stable")[:, :top]
+        return [[(self.item_ids[recent[j]], float(sims[i, j])) for j in row]
+                for i, row in enumerate(order)]
 
     # ------------------------------------------------------------------ lookups
     def similar_items(self, item: str, k: int) -> list[tuple[str, float]]:
