@@ -164,19 +164,27 @@ def million(bundle: Path, n_items: int, requests: int) -> dict[str, Any]:
     engine = Engine.from_bundle(bundle, IndexConfig(exact_max=200_000))
     grown = engine.grow_synthetic(n_items, seed=0)
     build_s = time.perf_counter() - started
-    recall = engine_recall(engine, n_queries=200)
     app = create_app(ServeSettings(), engine)
     users = [str(u) for u in engine.rec.catalog.user_ids[:2000]]
-    server_ms: list[float] = []
+    sweep = []
     with TestClient(app) as client:
-        for i in range(requests + 100):
-            r = client.post("/v1/recommend", json={"user_id": users[i % len(users)], "k": 10})
-            if i >= 100:
-                server_ms.append(_server_ms(r.headers))
+        for ef in EF_SEARCH:  # recall against time: one graph, several search breadths
+            engine.retrieval.set_ef_search(ef)
+            server_ms: list[float] = []
+            for i in range(requests + 100):
+                r = client.post("/v1/recommend",
+                                json={"user_id": users[i % len(users)], "k": 10})
+                if i >= 100:
+                    server_ms.append(_server_ms(r.headers))
+            sweep.append({"ef_search": ef, "recall@10_vs_exact": engine_recall(engine, 200),
+                          "server_ms": _percentiles(server_ms)})
+            print(f"million ef_search={ef}: {sweep[-1]}", file=sys.stderr, flush=True)
     return {"items": len(engine.item_ids) - 1, "synthetic_items": grown,
             "index": engine.retrieval.kind_, "build_seconds": round(build_s, 1),
-            "recall@10_vs_exact": recall, "requests": requests,
-            "server_ms": _percentiles(server_ms)}
+            "requests": requests, "sweep": sweep}
+
+
+EF_SEARCH = (128, 256, 512)
 
 
 def engine_recall(engine: Any, n_queries: int) -> float:

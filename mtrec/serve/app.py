@@ -36,6 +36,7 @@ class ServeSettings:
     api_key: str | None = None  # write endpoints need it in X-API-Key; None: writes refused
     max_body_bytes: int = 2_000_000
     torch_threads: int = 1  # per worker: latency over throughput of one request
+    request_threads: int = 1  # requests computed at once per worker
     exact_max: int = 200_000  # catalogs up to this size are searched exactly
 
     @classmethod
@@ -56,9 +57,15 @@ def create_app(settings: ServeSettings, bundle: str | Path | Engine,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        import anyio.to_thread
         import torch
+        from threadpoolctl import threadpool_limits
 
+        # One request computes at a time per worker, on one core: concurrent requests in
+        # threads only fight over the GIL and the cores (run a worker per core instead).
         torch.set_num_threads(settings.torch_threads)
+        threadpool_limits(settings.torch_threads)  # numpy's BLAS as well
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         engine = bundle if isinstance(bundle, Engine) else Engine.from_bundle(
             bundle, IndexConfig(exact_max=settings.exact_max), _encoder(bundle))
         event_log = log if isinstance(log, EventLog) or log is None else EventLog(log)
@@ -86,18 +93,23 @@ class Service:
 
     def __init__(self, engine: Engine, log: EventLog | None) -> None:
         self.engine, self.log = engine, log
-        self.seen_event, self.seen_item = 0, 0
+        self.seen_event, self.seen_item, self.seen_version = 0, 0, -1
         # requests run in a thread pool and each syncs first: without the lock two of them
         # read the same ``seen_event`` and both apply the rows after it (events twice)
         self.sync_lock = threading.Lock()
 
-    def sync(self) -> None:
-        """Apply items and events other workers stored since the last call."""
+    def sync(self, force: bool = False) -> None:
+        """Apply items and events stored since the last call (by any worker; ``force``
+        after this worker's own writes, which do not change the log's version)."""
         if self.log is None:
             return
         from mtrec.serve.engine import NewItem
 
         with self.sync_lock:  # the counters move only once the rows are applied
+            version = self.log.version()
+            if version == self.seen_version and not force:
+                return
+            self.seen_version = version
             last_item, items = self.log.items_after(self.seen_item)
             if items:
                 self.engine.upsert_items([NewItem(i, t, c) for i, t, c in items])

@@ -52,6 +52,12 @@ class EventLog:
             self._con.execute("COMMIT")
         return len(rows)
 
+    def version(self) -> int:
+        """Changes whenever another connection commits (SQLite ``data_version``): a cheap
+        test of whether there is anything to tail."""
+        with self._lock:
+            return int(self._con.execute("PRAGMA data_version").fetchone()[0])
+
     def tail(self, after: int) -> tuple[int, list[Event]]:
         """Events with row id > ``after``, and the last row id seen."""
         with self._lock:

@@ -14,7 +14,7 @@ path works without the ``serve`` extra installed.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -265,6 +265,15 @@ class ItemIndex:
         with self._lock:
             self.kind_, self.dim_, self._store_ = kind, dim, store
         return self
+
+    def set_ef_search(self, ef: int) -> None:
+        """HNSW search breadth (recall against time) from now on; exact search ignores it."""
+        config = replace(self.config, ef_search=ef)  # validates
+        with self._lock:
+            self.config = config
+            store = getattr(self, "_store_", None)
+            if isinstance(store, _HnswStore):
+                store.config = config
 
     def add(self, vectors: np.ndarray, codes: np.ndarray) -> None:
         """Add items, or replace the vectors of codes already present; searchable at once.

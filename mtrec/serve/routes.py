@@ -137,7 +137,7 @@ def build_router(settings: ServeSettings) -> APIRouter:
                 codes = e.upsert_items(new)
             else:  # stored first; every worker (this one included) applies it from the log
                 service.log.put_items([(i.item_id, i.text, i.category) for i in new])
-                service.sync()
+                service.sync(force=True)
                 codes = e.codes([i.item_id for i in new]).tolist()
         return s.ItemsWritten(written=len(codes), codes=codes)
 
@@ -149,7 +149,7 @@ def build_router(settings: ServeSettings) -> APIRouter:
         with _as_http():
             batch = [_event(ev, e) for ev in body.events]
         stored = service.log.append(batch)  # durable before the 2xx
-        service.sync()
+        service.sync(force=True)
         return s.EventsWritten(stored=stored)
 
     @router.get("/metrics", include_in_schema=False)
