@@ -33,7 +33,7 @@ class IndexConfig:
     exact_max: int = 200_000
     m: int = 32
     ef_construction: int = 200
-    ef_search: int = 128
+    ef_search: int = 512  # recall@10 0.987 vs exact on the 1M-item benchmark (256: 0.950)
     seed: int = 0
     num_threads: int = 0
 
