@@ -96,11 +96,12 @@ def test_concurrent_syncs_apply_each_stored_event_once(durable_bundle: Path,
     """Each request syncs the engine with the log first, from a thread pool: two syncs at once
     used to read the same last-seen row and both apply what followed (events twice)."""
     log = EventLog(tmp_path / "events.db")
+    other_worker = EventLog(tmp_path / "events.db")  # its commits move the log's version
     service = Service(Engine.from_bundle(durable_bundle), log)
     item = service.engine.item_ids[1]
     for round_ in range(3):
         user = f"racer-{round_}"
-        log.append([Event(user, item, ts=float(i)) for i in range(300)])
+        other_worker.append([Event(user, item, ts=float(i)) for i in range(300)])
         barrier = threading.Barrier(8)
         threads = [threading.Thread(target=_sync_after, args=(barrier, service))
                    for _ in range(8)]
@@ -110,8 +111,29 @@ def test_concurrent_syncs_apply_each_stored_event_once(durable_bundle: Path,
             t.join()
         assert len(service.engine.history(user)) == 300
     log.close()
+    other_worker.close()
 
 
 def _sync_after(barrier: threading.Barrier, service: Service) -> None:
     barrier.wait()
     service.sync()
+
+
+def test_sync_skips_the_log_until_another_connection_commits(durable_bundle: Path,
+                                                             tmp_path: Path) -> None:
+    """Every request syncs first; with nothing new (same data_version) it reads no rows."""
+    log = EventLog(tmp_path / "events.db")
+    other_worker = EventLog(tmp_path / "events.db")
+    service = Service(Engine.from_bundle(durable_bundle), log)
+    item = service.engine.item_ids[1]
+    service.sync()
+    log.append([Event("own", item)])  # this worker's write: the route forces the sync
+    service.sync()
+    assert service.engine.history("own") == []
+    service.sync(force=True)
+    assert len(service.engine.history("own")) == 1
+    other_worker.append([Event("theirs", item)])
+    service.sync()
+    assert len(service.engine.history("theirs")) == 1
+    log.close()
+    other_worker.close()
