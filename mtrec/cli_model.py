@@ -112,7 +112,10 @@ def render_metrics(result: dict[str, Any], title: str) -> None:
     console.print(table)
     keys = ("dataset", "protocol", "tasks", "best_epoch", "epochs_run", "train_seconds",
             "peak_rss_gib")
-    console.print(_kv_table("Run", {k: result[k] for k in keys if k in result}))
+    run = {k: result[k] for k in keys if k in result}
+    if "text_match" in result:  # chosen on validation; 0 = the channel is off
+        run["text_match_scale"] = result["text_match"]["scale"]
+    console.print(_kv_table("Run", run))
 
 
 def _fmt(value: Any) -> str:
