@@ -102,21 +102,22 @@ class Engine:
     def _build_indexes(self) -> None:
         codes = np.arange(1, len(self.item_ids), dtype=np.int64)
         self.unit = TextMatch.unit(self.text)
-        self.matrix = torch.from_numpy(self._retrieval(self.table, self.text))  # [N + 1, D]
+        self.matrix = torch.from_numpy(self._retrieval(self.table, self.unit))  # [N + 1, D]
         self.retrieval = ItemIndex(self.index_config).build(self.matrix[1:].numpy(), codes)
         self.similar = ItemIndex(self.index_config).build(_unit(self.table[1:]), codes)
-        self.text_index = (ItemIndex(self.index_config).build(_unit(self.text[1:]), codes)
+        self.text_index = (ItemIndex(self.index_config).build(self.unit[1:].numpy(), codes)
                            if self.has_text else None)
 
     @property
     def has_text(self) -> bool:
         return self.text.shape[1] > 0
 
-    def _retrieval(self, table: torch.Tensor, text: torch.Tensor) -> np.ndarray:
+    def _retrieval(self, table: torch.Tensor, unit: torch.Tensor) -> np.ndarray:
+        """Retrieval rows from item-tower vectors and unit text vectors."""
         with torch.no_grad():
             if self.model.text_match is None or not self.model.text_match.active:
                 return table.float().numpy()
-            return torch.cat([table, TextMatch.unit(text)], -1).float().numpy()
+            return torch.cat([table, unit], -1).float().numpy()
 
     # ------------------------------------------------------------------ ids
     def codes(self, items: Sequence[str]) -> np.ndarray:
@@ -349,7 +350,7 @@ class Engine:
             if self.has_text:
                 self.text = torch.cat([self.text, noisy(self.text)])
             self.unit = TextMatch.unit(self.text)
-            self.matrix = torch.from_numpy(self._retrieval(self.table, self.text))
+            self.matrix = torch.from_numpy(self._retrieval(self.table, self.unit))
             codes = np.arange(1, len(self.item_ids), dtype=np.int64)
             self.retrieval = ItemIndex(self.index_config).build(self.matrix[1:].numpy(), codes)
         return extra
@@ -366,16 +367,15 @@ class Engine:
             codes = [self._code_for(i) for i in items]
             self._grow_tables()
             idx = torch.tensor(codes)
-            self.text[idx] = vectors
-            self.unit[idx] = TextMatch.unit(vectors)
-            self.table[idx] = item_vectors
+            unit = TextMatch.unit(vectors)
+            self.text[idx], self.unit[idx], self.table[idx] = vectors, unit, item_vectors
             arr = np.asarray(codes, dtype=np.int64)
-            rows = self._retrieval(item_vectors, vectors)
+            rows = self._retrieval(item_vectors, unit)
             self.matrix[idx] = torch.from_numpy(rows)
             self.retrieval.add(rows, arr)
             self.similar.add(_unit(item_vectors), arr)
             assert self.text_index is not None
-            self.text_index.add(_unit(vectors), arr)
+            self.text_index.add(unit.numpy(), arr)
         return codes
 
     def _grow_tables(self) -> None:
@@ -416,4 +416,4 @@ class Engine:
 
 
 def _unit(x: torch.Tensor) -> np.ndarray:
-    return torch.nn.functional.normalize(x.float(), dim=-1, eps=1e-8).numpy()
+    return TextMatch.unit(x).numpy()
