@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -28,12 +29,15 @@ from benchmarks.machine import describe
 RESULTS = Path(__file__).parent / "results"
 
 
-def run_train(args: list[str], label: str) -> dict[str, Any]:
-    """One ``mtrec train`` in a child process: its JSON, wall seconds and peak RSS."""
+def run_train(args: list[str], label: str,
+              env: dict[str, str] | None = None) -> dict[str, Any]:
+    """One ``mtrec train`` in a child process (``env`` added to the environment): its JSON,
+    wall seconds and peak RSS."""
     with tempfile.TemporaryDirectory() as out:
         cmd = [sys.executable, "-m", "mtrec.cli", "train", "--out", out, "--json", *args]
         started = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
+                              env={**os.environ, **(env or {})})
         wall = time.perf_counter() - started
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     if proc.returncode != 0:

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mtrec import cli_model, cli_serve
+from mtrec import cli_model, cli_report, cli_serve
 from mtrec.cli_common import (
     AsJson,
     DataRoot,
@@ -233,8 +233,10 @@ def demo(root: DataRoot = None, store_dir: StoreDir = None, as_json: AsJson = Fa
              help="Bundle directory (default: STORE_DIR/bundles/amazon-beauty).")] = None,
          train: Annotated[bool, typer.Option(help="Train and evaluate the model.")] = True,
          ) -> None:
-    """The main job: import Amazon Beauty, split it, train the default model, evaluate it."""
+    """The main job: import Amazon Beauty, split it, train the default model, evaluate it,
+    and write its report (BUNDLE/report/report.html)."""
     from mtrec.data.imports import home
+    from mtrec.report import write_report
     from mtrec.train.run import load_run_config, train_run
 
     name = "amazon-beauty"
@@ -251,23 +253,29 @@ def demo(root: DataRoot = None, store_dir: StoreDir = None, as_json: AsJson = Fa
                 k: imported[k] for k in ("users", "items", "events", "rows_dropped", "store")}))
             console.print(_kv_table(f"Dataset {name}", stats))
             _render_split(split)
-        trained = {}
+        trained, report = {}, None
         if train:
             bundle_dir = out or home(store_dir) / "bundles" / name
             trained = train_run(load_run_config(None, **{"data.dataset": name}), bundle_dir,
                                 root=root, store_dir=store_dir)
             trained["bundle"] = str(bundle_dir)
+            report = write_report(bundle_dir, bundle_dir / "report")
     if as_json:
         typer.echo(json.dumps({"import": imported, "stats": stats, "split": split,
-                               "train": trained}, indent=2, default=str))
+                               "train": trained,
+                               "report": cli_report.files_summary(report) if report else None},
+                              indent=2, default=str))
     elif trained:
         cli_model.render_metrics(trained, f"Default model on {name}: bundle {trained['bundle']}")
+        if report is not None:
+            cli_report.print_written(report)
 
 
 app.command("train")(cli_model.train)
 app.command("eval")(cli_model.evaluate)
 app.command("recommend")(cli_model.recommend)
 app.command("serve")(cli_serve.serve)
+app.command("report")(cli_report.report)
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ the earlier interactions of this part (observed behaviour, never labels).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -65,14 +66,9 @@ def evaluate(model: MultiTaskRecommender, batcher: SequenceBatcher, part: int,
     model.train(was_training)
     metrics: dict[str, float] = {}
     if ranks:
-        all_ranks, all_targets = np.concatenate(ranks), np.concatenate(targets)
-        metrics.update({f"next_item/{k}": v for k, v in ranking_metrics(all_ranks).items()})
-        cold = item_train_counts(batcher, len(table) - 1)[all_targets] <= cold_max
-        if cold.any():
-            metrics.update({f"next_item/cold_{k}": v
-                            for k, v in ranking_metrics(all_ranks[cold]).items()})
-        metrics["next_item/cold_share"] = float(cold.mean())
-        metrics["next_item/users"] = float(len(all_ranks))
+        counts = item_train_counts(batcher, len(table) - 1)
+        metrics.update(next_item_summary(np.concatenate(ranks), np.concatenate(targets),
+                                         counts, cold_max))
     for name, parts in pointwise.items():
         if not parts or not sum(len(p[0]) for p in parts):
             continue
@@ -81,6 +77,36 @@ def evaluate(model: MultiTaskRecommender, batcher: SequenceBatcher, part: int,
         metrics.update({f"{name}/{k}": v for k, v in task_metrics.items()})
         metrics[f"{name}/examples"] = float(len(labels))
     return metrics
+
+
+def next_item_summary(ranks: np.ndarray, targets: np.ndarray, train_counts: np.ndarray,
+                      cold_max: int = COLD_MAX) -> dict[str, float]:
+    """``next_item/*`` metrics of target ``ranks``, with the ``cold_`` subset (targets whose
+    item has at most ``cold_max`` training interactions), its share and the user count."""
+    metrics = {f"next_item/{k}": v for k, v in ranking_metrics(ranks).items()}
+    cold = train_counts[targets] <= cold_max
+    if cold.any():
+        metrics.update({f"next_item/cold_{k}": v for k, v in ranking_metrics(ranks[cold]).items()})
+    metrics["next_item/cold_share"] = float(cold.mean())
+    metrics["next_item/users"] = float(len(ranks))
+    return metrics
+
+
+def evaluate_scorer(score: Callable[[list[np.ndarray]], torch.Tensor],
+                    batcher: SequenceBatcher, part: int, n_items: int,
+                    batch_size: int = 1024, cold_max: int = COLD_MAX) -> dict[str, float]:
+    """Next-item metrics of any scorer on ``part``, ranked exactly as :func:`evaluate` ranks
+    the model: ``score(histories)`` returns ``[B, N]`` scores of item codes ``1..N`` for
+    each user's whole visible history, which is then masked."""
+    _, histories, targets = batcher.next_item_queries(part)
+    ranks = []
+    for start in range(0, len(targets), batch_size):
+        chunk = histories[start:start + batch_size]
+        scores = score(chunk)
+        ranks.append(masked_ranks(scores, torch.from_numpy(targets[start:start + batch_size] - 1),
+                                  chunk))
+    return next_item_summary(np.concatenate(ranks), targets,
+                             item_train_counts(batcher, n_items), cold_max)
 
 
 def masked_ranks(scores: torch.Tensor, targets: torch.Tensor,

@@ -89,6 +89,16 @@ class SequenceBatcher:
             targets.append((rows, np.full(len(rows), len(h))))
         return self._batch(inputs, targets, "first"), [self.data.item[h] for h in full]
 
+    def next_item_queries(self, part: int) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+        """Users with a ``part`` target, each one's whole visible history (item codes, the
+        mask) and next-item target (the first ``part`` interaction): what every model,
+        neural or not, is ranked on."""
+        users = self.eval_users(part)
+        h_idx, h_off = self.history(part)
+        t_idx, t_off = self._part_targets(part)
+        histories = [self.data.item[h_idx[h_off[u]:h_off[u + 1]]] for u in users]
+        return users, histories, self.data.item[t_idx[t_off[users]]]
+
     def rolling_batch(self, users: Sequence[int] | np.ndarray,
                       part: int) -> tuple[Batch, np.ndarray]:
         """Every part-``part`` interaction scored causally, as in training: from the state

@@ -1,0 +1,153 @@
+"""Markdown for comparison records, and the README results table generated from them.
+
+    python -m benchmarks.render          # rewrite every compare_*.md and the README table
+    python -m benchmarks.render --check  # exit 1 when the README table differs from results
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).parent / "results"
+README = Path(__file__).parent.parent / "README.md"
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+ORDER = ("beauty", "scientific", "ml100k", "jdata")
+HEADLINE = (("ndcg@10", "NDCG@10"), ("recall@10", "Recall@10"),
+            ("cold_ndcg@10", "cold NDCG@10"), ("rating/rmse", "rating RMSE"),
+            ("rating/mae", "rating MAE"), ("like/auc", "like AUC"),
+            ("engagement/return_auc", "return AUC"), ("purchase/auc", "purchase AUC"),
+            ("cart/auc", "cart AUC"), ("collect/auc", "collect AUC"))
+
+
+def _cell(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _columns(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    present = {k for r in rows for k in r.get("metrics", {})}
+    return [(k, label) for k, label in HEADLINE if k in present]
+
+
+def _shown(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per-seed rows are folded into their mean row when one exists."""
+    if any(r.get("aggregate") for r in rows):
+        return [r for r in rows if r.get("aggregate") or "(seed" not in r.get("model", "")]
+    return rows
+
+
+def _name(row: dict[str, Any]) -> str:
+    if row.get("kind") == "published":
+        return f"{row['model']} *(published)*"
+    return f"{row['system']} {row['model']}" if row["system"] != "mtrec" else row["model"]
+
+
+def metrics_table(rows: list[dict[str, Any]], extra: bool = True) -> list[str]:
+    cols = _columns(rows)
+    head = ["system / model", "kind", *(label for _, label in cols), "train s", "peak GiB"]
+    if extra:
+        head += ["epochs (best)", "note"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 2)]
+    for row in _shown(rows):
+        if "error" in row:
+            continue
+        metrics = row.get("metrics", {})
+        cells = [_name(row), row.get("kind", ""), *(_cell(metrics.get(k)) for k, _ in cols),
+                 _cell(row.get("train_seconds"), 1), _cell(row.get("peak_rss_gib"), 2)]
+        if extra:
+            epochs = (f"{row['epochs']} ({row.get('best_epoch', '-')})"
+                      if row.get("epochs") is not None else "-")
+            note = row.get("note", "") or ""
+            if row.get("kind") == "published":
+                note = f"{row.get('source', '')}; protocol: {row.get('protocol', '')}"
+            cells += [epochs, note.replace("|", "/")]
+        out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
+def render_markdown(record: dict[str, Any]) -> str:
+    rows = record["rows"]
+    machine = record.get("machine", {})
+    out = [f"# {record['comparison']}: {record['dataset']}, protocol `{record['protocol']}`", "",
+           f"Reproduce: `{record['command']}` ({record['wall_seconds'] / 60:.1f} min on "
+           f"{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores).", "",
+           "Full ranking over the whole catalog; the user's earlier items are masked and a "
+           "target among them counts as a miss. Cold = test targets whose item has at most 5 "
+           "training interactions. Pointwise tasks: every labelled test interaction.", "",
+           *metrics_table(rows), ""]
+    failed = [r for r in rows if "error" in r]
+    if failed:
+        out += ["## Failed runs", ""]
+        out += [f"- {r['system']} {r['model']}: `{r['error'].splitlines()[-1][:300]}`"
+                for r in failed]
+        out += [""]
+    speed = record.get("speed")
+    if speed:
+        out += ["## Training time vs RecBole SASRec", "",
+                f"mtrec default: {speed['mtrec']['train_seconds']:.0f} s for "
+                f"{speed['mtrec']['epochs']} epochs ({speed['mtrec']['seconds_per_epoch']} s "
+                f"each, peak {speed['mtrec']['peak_rss_gib']} GiB); RecBole SASRec: "
+                f"{speed['recbole_sasrec']['train_seconds']:.0f} s for "
+                f"{speed['recbole_sasrec']['epochs']} epochs "
+                f"({speed['recbole_sasrec']['seconds_per_epoch']} s each, peak "
+                f"{speed['recbole_sasrec']['peak_rss_gib']} GiB). Ratio of training wall "
+                f"time: **{speed['train_time_ratio']}** (per epoch "
+                f"{speed['per_epoch_ratio']}); NDCG@10 {speed['ndcg@10']['mtrec']:.4f} vs "
+                f"{speed['ndcg@10']['recbole_sasrec']:.4f}.", ""]
+    out += ["Machine: `" + json.dumps(machine) + "`", ""]
+    return "\n".join(out)
+
+
+def readme_block(results: Path = RESULTS) -> str:
+    out = [START, "<!-- generated by `python -m benchmarks.render` from "
+           "benchmarks/results/compare_*.json; do not edit by hand -->", ""]
+    for name in ORDER:
+        path = results / f"compare_{name}.json"
+        if not path.is_file():
+            out += [f"**{name}**: not run yet (`python -m benchmarks {name}`).", ""]
+            continue
+        record = json.loads(path.read_text(encoding="utf-8"))
+        out += [f"**{record['dataset']}** ({record['protocol']} split), reproduce with "
+                f"`{record['command']}` ({record['wall_seconds'] / 60:.0f} min):", "",
+                *metrics_table(record["rows"], extra=False), ""]
+    return "\n".join([*out, END])
+
+
+def update_readme(readme: Path = README, results: Path = RESULTS, check: bool = False) -> bool:
+    """Write the generated block between the markers; ``check``: only compare.  Returns
+    whether the README already matched."""
+    text = readme.read_text(encoding="utf-8")
+    if START not in text or END not in text:
+        raise ValueError(f"{readme}: no {START} ... {END} block for the results table")
+    head, rest = text.split(START, 1)
+    tail = rest.split(END, 1)[1]
+    new = head + readme_block(results) + tail
+    if not check and new != text:
+        readme.write_text(new, encoding="utf-8")
+    return new == text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true")
+    args = parser.parse_args()
+    if not args.check:
+        for path in sorted(RESULTS.glob("compare_*.json")):
+            record = json.loads(path.read_text(encoding="utf-8"))
+            path.with_suffix(".md").write_text(render_markdown(record), encoding="utf-8")
+    same = update_readme(check=args.check)
+    if args.check and not same:
+        print(f"{README}: the results table differs from benchmarks/results; run "
+              "`python -m benchmarks.render`", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
