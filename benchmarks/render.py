@@ -55,7 +55,7 @@ def metrics_table(rows: list[dict[str, Any]], extra: bool = True) -> list[str]:
         head += ["epochs (best)", "note"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 2)]
     for row in _shown(rows):
-        if "error" in row:
+        if "error" in row or "skipped" in row:
             continue
         metrics = row.get("metrics", {})
         cells = [_name(row), row.get("kind", ""), *(_cell(metrics.get(k)) for k, _ in cols),
@@ -87,6 +87,10 @@ def render_markdown(record: dict[str, Any]) -> str:
         out += [f"- {r['system']} {r['model']}: `{r['error'].splitlines()[-1][:300]}`"
                 for r in failed]
         out += [""]
+    skipped = [r for r in rows if "skipped" in r and "error" not in r]
+    if skipped:
+        out += ["## Not applicable", ""]
+        out += [f"- {r['system']} {r['model']}: {r['skipped']}" for r in skipped] + [""]
     speed = record.get("speed")
     if speed:
         out += ["## Training time vs RecBole SASRec", "",
@@ -96,9 +100,11 @@ def render_markdown(record: dict[str, Any]) -> str:
                 f"{speed['recbole_sasrec']['train_seconds']:.0f} s for "
                 f"{speed['recbole_sasrec']['epochs']} epochs "
                 f"({speed['recbole_sasrec']['seconds_per_epoch']} s each, peak "
-                f"{speed['recbole_sasrec']['peak_rss_gib']} GiB). Ratio of training wall "
-                f"time: **{speed['train_time_ratio']}** (per epoch "
-                f"{speed['per_epoch_ratio']}); NDCG@10 {speed['ndcg@10']['mtrec']:.4f} vs "
+                f"{speed['recbole_sasrec']['peak_rss_gib']} GiB), at the same budget of "
+                f"{speed['epoch_budget']} epochs. Ratio of mtrec's training time (with its "
+                f"per-epoch validation) to SASRec's (without): **{speed['train_time_ratio']}** "
+                f"(to SASRec's whole fit with validation: {speed.get('fit_wall_ratio', '-')}); "
+                f"NDCG@10 {speed['ndcg@10']['mtrec']:.4f} vs "
                 f"{speed['ndcg@10']['recbole_sasrec']:.4f}.", ""]
     out += ["Machine: `" + json.dumps(machine) + "`", ""]
     return "\n".join(out)

@@ -37,7 +37,8 @@ def save(out_dir: Path, config: RunConfig, prepared: Prepared, model: MultiTaskR
 
     cat = prepared.catalog
     meta = {"format": FORMAT, "run": to_dict(config), "dataset": prepared.dataset,
-            "protocol": prepared.protocol, "n_items": cat.n_items,
+            "protocol": prepared.protocol, "causal_parts": prepared.causal_parts,
+            "n_items": cat.n_items,
             "n_scenarios": len(cat.scenarios), "fingerprint": cat.fingerprint(),
             "text_dim": int(model.item_tower.text_vectors.shape[1])}
     _write_json(out_dir / "config.json", meta)
