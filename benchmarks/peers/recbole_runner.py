@@ -126,6 +126,7 @@ def train(config: Any, train_data: Any, valid_data: Any) -> tuple[Any, Any, dict
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
     epoch_seconds: list[float] = []
     valid_scores: list[float] = []
+    valid_epochs: list[int] = []  # 1-based epoch of each validation (eval_step may skip)
     inner = trainer._train_epoch
 
     def timed_epoch(*a: Any, **kw: Any) -> Any:
@@ -138,17 +139,19 @@ def train(config: Any, train_data: Any, valid_data: Any) -> tuple[Any, Any, dict
     trainer._train_epoch = timed_epoch
     started = time.perf_counter()
     trainer.fit(train_data, valid_data, verbose=False, saved=True, show_progress=False,
-                callback_fn=lambda epoch, score: valid_scores.append(float(score)))
+                callback_fn=lambda epoch, score: (valid_scores.append(float(score)),
+                                                  valid_epochs.append(int(epoch) + 1)))
     fit_wall = time.perf_counter() - started
     best, best_epoch = -np.inf, -1
-    for epoch, score in enumerate(valid_scores):  # RecBole keeps the last of equal bests
-        if score >= best:
+    for epoch, score in zip(valid_epochs, valid_scores, strict=True):
+        if score >= best:  # RecBole keeps the last of equal bests
             best, best_epoch = score, epoch
     stats = {"train_seconds": round(sum(epoch_seconds), 2), "fit_wall_seconds": round(fit_wall, 2),
              "epoch_seconds": [round(s, 2) for s in epoch_seconds],
              "seconds_per_epoch": round(sum(epoch_seconds) / max(1, len(epoch_seconds)), 2),
              "epochs": len(epoch_seconds), "best_epoch": best_epoch,
-             "valid_scores": valid_scores, "best_valid": trainer.best_valid_result}
+             "valid_scores": valid_scores, "valid_epochs": valid_epochs,
+             "best_valid": trainer.best_valid_result}
     return model, trainer, stats
 
 
