@@ -50,23 +50,24 @@ def _name(row: dict[str, Any]) -> str:
 
 def metrics_table(rows: list[dict[str, Any]], extra: bool = True) -> list[str]:
     cols = _columns(rows)
-    head = ["system / model", "kind", *(label for _, label in cols), "train s", "peak GiB"]
+    head = ["system / model", "kind", *(label for _, label in cols), "train s", "peak GiB",
+            "epochs (best)"]
     if extra:
-        head += ["epochs (best)", "note"]
+        head += ["note"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 2)]
     for row in _shown(rows):
         if "error" in row or "skipped" in row:
             continue
         metrics = row.get("metrics", {})
         cells = [_name(row), row.get("kind", ""), *(_cell(metrics.get(k)) for k, _ in cols),
-                 _cell(row.get("train_seconds"), 1), _cell(row.get("peak_rss_gib"), 2)]
+                 _cell(row.get("train_seconds"), 1), _cell(row.get("peak_rss_gib"), 2),
+                 f"{row['epochs']} ({row.get('best_epoch', '-')})"
+                 if row.get("epochs") is not None else "-"]
         if extra:
-            epochs = (f"{row['epochs']} ({row.get('best_epoch', '-')})"
-                      if row.get("epochs") is not None else "-")
             note = row.get("note", "") or ""
             if row.get("kind") == "published":
                 note = f"{row.get('source', '')}; protocol: {row.get('protocol', '')}"
-            cells += [epochs, note.replace("|", "/")]
+            cells.append(note.replace("|", "/"))
         out.append("| " + " | ".join(cells) + " |")
     return out
 
@@ -91,23 +92,23 @@ def render_markdown(record: dict[str, Any]) -> str:
     if skipped:
         out += ["## Not applicable", ""]
         out += [f"- {r['system']} {r['model']}: {r['skipped']}" for r in skipped] + [""]
-    speed = record.get("speed")
-    if speed:
-        out += ["## Training time vs RecBole SASRec", "",
-                f"mtrec default: {speed['mtrec']['train_seconds']:.0f} s for "
-                f"{speed['mtrec']['epochs']} epochs ({speed['mtrec']['seconds_per_epoch']} s "
-                f"each, peak {speed['mtrec']['peak_rss_gib']} GiB); RecBole SASRec: "
-                f"{speed['recbole_sasrec']['train_seconds']:.0f} s for "
-                f"{speed['recbole_sasrec']['epochs']} epochs "
-                f"({speed['recbole_sasrec']['seconds_per_epoch']} s each, peak "
-                f"{speed['recbole_sasrec']['peak_rss_gib']} GiB), at the same budget of "
-                f"{speed['epoch_budget']} epochs. Ratio of mtrec's training time (with its "
-                f"per-epoch validation) to SASRec's (without): **{speed['train_time_ratio']}** "
-                f"(to SASRec's whole fit with validation: {speed.get('fit_wall_ratio', '-')}); "
-                f"NDCG@10 {speed['ndcg@10']['mtrec']:.4f} vs "
-                f"{speed['ndcg@10']['recbole_sasrec']:.4f}.", ""]
+    if record.get("speed"):
+        out += ["## Training time vs RecBole SASRec", "", speed_line(record["speed"]), ""]
     out += ["Machine: `" + json.dumps(machine) + "`", ""]
     return "\n".join(out)
+
+
+def speed_line(speed: dict[str, Any]) -> str:
+    ours, peer = speed["mtrec"], speed["recbole_sasrec"]
+    return (f"mtrec default: {ours['train_seconds']:.0f} s for {ours['epochs']} epochs "
+            f"({ours['seconds_per_epoch']} s each, peak {ours['peak_rss_gib']} GiB); RecBole "
+            f"SASRec: {peer['train_seconds']:.0f} s for {peer['epochs']} epochs "
+            f"({peer['seconds_per_epoch']} s each, peak {peer['peak_rss_gib']} GiB), at the "
+            f"same budget of {speed['epoch_budget']} epochs. Ratio of mtrec's training time "
+            f"(with its per-epoch validation) to SASRec's (without): "
+            f"**{speed['train_time_ratio']}** (to SASRec's whole fit with validation: "
+            f"{speed.get('fit_wall_ratio', '-')}); NDCG@10 {speed['ndcg@10']['mtrec']:.4f} vs "
+            f"{speed['ndcg@10']['recbole_sasrec']:.4f}.")
 
 
 def readme_block(results: Path = RESULTS) -> str:
@@ -122,6 +123,8 @@ def readme_block(results: Path = RESULTS) -> str:
         out += [f"**{record['dataset']}** ({record['protocol']} split), reproduce with "
                 f"`{record['command']}` ({record['wall_seconds'] / 60:.0f} min):", "",
                 *metrics_table(record["rows"], extra=False), ""]
+        if record.get("speed"):
+            out += [speed_line(record["speed"]), ""]
     return "\n".join([*out, END])
 
 

@@ -14,7 +14,6 @@ A model that fails gives a row with ``error`` (the exact text) and no metrics.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
@@ -35,7 +34,7 @@ from benchmarks.export_tabular import (
     task_groups,
     verify_export,
 )
-from benchmarks.peers.venv import PeerError, run_runner
+from benchmarks.peers.venv import PeerError, print_rows, run_runner
 from mtrec.data.interactions import Prepared
 from mtrec.data.split import TEST, VALID
 from mtrec.eval.metrics import binary_metrics
@@ -195,11 +194,7 @@ def main() -> None:
                       args.seed, patience=args.patience or cfg.train.patience,
                       feature_set=args.features,
                       threads=args.threads)
-    text = json.dumps(rows, indent=2, default=str)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text, encoding="utf-8")
-    print(text)
+    print_rows(rows, args.out)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ A model that fails gives a row with ``error`` (the exact text) and no metrics.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
@@ -33,7 +32,7 @@ from benchmarks.export_tabular import (
     score,
     verify_export,
 )
-from benchmarks.peers.venv import PeerError, run_runner
+from benchmarks.peers.venv import PeerError, print_rows, run_runner
 from mtrec.data.interactions import Prepared
 from mtrec.data.split import TEST, VALID
 from mtrec.eval.metrics import auc, gauc
@@ -132,11 +131,7 @@ def main() -> None:
     args = parser.parse_args()
     cfg, prepared, _ = benchmark_split("ml100k")
     rows = run_surprise(prepared, args.workdir, args.seed, options=cfg.model.task_options)
-    text = json.dumps(rows, indent=2, default=str)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text, encoding="utf-8")
-    print(text)
+    print_rows(rows, args.out)
 
 
 if __name__ == "__main__":

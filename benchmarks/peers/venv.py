@@ -122,6 +122,15 @@ def run_runner(name: str, script: str, args: list[str], out_json: Path,
     return result
 
 
+def print_rows(rows: list[dict[str, Any]], out: Path | None) -> None:
+    """A driver's command-line output: its rows as JSON on stdout, and in ``out`` if given."""
+    text = json.dumps(rows, indent=2, default=str)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+    print(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
