@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.loadgen import LoadResult, post_json, run_load
 from benchmarks.machine import describe
 
 RESULTS = Path(__file__).parent / "results"
@@ -69,44 +70,28 @@ def _start(bundle: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
     raise RuntimeError(f"server did not start: {proc.stderr.read().decode()[-2000:]}")
 
 
-def _users(port: int) -> list[str]:
-    import httpx
+def _users(bundle: Path) -> list[str]:
+    """Every user of the bundle, shuffled (seed 0)."""
+    users = [str(u) for u in json.loads((bundle / "catalog.json").read_text())["user_ids"]]
+    random.Random(0).shuffle(users)
+    return users
 
-    body = httpx.get(f"http://127.0.0.1:{port}/v1/users?limit=1000", timeout=10).json()
-    return [u["user_id"] for u in body["users"]]
+
+def _summary(result: LoadResult) -> dict[str, Any]:
+    return {"requests": result.requests, "concurrency": None, "errors": result.errors,
+            "statuses": {str(k): v for k, v in sorted(result.statuses.items())},
+            "throughput_rps": round(result.requests / result.wall_s, 1),
+            "client_ms": _percentiles(result.client_ms),
+            "server_ms": _percentiles(result.server_ms)}
 
 
-async def _load(port: int, users: list[str], n: int, concurrency: int) -> dict[str, Any]:
-    import httpx
-
-    client_ms: list[float] = []
-    server_ms: list[float] = []
-    errors = 0
-    queue: asyncio.Queue[str] = asyncio.Queue()
-    for i in range(n):
-        queue.put_nowait(users[i % len(users)])
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits,
-                                 timeout=30) as client:
-
-        async def worker() -> None:
-            nonlocal errors
-            while not queue.empty():
-                user = queue.get_nowait()
-                started = time.perf_counter()
-                r = await client.post("/v1/recommend", json={"user_id": user, "k": 10})
-                client_ms.append((time.perf_counter() - started) * 1000)
-                if r.status_code != 200:
-                    errors += 1
-                else:
-                    server_ms.append(_server_ms(r.headers))
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall = time.perf_counter() - started
-    return {"requests": n, "concurrency": concurrency, "errors": errors,
-            "throughput_rps": round(n / wall, 1), "client_ms": _percentiles(client_ms),
-            "server_ms": _percentiles(server_ms)}
+def _load(port: int, users: list[str], n: int, concurrency: int) -> dict[str, Any]:
+    """``n`` recommendations (k=10), one user after another from ``users`` (cycling)."""
+    requests = (post_json("/v1/recommend", {"user_id": users[i % len(users)], "k": 10})
+                for i in range(n))
+    result = asyncio.run(run_load(port, requests, concurrency,
+                                  check=lambda status, body: body.count(b'"scores"') == 10))
+    return {**_summary(result), "concurrency": concurrency}
 
 
 def freshness(port: int, rounds: int = 20) -> dict[str, Any]:
@@ -137,10 +122,9 @@ def beauty(bundle: Path, requests: int, concurrency: int) -> dict[str, Any]:
         port = _free_port()
         proc = _start(bundle, port, workers)
         try:
-            users = _users(port)
-            random.Random(0).shuffle(users)
-            asyncio.run(_load(port, users, 200, conc))  # warm-up
-            result = asyncio.run(_load(port, users, requests, conc))
+            users = _users(bundle)
+            _load(port, users[-200:], 200, conc)  # warm-up, on users not measured
+            result = _load(port, users, requests, conc)
             if workers == 1:
                 out["new_item_visible"] = freshness(port)
         finally:

@@ -38,6 +38,7 @@ class ServeSettings:
     torch_threads: int = 1  # per worker: latency over throughput of one request
     request_threads: int = 1  # requests computed at once per worker
     exact_max: int = 200_000  # catalogs up to this size are searched exactly
+    precompute_users: bool = True  # known users' tower states at start-up (one batched pass)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> ServeSettings:
@@ -67,7 +68,8 @@ def create_app(settings: ServeSettings, bundle: str | Path | Engine,
         threadpool_limits(settings.torch_threads)  # numpy's BLAS as well
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         engine = bundle if isinstance(bundle, Engine) else Engine.from_bundle(
-            bundle, IndexConfig(exact_max=settings.exact_max), _encoder(bundle))
+            bundle, IndexConfig(exact_max=settings.exact_max), _encoder(bundle),
+            settings.precompute_users)
         event_log = log if isinstance(log, EventLog) or log is None else EventLog(log)
         app.state.service = Service(engine, event_log)
         app.state.service.sync()

@@ -24,6 +24,7 @@ from mtrec.models.text_match import TextMatch
 from mtrec.recommender import Recommendation, Recommender
 from mtrec.serve.index import IndexConfig, ItemIndex
 from mtrec.serve.trending import Trending
+from mtrec.serve.user_states import UserStates
 from mtrec.train.batches import gap_bucket
 
 
@@ -69,7 +70,7 @@ class Engine:
     """Thread-safe: reads may run in parallel with one write (a lock guards state changes)."""
 
     def __init__(self, rec: Recommender, index_config: IndexConfig | None = None,
-                 encoder: Encoder | None = None) -> None:
+                 encoder: Encoder | None = None, precompute_users: bool = True) -> None:
         self.rec, self.model, self.encoder = rec, rec.model, encoder
         self.scenarios = rec.catalog.scenarios
         self.item_ids = [str(i) for i in rec.catalog.item_ids]
@@ -92,11 +93,14 @@ class Engine:
         self.lock = threading.RLock()
         self.index_config = index_config or IndexConfig()
         self._build_indexes()
+        self.user_states = (UserStates.compute(self.model, rec.batcher, self.table,
+                                               len(rec.catalog.user_ids))
+                            if precompute_users else None)
 
     @classmethod
     def from_bundle(cls, path: str | Path, index_config: IndexConfig | None = None,
-                    encoder: Encoder | None = None) -> Engine:
-        return cls(Recommender.load(path), index_config, encoder)
+                    encoder: Encoder | None = None, precompute_users: bool = True) -> Engine:
+        return cls(Recommender.load(path), index_config, encoder, precompute_users)
 
     # ------------------------------------------------------------------ indexes
     def _build_indexes(self) -> None:
@@ -151,10 +155,12 @@ class Engine:
 
     # ------------------------------------------------------------------ scoring
     @torch.no_grad()
-    def state(self, history: Sequence[Step], scenario: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """User state ``[dim]`` and next-item query ``[D]`` after ``history``, built as in
-        evaluation (inputs with their time gaps; the gap to the next one unknown)."""
-        h = self._tower_state(history) + self.model.target_gap.weight[0]
+    def state(self, history: Sequence[Step], scenario: int,
+              user: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """User state ``[dim]`` and next-item query ``[D]`` after ``history`` (``user``'s,
+        if given), built as in evaluation (inputs with their time gaps; the gap to the next
+        one unknown)."""
+        h = self.tower_state(history, user) + self.model.target_gap.weight[0]
         query = (h + self.model.query_scenario.weight[scenario])[None]
         match = self.model.text_match
         if match is not None and match.active:
@@ -162,6 +168,16 @@ class Engine:
             recent = torch.tensor([lags + [-1] * (match.config.lags - len(lags))])
             query = torch.cat([query, match.query(self.unit, recent)], -1)
         return h, query[0]
+
+    def tower_state(self, history: Sequence[Step], user: str | None = None) -> torch.Tensor:
+        """The user tower's output after ``history``: ``user``'s precomputed row when
+        ``history`` is still their bundle history, else a pass over ``history``."""
+        code = self.rec._user_code.get(user) if user is not None else None
+        if code is not None and self.user_states is not None and not self.online.get(user):
+            row = self.user_states.get(code)
+            if row is not None:
+                return row
+        return self._tower_state(history)
 
     def _tower_state(self, history: Sequence[Step]) -> torch.Tensor:
         """The user tower's output after ``history`` (its last ``max_len - 1`` steps)."""
@@ -231,10 +247,12 @@ class Engine:
     def recommend(self, history: Sequence[Step], k: int, scenario: int,
                   objective: dict[str, float] | None = None,
                   exclude: Sequence[int] | np.ndarray = (),
-                  category: str | None = None, candidates: int = 200) -> list[Hit]:
-        """Top ``k`` by ``objective`` (task weights) among the retrieval candidates."""
+                  category: str | None = None, candidates: int = 200,
+                  user: str | None = None) -> list[Hit]:
+        """Top ``k`` by ``objective`` (task weights) among the retrieval candidates after
+        ``history`` (``user``'s, if given: their precomputed state may serve)."""
         weights = self.check_objective(objective)
-        h, query = self.state(history, scenario)
+        h, query = self.state(history, scenario, user)
         fetch = max(candidates, k) * (4 if category else 1)
         pool, lse = self.candidates(query, fetch, np.asarray(exclude, dtype=np.int64))
         if category:
@@ -301,7 +319,7 @@ class Engine:
             raise KeyError(f"unknown user {user!r}")
         index = self._users()
         with torch.no_grad():
-            h = self._tower_state(self.history(user))
+            h = self.tower_state(self.history(user), user)
         exclude = np.array([self.rec._user_code[user] + 1] if user in self.rec._user_code
                            else [], dtype=np.int64)
         with self.lock:
@@ -313,16 +331,11 @@ class Engine:
     def _users(self) -> ItemIndex:
         """Index of every bundle user's state (codes = user code + 1), built on first use."""
         if self._user_index is None:
-            batcher, states = self.rec.batcher, []
-            users = np.arange(len(self.rec.catalog.user_ids))
-            for start in range(0, len(users), 512):
-                batch, _ = batcher.eval_batch(users[start:start + 512], 3)
-                h = self.model.user_tower(self.table, batch.items, batch.behaviors,
-                                          batch.scenarios, batch.gaps)
-                last = (batch.items != 0).sum(1) - 1
-                states.append(h[torch.arange(len(last)), last])
+            n_users = len(self.rec.catalog.user_ids)
+            states = self.user_states or UserStates.compute(self.model, self.rec.batcher,
+                                                            self.table, n_users)
             self._user_index = ItemIndex(self.index_config).build(
-                _unit(torch.cat(states)), users + 1)
+                _unit(states.rows), np.arange(1, n_users + 1))
         return self._user_index
 
     def grow_synthetic(self, n_items: int, seed: int = 0) -> int:
@@ -364,7 +377,10 @@ class Engine:
         with torch.no_grad():
             item_vectors = self.model.item_tower.text_item_vectors(vectors)
         with self.lock:
+            known = len(self.item_ids)
             codes = [self._code_for(i) for i in items]
+            if self.user_states is not None:  # re-described items change users' inputs
+                self.user_states.items_changed([c for c in codes if c < known])
             self._grow_tables()
             idx = torch.tensor(codes)
             unit = TextMatch.unit(vectors)

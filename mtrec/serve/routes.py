@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+from pydantic import BaseModel
 
 from mtrec.data.schema import BEHAVIORS
 from mtrec.serve import schemas as s
@@ -23,10 +24,17 @@ if TYPE_CHECKING:
 K = Annotated[int, Query(ge=1, le=s.MAX_K)]
 
 
-def _service(request: Request) -> Service:
+async def _service(request: Request) -> Service:
+    """The shared service, caught up with the store (async: no thread hop per request)."""
     service: Service = request.app.state.service
     service.sync()
     return service
+
+
+def _json(body: BaseModel) -> Response:
+    """``body`` serialized once (a returned Response skips FastAPI's second validation
+    against ``response_model``, which still documents the route)."""
+    return Response(body.model_dump_json(), media_type="application/json")
 
 
 ServiceDep = Annotated["Service", Depends(_service)]
@@ -64,22 +72,24 @@ def build_router(settings: ServeSettings) -> APIRouter:
                         tasks=list(e.model.task_names),
                         events_stored=service.log.count() if service.log else 0)
 
+    # The hot read routes are ``async``: they compute in the event loop, one at a time per
+    # worker (as the one-token thread pool did), without two thread hops per request.
     @router.post("/recommend", response_model=s.RecommendResponse)
-    def recommend(body: s.RecommendRequest, service: ServiceDep) -> s.RecommendResponse:
+    async def recommend(body: s.RecommendRequest, service: ServiceDep) -> Response:
         with _as_http():
-            return _recommend(service, body)
+            return _json(_recommend(service, body))
 
     @router.post("/score", response_model=s.ScoreResponse)
-    def score(body: s.ScoreRequest, service: ServiceDep) -> s.ScoreResponse:
+    async def score(body: s.ScoreRequest, service: ServiceDep) -> Response:
         e = service.engine
         with _as_http():
             if not e.knows_user(body.user_id):
                 raise KeyError(f"unknown user {body.user_id!r}")
             scen = e.scenario(body.scenario)
-            h, query = e.state(e.history(body.user_id), scen)
+            h, query = e.state(e.history(body.user_id), scen, body.user_id)
             scores = e.task_scores(h, query, e.codes(body.items), scen)
-        return s.ScoreResponse(user_id=body.user_id, items=body.items,
-                               scores={t: v.tolist() for t, v in scores.items()})
+        return _json(s.ScoreResponse(user_id=body.user_id, items=body.items,
+                                     scores={t: v.tolist() for t, v in scores.items()}))
 
     @router.get("/similar-items", response_model=s.ItemsResponse)
     def similar_items(service: ServiceDep, item_id: Annotated[str, Query(min_length=1)],
@@ -195,7 +205,8 @@ def _recommend(service: Service, body: s.RecommendRequest) -> s.RecommendRespons
                               because=[]) for i, v in hits])
     exclude = (np.unique([step.code for step in history]) if body.exclude_seen
                else np.zeros(0, dtype=np.int64))
-    recs = e.recommend(history, body.k, scen, body.objective, exclude, body.category)
+    recs = e.recommend(history, body.k, scen, body.objective, exclude, body.category,
+                       user=body.user_id)
     return s.RecommendResponse(user_id=body.user_id, cold_start=False, items=[
         s.RecommendedItem(item_id=r.item_id, score=r.score, scores=r.scores, text=r.text,
                           because=[s.Because(item_id=i, similarity=v) for i, v in r.because])
