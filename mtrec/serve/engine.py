@@ -172,9 +172,9 @@ class Engine:
     def tower_state(self, history: Sequence[Step], user: str | None = None) -> torch.Tensor:
         """The user tower's output after ``history``: ``user``'s precomputed row when
         ``history`` is still their bundle history, else a pass over ``history``."""
-        code = self.rec._user_code.get(user) if user is not None else None
-        if code is not None and self.user_states is not None and not self.online.get(user):
-            row = self.user_states.get(code)
+        if user is not None and self.user_states is not None and not self.online.get(user):
+            code = self.rec._user_code.get(user)
+            row = self.user_states.get(code) if code is not None else None
             if row is not None:
                 return row
         return self._tower_state(history)
