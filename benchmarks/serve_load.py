@@ -4,9 +4,13 @@
     python -m benchmarks.serve_load --bundle DIR --only million
 
 ``beauty``: a real ``mtrec serve`` process on loopback; one client sends requests one at a
-time (latency), then 2 workers take ``--concurrency`` clients (throughput).  Latency is
-measured twice: by the client (round trip) and by the server (``Server-Timing``, from the
-request reaching the app to its response headers).
+time (latency), then 2 workers take ``--concurrency`` clients (throughput).  Each measured
+request asks for a different known user (a shuffle of all users), so they are served from
+the states precomputed at start-up; anonymous sessions (5 random items, the user tower run
+per request) are measured as well.  Latency is measured twice: by the client (round trip)
+and by the server (``Server-Timing``, from the request reaching the app to its response
+headers).  The client is :mod:`benchmarks.loadgen` (keep-alive connections, a few tens of
+microseconds per request), sharing the 2 cores with the server.
 
 ``million``: the same bundle with its catalog grown to 1,000,000 items (each new item a real
 item's vectors plus noise, so the index sees realistic structure), HNSW index, requests
@@ -85,13 +89,24 @@ def _summary(result: LoadResult) -> dict[str, Any]:
             "server_ms": _percentiles(result.server_ms)}
 
 
-def _load(port: int, users: list[str], n: int, concurrency: int) -> dict[str, Any]:
-    """``n`` recommendations (k=10), one user after another from ``users`` (cycling)."""
-    requests = (post_json("/v1/recommend", {"user_id": users[i % len(users)], "k": 10})
-                for i in range(n))
+def _load(port: int, bodies: list[dict[str, Any]], concurrency: int) -> dict[str, Any]:
+    """One ``/v1/recommend`` per body (each asks for k=10 and must get 10 items)."""
+    requests = (post_json("/v1/recommend", body) for body in bodies)
     result = asyncio.run(run_load(port, requests, concurrency,
                                   check=lambda status, body: body.count(b'"scores"') == 10))
     return {**_summary(result), "concurrency": concurrency}
+
+
+def _user_bodies(users: list[str]) -> list[dict[str, Any]]:
+    return [{"user_id": user, "k": 10} for user in users]
+
+
+def _session_bodies(bundle: Path, n: int, length: int = 5) -> list[dict[str, Any]]:
+    """Anonymous sessions of ``length`` random catalog items (seed 1): the user tower runs
+    on every request, no precomputed state can serve."""
+    items = json.loads((bundle / "catalog.json").read_text())["item_ids"][1:]
+    rng = random.Random(1)
+    return [{"items": [str(i) for i in rng.sample(items, length)], "k": 10} for _ in range(n)]
 
 
 def freshness(port: int, rounds: int = 20) -> dict[str, Any]:
@@ -117,15 +132,22 @@ KEY = "bench-key"
 
 
 def beauty(bundle: Path, requests: int, concurrency: int) -> dict[str, Any]:
+    """Known users, each once (a shuffle of all users; warm-up on others), then sessions."""
     out: dict[str, Any] = {}
+    users = _users(bundle)
+    if len(users) < requests + 200:
+        raise ValueError(f"{bundle} has {len(users)} users; --requests {requests} needs "
+                         f"{requests + 200} (each measured user is asked for once)")
+    measured, warm = _user_bodies(users[:requests]), _user_bodies(users[-200:])
     for workers, conc in ((1, 1), (2, concurrency)):
         port = _free_port()
         proc = _start(bundle, port, workers)
         try:
-            users = _users(bundle)
-            _load(port, users[-200:], 200, conc)  # warm-up, on users not measured
-            result = _load(port, users, requests, conc)
+            _load(port, warm, conc)
+            result = _load(port, measured, conc)
             if workers == 1:
+                out["sessions_workers1_concurrency1"] = _load(
+                    port, _session_bodies(bundle, requests), 1)
                 out["new_item_visible"] = freshness(port)
         finally:
             proc.terminate()
@@ -195,18 +217,22 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=1_000_000)
     parser.add_argument("--only", choices=("beauty", "million"))
     args = parser.parse_args()
-    record: dict[str, Any] = {"command": "python -m benchmarks.serve_load " + " ".join(
-        sys.argv[1:]), "bundle": str(args.bundle), "machine": describe(
-        ("mtrec", "fastapi", "uvicorn", "hnswlib", "torch")), "cpus": os.cpu_count()}
-    if args.only in (None, "beauty"):
-        record["beauty"] = beauty(args.bundle, args.requests, args.concurrency)
-    if args.only in (None, "million"):
-        record["million"] = million(args.bundle, args.items, min(args.requests, 2000))
-    RESULTS.mkdir(exist_ok=True)
+    context = {"command": "python -m benchmarks.serve_load " + " ".join(sys.argv[1:]),
+               "bundle": str(args.bundle), "machine": describe(
+                   ("mtrec", "fastapi", "uvicorn", "uvloop", "httptools", "hnswlib", "torch")),
+               "cpus": os.cpu_count()}
     path = RESULTS / "serve_load.json"
+    # each part carries its own command and machine: a part run alone keeps the other's
+    record = json.loads(path.read_text()) if args.only and path.exists() else {}
+    record.pop("command", None), record.pop("bundle", None), record.pop("machine", None)
+    if args.only in (None, "beauty"):
+        record["beauty"] = {**context, **beauty(args.bundle, args.requests, args.concurrency)}
+    if args.only in (None, "million"):
+        record["million"] = {**context,
+                             **million(args.bundle, args.items, min(args.requests, 2000))}
+    RESULTS.mkdir(exist_ok=True)
     path.write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record, indent=2))
-
 
 if __name__ == "__main__":
     main()

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -22,7 +22,8 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mtrec.serve.engine import Engine
+from mtrec.serve.batching import MicroBatcher
+from mtrec.serve.engine import Ask, Engine, Hit
 from mtrec.serve.events import EventLog
 from mtrec.serve.index import IndexConfig
 from mtrec.serve.routes import build_router
@@ -39,12 +40,14 @@ class ServeSettings:
     request_threads: int = 1  # requests computed at once per worker
     exact_max: int = 200_000  # catalogs up to this size are searched exactly
     precompute_users: bool = True  # known users' tower states at start-up (one batched pass)
+    scan: Literal["float32", "bfloat16"] = "bfloat16"  # the exact pass (mtrec.serve.scan)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> ServeSettings:
-        values: dict[str, Any] = {"api_key": os.environ.get("MTREC_API_KEY") or None}
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        values: dict[str, Any] = {"api_key": os.environ.get("MTREC_API_KEY") or None,
+                                  "scan": os.environ.get("MTREC_SERVE_SCAN") or None}
+        values.update(overrides)
+        return cls(**{k: v for k, v in values.items() if v is not None})
 
     def key_ok(self, given: str | None) -> bool:
         return (self.api_key is not None and given is not None
@@ -68,7 +71,8 @@ def create_app(settings: ServeSettings, bundle: str | Path | Engine,
         threadpool_limits(settings.torch_threads)  # numpy's BLAS as well
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         engine = bundle if isinstance(bundle, Engine) else Engine.from_bundle(
-            bundle, IndexConfig(exact_max=settings.exact_max), _encoder(bundle),
+            bundle, IndexConfig(exact_max=settings.exact_max, scan=settings.scan),
+            _encoder(bundle),
             settings.precompute_users)
         event_log = log if isinstance(log, EventLog) or log is None else EventLog(log)
         app.state.service = Service(engine, event_log)
@@ -95,6 +99,7 @@ class Service:
 
     def __init__(self, engine: Engine, log: EventLog | None) -> None:
         self.engine, self.log = engine, log
+        self.recommender: MicroBatcher[Ask, list[Hit]] = MicroBatcher(engine.recommend_many)
         self.seen_event, self.seen_item, self.seen_version = 0, 0, -1
         # requests run in a thread pool and each syncs first: without the lock two of them
         # read the same ``seen_event`` and both apply the rows after it (events twice)

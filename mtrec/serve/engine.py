@@ -23,6 +23,7 @@ from mtrec.data.schema import BEHAVIORS
 from mtrec.models.text_match import TextMatch
 from mtrec.recommender import Recommendation, Recommender
 from mtrec.serve.index import IndexConfig, ItemIndex
+from mtrec.serve.scan import CatalogScan
 from mtrec.serve.trending import Trending
 from mtrec.serve.user_states import UserStates
 from mtrec.train.batches import gap_bucket
@@ -60,6 +61,25 @@ class Event:
 
 
 @dataclass(frozen=True)
+class Ask:
+    """One recommendation request: top ``k`` after ``history`` by ``objective``."""
+
+    history: Sequence[Step]
+    k: int
+    scenario: int
+    objective: dict[str, float] | None = None
+    exclude: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    category: str | None = None
+    candidates: int = 200  # retrieval candidates ranked by the objective
+    user: str | None = None  # whose history it is (a precomputed state may serve)
+
+    @property
+    def fetch(self) -> int:
+        """Candidates to retrieve (more under a category filter, which drops some)."""
+        return max(self.candidates, self.k) * (4 if self.category else 1)
+
+
+@dataclass(frozen=True)
 class Hit(Recommendation):
     """A recommendation with the history items most like it (id, cosine)."""
 
@@ -92,6 +112,7 @@ class Engine:
         self._user_index: ItemIndex | None = None
         self.lock = threading.RLock()
         self.index_config = index_config or IndexConfig()
+        self.scan = CatalogScan(self.index_config.scan)
         self._build_indexes()
         self.user_states = (UserStates.compute(self.model, rec.batcher, self.table,
                                                len(rec.catalog.user_ids))
@@ -107,6 +128,7 @@ class Engine:
         codes = np.arange(1, len(self.item_ids), dtype=np.int64)
         self.unit = TextMatch.unit(self.text)
         self.matrix = torch.from_numpy(self._retrieval(self.table, self.unit))  # [N + 1, D]
+        self.scan.rebuild(self.matrix)
         self.retrieval = ItemIndex(self.index_config).build(self.matrix[1:].numpy(), codes)
         self.similar = ItemIndex(self.index_config).build(_unit(self.table[1:]), codes)
         self.text_index = (ItemIndex(self.index_config).build(self.unit[1:].numpy(), codes)
@@ -225,24 +247,22 @@ class Engine:
         return scores if head is None else scores / head.options.temperature
 
     @torch.no_grad()
-    def candidates(self, query: torch.Tensor, fetch: int, exclude: np.ndarray
-                   ) -> tuple[np.ndarray, torch.Tensor]:
-        """The ``fetch`` best codes for ``query`` not in ``exclude``, and the softmax
-        log-normalizer: exact (one pass over the catalog serves both) or from the index."""
-        if self.retrieval.kind_ == "exact":
-            logits = self._logits(query)
-            lse = torch.logsumexp(logits, 0)
-            masked = logits.index_fill(0, torch.from_numpy(exclude[exclude > 0] - 1),
-                                       float("-inf"))
-            top = torch.topk(masked, min(fetch, len(masked)))
-            finite = torch.isfinite(top.values)
-            return top.indices[finite].numpy() + 1, lse
-        with self.lock:
-            pool, scores = self.retrieval.search(query.float().numpy(), fetch, exclude)
-        keep = pool > 0  # an ANN index pads short answers with code 0
+    def candidates_many(self, queries: torch.Tensor, fetch: Sequence[int],
+                        excludes: Sequence[np.ndarray]) -> list[tuple[np.ndarray, torch.Tensor]]:
+        """Per query row, the ``fetch`` best codes not in its ``excludes`` row and the
+        softmax log-normalizer: exact (one matrix product over the catalog serves every row
+        and both needs) or from the index."""
         head = self.model.next_item
         t = head.options.temperature if head is not None else 1.0
-        return pool[keep], torch.logsumexp(torch.from_numpy(scores[keep]).float() / t, 0)
+        out: list[tuple[np.ndarray, torch.Tensor]] = []
+        if self.retrieval.kind_ == "exact":
+            return self.scan.candidates(queries, self.matrix, t, fetch, excludes)
+        for query, n, exclude in zip(queries.float().numpy(), fetch, excludes, strict=True):
+            with self.lock:
+                pool, scores = self.retrieval.search(query, n, exclude)
+            keep = pool > 0  # an ANN index pads short answers with code 0
+            out.append((pool[keep], torch.logsumexp(torch.from_numpy(scores[keep]) / t, 0)))
+        return out
 
     def recommend(self, history: Sequence[Step], k: int, scenario: int,
                   objective: dict[str, float] | None = None,
@@ -251,18 +271,49 @@ class Engine:
                   user: str | None = None) -> list[Hit]:
         """Top ``k`` by ``objective`` (task weights) among the retrieval candidates after
         ``history`` (``user``'s, if given: their precomputed state may serve)."""
-        weights = self.check_objective(objective)
-        h, query = self.state(history, scenario, user)
-        fetch = max(candidates, k) * (4 if category else 1)
-        pool, lse = self.candidates(query, fetch, np.asarray(exclude, dtype=np.int64))
-        if category:
-            pool = pool[np.array([self.categories[c] == category for c in pool], dtype=bool)]
-        scores = self.task_scores(h, query, pool, scenario, lse)
+        ask = Ask(history, k, scenario, objective, np.asarray(exclude, dtype=np.int64),
+                  category, candidates, user)
+        (out,) = self.recommend_many([ask])
+        if isinstance(out, Exception):
+            raise out
+        return out
+
+    def recommend_many(self, asks: Sequence[Ask]) -> list[list[Hit] | Exception]:
+        """:meth:`recommend` for several requests at once, with one pass over the catalog for
+        all of them (a matrix product rather than a matrix-vector product each).  A request
+        that cannot be served gets its ``KeyError`` / ``ValueError`` in its place."""
+        results: list[list[Hit] | Exception] = [ValueError("not served")] * len(asks)
+        ready: list[tuple[int, dict[str, float], torch.Tensor, torch.Tensor]] = []
+        for i, ask in enumerate(asks):
+            try:
+                weights = self.check_objective(ask.objective)
+                ready.append((i, weights, *self.state(ask.history, ask.scenario, ask.user)))
+            except (KeyError, ValueError) as exc:
+                results[i] = exc
+        if not ready:
+            return results
+        pools = self.candidates_many(
+            torch.stack([query for *_, query in ready]),
+            [asks[i].fetch for i, *_ in ready], [asks[i].exclude for i, *_ in ready])
+        for (i, weights, h, query), (pool, lse) in zip(ready, pools, strict=True):
+            try:
+                results[i] = self._rank(asks[i], weights, h, query, pool, lse)
+            except (KeyError, ValueError) as exc:
+                results[i] = exc
+        return results
+
+    def _rank(self, ask: Ask, weights: dict[str, float], h: torch.Tensor, query: torch.Tensor,
+              pool: np.ndarray, lse: torch.Tensor) -> list[Hit]:
+        """The top ``ask.k`` of ``pool`` by the weighted task scores, with explanations."""
+        if ask.category:
+            pool = pool[np.array([self.categories[c] == ask.category for c in pool],
+                                 dtype=bool)]
+        scores = self.task_scores(h, query, pool, ask.scenario, lse)
         total = np.zeros(len(pool))
         for task, w in weights.items():
             total += w * scores[task]
-        top = np.argsort(-np.asarray(total), kind="stable")[:k]
-        because = self.because([int(pool[i]) for i in top], [s.code for s in history])
+        top = np.argsort(-np.asarray(total), kind="stable")[:ask.k]
+        because = self.because([int(pool[i]) for i in top], [s.code for s in ask.history])
         return [Hit(self.item_ids[pool[i]], float(total[i]),
                     {t: float(v[i]) for t, v in scores.items()}, self.texts[pool[i]], why)
                 for i, why in zip(top, because, strict=True)]
@@ -364,6 +415,7 @@ class Engine:
                 self.text = torch.cat([self.text, noisy(self.text)])
             self.unit = TextMatch.unit(self.text)
             self.matrix = torch.from_numpy(self._retrieval(self.table, self.unit))
+            self.scan.rebuild(self.matrix)
             codes = np.arange(1, len(self.item_ids), dtype=np.int64)
             self.retrieval = ItemIndex(self.index_config).build(self.matrix[1:].numpy(), codes)
         return extra
@@ -388,6 +440,7 @@ class Engine:
             arr = np.asarray(codes, dtype=np.int64)
             rows = self._retrieval(item_vectors, unit)
             self.matrix[idx] = torch.from_numpy(rows)
+            self.scan.set_rows(idx, self.matrix[idx])
             self.retrieval.add(rows, arr)
             self.similar.add(_unit(item_vectors), arr)
             assert self.text_index is not None
@@ -402,6 +455,7 @@ class Engine:
 
         self.text, self.unit = grown(self.text), grown(self.unit)
         self.table, self.matrix = grown(self.table), grown(self.matrix)
+        self.scan.grow(self.matrix)
 
     def check_can_add_items(self) -> Encoder:
         if not self.has_text or self.encoder is None:

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from mtrec.data.schema import BEHAVIORS
 from mtrec.serve import schemas as s
-from mtrec.serve.engine import Event, NewItem
+from mtrec.serve.engine import Ask, Event, Hit, NewItem
 
 if TYPE_CHECKING:
     from mtrec.serve.app import ServeSettings, Service
@@ -72,12 +72,16 @@ def build_router(settings: ServeSettings) -> APIRouter:
                         tasks=list(e.model.task_names),
                         events_stored=service.log.count() if service.log else 0)
 
-    # The hot read routes are ``async``: they compute in the event loop, one at a time per
-    # worker (as the one-token thread pool did), without two thread hops per request.
+    # The hot read routes are ``async``: they compute in the event loop (a worker computes
+    # one batch at a time, on one core), without two thread hops per request.
     @router.post("/recommend", response_model=s.RecommendResponse)
     async def recommend(body: s.RecommendRequest, service: ServiceDep) -> Response:
         with _as_http():
-            return _json(_recommend(service, body))
+            ask = _ask(service, body)
+            if isinstance(ask, s.RecommendResponse):
+                return _json(ask)
+            # requests queued meanwhile share one pass over the catalog
+            return _json(_recommended(body, await service.recommender.submit(ask)))
 
     @router.post("/score", response_model=s.ScoreResponse)
     async def score(body: s.ScoreRequest, service: ServiceDep) -> Response:
@@ -187,7 +191,8 @@ def _items(service: Service, hits: list[tuple[str, float]]) -> s.ItemsResponse:
                                   for i, v in hits])
 
 
-def _recommend(service: Service, body: s.RecommendRequest) -> s.RecommendResponse:
+def _ask(service: Service, body: s.RecommendRequest) -> Ask | s.RecommendResponse:
+    """The engine request for ``body``, or the cold-start answer when there is no history."""
     e = service.engine
     if (body.user_id is None) == (body.items is None):
         raise ValueError("give exactly one of user_id (a known user) or items (a session)")
@@ -205,8 +210,11 @@ def _recommend(service: Service, body: s.RecommendRequest) -> s.RecommendRespons
                               because=[]) for i, v in hits])
     exclude = (np.unique([step.code for step in history]) if body.exclude_seen
                else np.zeros(0, dtype=np.int64))
-    recs = e.recommend(history, body.k, scen, body.objective, exclude, body.category,
-                       user=body.user_id)
+    return Ask(history, body.k, scen, body.objective, exclude, body.category,
+               user=body.user_id)
+
+
+def _recommended(body: s.RecommendRequest, recs: list[Hit]) -> s.RecommendResponse:
     return s.RecommendResponse(user_id=body.user_id, cold_start=False, items=[
         s.RecommendedItem(item_id=r.item_id, score=r.score, scores=r.scores, text=r.text,
                           because=[s.Because(item_id=i, similarity=v) for i, v in r.because])
