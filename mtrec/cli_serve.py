@@ -20,8 +20,8 @@ def serve(
     api_key: Annotated[str | None, typer.Option(
         help="Key for write endpoints (default: $MTREC_API_KEY).")] = None,
     scan: Annotated[str, typer.Option(
-        help="Exact catalog pass: bfloat16 (candidates re-scored in float32) or float32.")
-    ] = "bfloat16",
+        help="Catalog pass: half (half-precision copies, candidates re-scored in float32) "
+             "or float32 (exact).")] = "half",
 ) -> None:
     """Serve recommendations over HTTP: /v1 API, OpenAPI docs at /docs, web page at /."""
     import os
@@ -34,8 +34,8 @@ def serve(
         bundle_io.read_meta(bundle)  # a clear error now rather than in a worker
         if workers < 1:
             raise ValueError(f"--workers must be >= 1, got {workers}")
-        if scan not in ("bfloat16", "float32"):
-            raise ValueError(f"--scan must be bfloat16 or float32, got {scan!r}")
+        if scan not in ("half", "float32"):
+            raise ValueError(f"--scan must be half or float32, got {scan!r}")
     os.environ["MTREC_SERVE_BUNDLE"] = str(bundle.resolve())
     os.environ["MTREC_SERVE_STORE"] = str(store.resolve()) if store else ""
     os.environ["MTREC_SERVE_SCAN"] = scan

@@ -40,7 +40,7 @@ class ServeSettings:
     request_threads: int = 1  # requests computed at once per worker
     exact_max: int = 200_000  # catalogs up to this size are searched exactly
     precompute_users: bool = True  # known users' tower states at start-up (one batched pass)
-    scan: Literal["float32", "bfloat16"] = "bfloat16"  # the exact pass (mtrec.serve.scan)
+    scan: Literal["float32", "half"] = "half"  # the exact pass (mtrec.serve.scan)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> ServeSettings:

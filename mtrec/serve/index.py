@@ -36,13 +36,13 @@ class IndexConfig:
     ef_search: int = 512  # recall@10 0.987 vs exact on the 1M-item benchmark (256: 0.950)
     seed: int = 0
     num_threads: int = 0
-    # The engine's exact pass over a catalog of at most ``exact_max`` items: "bfloat16" scans
-    # a bfloat16 copy and re-scores its candidates in float32 (mtrec.serve.scan).
-    scan: Literal["float32", "bfloat16"] = "bfloat16"
+    # The engine's pass over a catalog of at most ``exact_max`` items: "half" scans half-
+    # precision copies and re-scores the candidates in float32 (mtrec.serve.scan).
+    scan: Literal["float32", "half"] = "half"
 
     def __post_init__(self) -> None:
-        if self.scan not in ("float32", "bfloat16"):
-            raise ValueError(f"index.scan must be 'float32' or 'bfloat16', got {self.scan!r}")
+        if self.scan not in ("float32", "half"):
+            raise ValueError(f"index.scan must be 'float32' or 'half', got {self.scan!r}")
         minimum = {"exact_max": 0, "m": 1, "ef_construction": 1, "ef_search": 1, "seed": 0,
                    "num_threads": 0}
         for name, lo in minimum.items():

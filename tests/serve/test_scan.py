@@ -1,4 +1,5 @@
-"""The catalog pass: bfloat16 selects the same candidates as float32, normalizer corrected."""
+"""The catalog pass: half precision selects the same candidates as float32 (float16 for one
+query, bfloat16 for a batch), with the normalizer corrected."""
 
 from __future__ import annotations
 
@@ -31,10 +32,13 @@ def _run(dtype: str, matrix: torch.Tensor, q: torch.Tensor,
     return scan.candidates(q, matrix, 1.0, [50] * len(q), excludes)
 
 
-def test_bfloat16_candidates_and_normalizer_match_float32() -> None:
+@pytest.mark.parametrize("batched", [True, False])
+def test_half_candidates_and_normalizer_match_float32(batched: bool) -> None:
     matrix, q, label, which = _planted()
     excludes = [np.array([1, 2, 3, 0]) + b for b in range(len(q))]
-    exact, approx = _run("float32", matrix, q, excludes), _run("bfloat16", matrix, q, excludes)
+    exact = _run("float32", matrix, q, excludes)
+    approx = (_run("half", matrix, q, excludes) if batched else
+              [_run("half", matrix, q[b:b + 1], excludes[b:b + 1])[0] for b in range(len(q))])
     truth = torch.logsumexp(matrix[1:] @ q.T, 0)
     for b, ((pool32, lse32), (pool16, lse16)) in enumerate(zip(exact, approx, strict=True)):
         assert set(pool32[:10].tolist()) <= set(pool16.tolist())  # exact top 10 selected
@@ -46,7 +50,7 @@ def test_bfloat16_candidates_and_normalizer_match_float32() -> None:
 
 def test_copy_follows_new_and_changed_rows() -> None:
     matrix, q, *_ = _planted(n=200)
-    scan = CatalogScan("bfloat16")
+    scan = CatalogScan("half")
     scan.rebuild(matrix)
     grown = torch.cat([matrix, 10 * q[:1]])  # a new item right on query 0
     scan.grow(grown)
@@ -59,7 +63,7 @@ def test_copy_follows_new_and_changed_rows() -> None:
 
 
 def test_engine_recommends_the_same_with_either_scan(served: Served) -> None:
-    fast = Engine.from_bundle(served.bundle, IndexConfig(scan="bfloat16"))
+    fast = Engine.from_bundle(served.bundle, IndexConfig(scan="half"))
     exact = Engine.from_bundle(served.bundle, IndexConfig(scan="float32"))
     scen = fast.scenario(None)
     for user in served.data.user_ids[:10]:
