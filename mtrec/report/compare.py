@@ -61,24 +61,36 @@ def _one(b: BundleData, comp: Comparison) -> list[Block]:
             blocks.append(Figure(f"compare_{slug(comp.key)}_{slug(metric)}", svg,
                                  f"{metric} on {comp.key}"
                                  + ("; hatched: published numbers" if hatched else "")))
-    blocks.append(_table(comp, keys, mine, published))
+    notes = _notes(comp, len(published))
+    blocks.append(_table(comp, keys, mine, published, notes))
     blocks.extend(Text(f"[{i}] {r.label}: published under protocol {r.protocol or '?'}"
                        + (f"; source: {r.source}" if r.source else ""), note=True)
                   for i, r in enumerate(published, 1))
+    blocks.extend(Text(f"[{i}] {text}", note=True) for text, i in notes.items())
     blocks.extend(Text(f"Failed: {r.label} ({r.kind}): {r.error}") for r in comp.rows
                   if r.error)
     return blocks
 
 
+def _notes(comp: Comparison, first: int) -> dict[str, int]:
+    """Each distinct row note, numbered after the ``first`` published footnotes: notes go
+    under the table, so long ones do not stretch its rows."""
+    notes: dict[str, int] = {}
+    for r in comp.rows:
+        if r.note and not r.error:
+            notes.setdefault(r.note, first + len(notes) + 1)
+    return notes
+
+
 def _table(comp: Comparison, keys: list[str], mine: dict[str, float],
-           published: list[CompareRow]) -> Table:
+           published: list[CompareRow], notes: dict[str, int]) -> Table:
     cols = ["system", "kind", *keys, "train\u00a0s", "peak\u00a0GiB", "note"]
     rows, number = [], {id(r): i for i, r in enumerate(published, 1)}
     if mine:
         rows.append([BUNDLE, "bundle", *(fmt(mine.get(k)) for k in keys), "", "", ""])
     for r in comp.rows:
         kind = f"published [{number[id(r)]}]" if id(r) in number else r.kind
-        note = f"FAILED: {r.error}" if r.error else r.note
+        note = f"FAILED: {r.error}" if r.error else (f"[{notes[r.note]}]" if r.note else "")
         rows.append([r.label, kind, *(fmt(r.metrics.get(k)) for k in keys),
                      fmt(r.train_seconds, "train_seconds"), fmt(r.peak_rss_gib, "peak_gib"),
                      note])

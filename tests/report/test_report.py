@@ -211,6 +211,9 @@ def test_comparison_rows(written: tuple[str, str, Path], bundle: Path) -> None:
     assert "published [1]" in html
     assert "[1] UniSRec: published under protocol leave-one-out, 100 negatives; " \
            "source: Hou et al., KDD 2022" in html
+    # a row's note is a numbered footnote under the table (long notes stretched its rows)
+    assert any("SASRec" in line and line.endswith("| \\[2\\] |") for line in md.splitlines())
+    assert "[2] a &lt;b&gt;note&lt;/b&gt;" in html
     # one chart per headline metric: NDCG@10, click AUC, rating RMSE
     for name in ("ndcg-10", "click-auc", "rating-rmse"):
         assert (out / "figures" / f"compare_planted_{name}.svg").is_file()
