@@ -1,0 +1,73 @@
+"""What the half-precision catalog pass costs in accuracy, on a real bundle.
+
+    python -m benchmarks.scan_accuracy --bundle .mtrec/bundles/amazon-beauty
+
+For the first ``--users`` bundle users (their precomputed states, the default scenario,
+seen items excluded): whether the exact float32 top 10 are among the 200 candidates the
+half-precision pass selects, and how far its softmax normalizer is from the exact one, for
+batches of 16 (bfloat16) and single queries (float16).  Writes
+``benchmarks/results/scan_accuracy.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmarks.machine import describe
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def measure(bundle: Path, n_users: int, batch: int = 16) -> dict[str, Any]:
+    from mtrec.serve.engine import Engine
+    from mtrec.serve.index import IndexConfig
+    from mtrec.serve.scan import CatalogScan
+
+    engine = Engine.from_bundle(bundle, IndexConfig(scan="float32"))
+    users = [str(u) for u in engine.rec.catalog.user_ids[:n_users]]
+    scen = engine.scenario(None)
+    seen = [np.unique([s.code for s in engine.history(u)]) for u in users]
+    queries = torch.stack([engine.state(engine.history(u), scen, u)[1] for u in users])
+    exact, half = CatalogScan("float32"), CatalogScan("half")
+    half.rebuild(engine.matrix)
+    out: dict[str, Any] = {"bundle": str(bundle), "users": len(users), "candidates": 200}
+    for name, size in (("batches_bfloat16", batch), ("single_float16", 1)):
+        recall, error = [], []
+        for start in range(0, len(users), size):
+            q, x = queries[start:start + size], seen[start:start + size]
+            truth = exact.candidates(q, engine.matrix, 1.0, [200] * len(q), x)
+            got = half.candidates(q, engine.matrix, 1.0, [200] * len(q), x)
+            for (t_pool, t_lse), (g_pool, g_lse) in zip(truth, got, strict=True):
+                recall.append(len(set(t_pool[:10].tolist()) & set(g_pool.tolist())) / 10)
+                error.append(abs(float(t_lse) - float(g_lse)))
+        err = np.asarray(error)
+        out[name] = {"exact_top10_in_candidates": round(float(np.mean(recall)), 4),
+                     "normalizer_abs_error": {"mean": round(float(err.mean()), 5),
+                                              "p99": round(float(np.percentile(err, 99)), 5),
+                                              "max": round(float(err.max()), 5)}}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bundle", type=Path, default=Path(".mtrec/bundles/amazon-beauty"))
+    parser.add_argument("--users", type=int, default=1024)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    record = {"command": "python -m benchmarks.scan_accuracy " + " ".join(sys.argv[1:]),
+              "machine": describe(("mtrec", "torch")), **measure(args.bundle, args.users)}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "scan_accuracy.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record, indent=2))
+
+
+if __name__ == "__main__":
+    main()
