@@ -23,6 +23,7 @@ from mtrec.data.schema import BEHAVIORS
 from mtrec.models.text_match import TextMatch
 from mtrec.recommender import Recommendation, Recommender
 from mtrec.serve.index import IndexConfig, ItemIndex
+from mtrec.serve.rows import RowsAttribute, rows_of
 from mtrec.serve.scan import CatalogScan
 from mtrec.serve.trending import Trending
 from mtrec.serve.user_states import UserStates
@@ -88,6 +89,9 @@ class Hit(Recommendation):
 
 class Engine:
     """Thread-safe: reads may run in parallel with one write (a lock guards state changes)."""
+
+    # item tables ([N + 1, ...], row 0 padding), grown in place as items are added
+    text, unit, table, matrix = RowsAttribute(), RowsAttribute(), RowsAttribute(), RowsAttribute()
 
     def __init__(self, rec: Recommender, index_config: IndexConfig | None = None,
                  encoder: Encoder | None = None, precompute_users: bool = True) -> None:
@@ -449,13 +453,18 @@ class Engine:
 
     def _grow_tables(self) -> None:
         """Zero rows for codes added since the tables were last sized (once per batch)."""
-        def grown(x: torch.Tensor) -> torch.Tensor:
-            extra = len(self.item_ids) - len(x)
-            return torch.cat([x, x.new_zeros(extra, x.shape[1])]) if extra > 0 else x
-
-        self.text, self.unit = grown(self.text), grown(self.unit)
-        self.table, self.matrix = grown(self.table), grown(self.matrix)
+        for name in ("text", "unit", "table", "matrix"):
+            rows_of(self, name).resize(len(self.item_ids))
         self.scan.grow(self.matrix)
+
+    @torch.no_grad()
+    def warm_up(self) -> None:
+        """Run once what a first request would otherwise pay for (the encoder's first
+        pass, lazy kernel set-up: ~150 ms on a first POST /v1/items); changes nothing."""
+        if self.encoder is not None and self.has_text:
+            vectors = torch.from_numpy(self.encoder.encode(["warm-up"]))
+            self.model.item_tower.text_item_vectors(vectors)
+        self.recommend(self.session([1], self.default_scenario), 10, self.default_scenario)
 
     def check_can_add_items(self) -> Encoder:
         if not self.has_text or self.encoder is None:

@@ -19,6 +19,8 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from mtrec.serve.rows import with_room
+
 PAD_CODE = 0
 
 
@@ -95,7 +97,7 @@ class _ExactStore:
         if need <= capacity:
             return
         capacity = max(need, 2 * capacity)
-        matrix = np.zeros((capacity, self.matrix.shape[1]), dtype=np.float32)
+        matrix = np.empty((capacity, self.matrix.shape[1]), dtype=np.float32)
         matrix[: self.size] = self.matrix[: self.size]
         row_codes = np.zeros(capacity, dtype=np.int64)
         row_codes[: self.size] = self.row_codes[: self.size]
@@ -262,10 +264,10 @@ class ItemIndex:
         store: _Store
         if n <= self.config.exact_max:
             kind: Literal["exact", "hnsw"] = "exact"
-            store = _ExactStore(dim, n)
+            store = _ExactStore(dim, with_room(n))
         else:
             kind = "hnsw"
-            store = _HnswStore(dim, n, self.config)
+            store = _HnswStore(dim, with_room(n), self.config)
         store.add(vecs, cds)
         with self._lock:
             self.kind_, self.dim_, self._store_ = kind, dim, store

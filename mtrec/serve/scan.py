@@ -22,6 +22,8 @@ from typing import Literal
 import numpy as np
 import torch
 
+from mtrec.serve.rows import Rows
+
 ScanDtype = Literal["float32", "half"]
 SMALL_BATCH = 2  # up to this many queries go through float16, more through bfloat16
 
@@ -32,7 +34,7 @@ class CatalogScan:
 
     def __init__(self, dtype: ScanDtype = "half") -> None:
         self.dtype = dtype
-        self.copies: dict[torch.dtype, torch.Tensor] = {}
+        self.copies: dict[torch.dtype, Rows] = {}
 
     @property
     def exact(self) -> bool:
@@ -40,23 +42,24 @@ class CatalogScan:
 
     def rebuild(self, matrix: torch.Tensor) -> None:
         if not self.exact:
-            self.copies = {d: matrix.to(d) for d in (torch.float16, torch.bfloat16)}
+            self.copies = {d: Rows(matrix.to(d)) for d in (torch.float16, torch.bfloat16)}
 
     def grow(self, matrix: torch.Tensor) -> None:
         """After ``matrix`` grew (new rows at the end)."""
         for d, copy in self.copies.items():
-            if len(matrix) > len(copy):
-                self.copies[d] = torch.cat([copy, matrix[len(copy):].to(d)])
+            old = len(copy.data)
+            if len(matrix) > old:
+                copy.resize(len(matrix))[old:] = matrix[old:].to(d)
 
     def set_rows(self, idx: torch.Tensor, rows: torch.Tensor) -> None:
         for d, copy in self.copies.items():
-            copy[idx] = rows.to(d)
+            copy.data[idx] = rows.to(d)
 
     def logits(self, queries: torch.Tensor) -> torch.Tensor:
         """``queries [B, D]`` against items ``1..N`` on a half copy: a contiguous float32
         ``[B, N]`` (the catalog as the left operand: measured faster for small ``B``)."""
         dtype = torch.float16 if len(queries) <= SMALL_BATCH else torch.bfloat16
-        items = self.copies[dtype][1:]
+        items = self.copies[dtype].data[1:]
         return torch.mm(items, queries.T.to(dtype)).float().T.contiguous()
 
     @torch.no_grad()

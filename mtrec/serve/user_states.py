@@ -51,6 +51,8 @@ class UserStates:
     def items_changed(self, codes: Sequence[int]) -> int:
         """Mark stale every user whose history holds one of ``codes``; returns how many
         users that newly made stale."""
+        if not len(codes):
+            return 0
         hit = np.unique(self._user[np.isin(self._item, np.asarray(codes, dtype=np.int64))])
         before = int(self.stale.sum())
         self.stale[hit] = True
