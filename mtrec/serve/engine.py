@@ -132,11 +132,15 @@ class Engine:
         codes = np.arange(1, len(self.item_ids), dtype=np.int64)
         self.unit = TextMatch.unit(self.text)
         self.matrix = torch.from_numpy(self._retrieval(self.table, self.unit))  # [N + 1, D]
-        self.scan.rebuild(self.matrix)
         self.retrieval = ItemIndex(self.index_config).build(self.matrix[1:].numpy(), codes)
+        self._rescan()
         self.similar = ItemIndex(self.index_config).build(_unit(self.table[1:]), codes)
         self.text_index = (ItemIndex(self.index_config).build(self.unit[1:].numpy(), codes)
                            if self.has_text else None)
+
+    def _rescan(self) -> None:
+        """Half copies for the exact catalog pass; none when an ANN index retrieves."""
+        self.scan.rebuild(self.matrix if self.retrieval.kind_ == "exact" else None)
 
     @property
     def has_text(self) -> bool:
@@ -419,9 +423,9 @@ class Engine:
                 self.text = torch.cat([self.text, noisy(self.text)])
             self.unit = TextMatch.unit(self.text)
             self.matrix = torch.from_numpy(self._retrieval(self.table, self.unit))
-            self.scan.rebuild(self.matrix)
             codes = np.arange(1, len(self.item_ids), dtype=np.int64)
             self.retrieval = ItemIndex(self.index_config).build(self.matrix[1:].numpy(), codes)
+            self._rescan()
         return extra
 
     # ------------------------------------------------------------------ writes

@@ -40,9 +40,10 @@ class CatalogScan:
     def exact(self) -> bool:
         return self.dtype == "float32"
 
-    def rebuild(self, matrix: torch.Tensor) -> None:
-        if not self.exact:
-            self.copies = {d: Rows(matrix.to(d)) for d in (torch.float16, torch.bfloat16)}
+    def rebuild(self, matrix: torch.Tensor | None) -> None:
+        """Copies of ``matrix`` (None: none, the pass is not used)."""
+        self.copies = ({d: Rows(matrix.to(d)) for d in (torch.float16, torch.bfloat16)}
+                       if matrix is not None and not self.exact else {})
 
     def grow(self, matrix: torch.Tensor) -> None:
         """After ``matrix`` grew (new rows at the end)."""

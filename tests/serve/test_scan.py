@@ -78,3 +78,15 @@ def test_engine_recommends_the_same_with_either_scan(served: Served) -> None:
 def test_unknown_scan_is_refused() -> None:
     with pytest.raises(ValueError, match=r"index\.scan"):
         IndexConfig(scan="float16")  # type: ignore[arg-type]
+
+
+def test_an_ann_engine_keeps_no_half_copies_and_ranks_as_the_exact_one(served: Served) -> None:
+    ann = Engine.from_bundle(served.bundle, IndexConfig(exact_max=20, num_threads=1))
+    exact = Engine.from_bundle(served.bundle)
+    assert ann.retrieval.kind_ == "hnsw" and ann.scan.copies == {}  # the pass is unused
+    assert exact.retrieval.kind_ == "exact" and len(exact.scan.copies) == 2
+    scen = ann.scenario(None)
+    for user in served.data.user_ids[:10]:  # 60 items: the graph search finds them all
+        a = ann.recommend(ann.history(user), 5, scen, user=user)
+        b = exact.recommend(exact.history(user), 5, scen, user=user)
+        assert [h.item_id for h in a] == [h.item_id for h in b]
