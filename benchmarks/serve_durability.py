@@ -11,14 +11,19 @@ The procedure (``run``):
 1. start ``python -m mtrec.cli serve --bundle DIR --store WORK/events.db --workers 1`` (uvicorn
    runs in that very process, so its pid is the server's) and wait for ``/v1/health``;
 2. ``concurrency`` threads post batches of new events for users of their own (``durable-T-J``,
-   unknown to the bundle), one batch at a time each; every event has a unique ``ts``, its id;
+   unknown to the bundle), one batch at a time each; every event has a unique ``ts`` and
+   ``event_id``;
 3. when ``kill_at`` of the events are acknowledged (2xx), SIGKILL the server; the requests in
    flight then fail with connection errors and are not acknowledged;
 4. restart the server on the same store and check: every acknowledged event is in the SQLite
    file with its user, item and ts (``missing``), nothing is stored that was not posted or is
    stored twice, every batch is stored whole or not at all (``torn_batches``), ``/v1/health``
    counts the stored events, and each user's ``/v1/users/{id}/history`` is exactly their stored
-   events in order, starting with their acknowledged ones (``history_mismatches``).
+   events in order, starting with their acknowledged ones (``history_mismatches``);
+5. the clients go on against the restarted server, as a client that lost an answer would:
+   each posts again the batch the kill cut off (perhaps stored already: its event ids make
+   the server skip what it holds) and the rest of its plan; then every one of the planned
+   events is acknowledged and stored exactly once (``after_resume``).
 
 SIGKILL tests a crash of the server process, not of the machine: what the process wrote
 survives in the OS page cache even without an fsync.  (``synchronous=FULL`` is what covers a
@@ -68,6 +73,8 @@ class Posting:
     unacked: list[Batch] = field(default_factory=list)  # sent, no 2xx (cut off by the kill)
     rejected: list[tuple[int, str]] = field(default_factory=list)  # non-2xx answers
     errors: list[str] = field(default_factory=list)  # connection errors (expected after kill)
+    left: dict[int, list[Batch]] = field(default_factory=dict)  # per thread, not acked yet
+    duplicates: int = 0  # events the server answered were already stored
     killed_at: float | None = None  # perf_counter of the SIGKILL
     seconds: float = 0.0
 
@@ -161,32 +168,37 @@ def plan(items: list[str], events: int, batch: int, concurrency: int,
         t = (i // batch) % concurrency
         j = len(per_thread[t]) % users_per_thread
         per_thread[t].append({"user_id": f"durable-{t}-{j}", "item_id": items[picks[i]],
-                              "behavior": "click", "ts": T0 + i})
+                              "behavior": "click", "ts": T0 + i, "event_id": f"e{i}"})
     return [[Batch(t, evs[k:k + batch]) for k in range(0, len(evs), batch)]
             for t, evs in enumerate(per_thread)]
 
 
-def post(url: str, batches: list[list[Batch]], server: Server, kill_after: int,
-         timeout: float = 60.0) -> Posting:
-    """Post each thread's batches; SIGKILL ``server`` once ``kill_after`` events are acked."""
+def post(url: str, batches: list[list[Batch]], server: Server | None = None,
+         kill_after: int = 0, timeout: float = 60.0) -> Posting:
+    """Post each thread's batches; SIGKILL ``server`` (if given) once ``kill_after`` events
+    are acked.  A thread whose server is gone stops; what it had not got acked is ``left``."""
     out = Posting()
     lock = threading.Lock()
 
     def worker(mine: list[Batch]) -> None:
         with httpx.Client(base_url=url, timeout=timeout,
                           headers={"X-API-Key": API_KEY}) as client:
-            for b in mine:
+            for n, b in enumerate(mine):
                 try:
                     r = client.post("/v1/events", json={"events": b.events})
                 except httpx.TransportError as exc:  # the server is gone
                     with lock:
                         out.unacked.append(b)
                         out.errors.append(type(exc).__name__)
+                        out.left[b.thread] = mine[n:]
                     return
                 with lock:
-                    if 200 <= r.status_code < 300 and r.json() == {"stored": len(b.events)}:
+                    answer = r.json() if 200 <= r.status_code < 300 else {}
+                    if answer.get("stored", -1) + answer.get("duplicates", 0) == len(b.events):
                         out.acked.append(b)
-                        if out.killed_at is None and out.acked_events >= kill_after:
+                        out.duplicates += answer.get("duplicates", 0)
+                        if (server is not None and out.killed_at is None
+                                and out.acked_events >= kill_after):
                             server.kill()
                             out.killed_at = time.perf_counter()
                     else:
@@ -251,6 +263,22 @@ def check(posting: Posting, stored: list[tuple[str, str, float]],
             "history_users_checked": len(histories), "history_mismatches": mismatches[:20]}
 
 
+def completion(batches: list[list[Batch]], resumed: Posting, first: Posting,
+               stored: list[tuple[str, str, float]]) -> dict[str, Any]:
+    """After the clients posted again what the kill cut off: every planned event is
+    acknowledged and stored exactly once (the retried batch's events by their ids)."""
+    counts: dict[float, int] = defaultdict(int)
+    for _, _, ts in stored:
+        counts[ts] += 1
+    planned = [e["ts"] for mine in batches for b in mine for e in b.events]
+    return {"acknowledged": first.acked_events + resumed.acked_events, "stored": len(stored),
+            "missing": sum(counts[ts] == 0 for ts in planned),
+            "stored_twice": sum(c > 1 for c in counts.values()),
+            "duplicates_answered": resumed.duplicates,
+            "rejected": len(resumed.rejected), "connection_errors": len(resumed.errors),
+            "posting_seconds": round(resumed.seconds, 2)}
+
+
 # ---------------------------------------------------------------------------- the run
 def run(bundle: Path, events: int = 50_000, batch: int = 10, concurrency: int = 16,
         kill_at: float = 0.5, users_per_thread: int = 8, workdir: Path | None = None,
@@ -294,6 +322,12 @@ def run(bundle: Path, events: int = 50_000, batch: int = 10, concurrency: int = 
                                        if r.status_code == 200 else [])
                 rec = client.post("/v1/recommend", json={"user_id": users[0], "k": 5}).json()
             stored = stored_events(store)
+            # the clients go on: each posts again what was not acknowledged (the batch
+            # cut off by the kill, which may be stored already) and the rest of its plan
+            resumed = post(second.url, [posting.left.get(t, []) for t in range(concurrency)])
+            final = completion(batches, resumed, posting, stored_events(store))
+            final["events_stored_health"] = httpx.get(f"{second.url}/v1/health",
+                                                      timeout=30).json().get("events_stored")
         finally:
             second.stop()
         wall = time.perf_counter() - start
@@ -318,6 +352,7 @@ def run(bundle: Path, events: int = 50_000, batch: int = 10, concurrency: int = 
                     "restart": round(restart, 2), "wall": round(wall, 2)},
         "acknowledged_events_per_s": round(posting.acked_events / posting.seconds, 1)
         if posting.seconds else None,
+        "after_resume": final,
         "machine": describe(),
     }
     report["ok"] = bool(
@@ -326,7 +361,9 @@ def run(bundle: Path, events: int = 50_000, batch: int = 10, concurrency: int = 
         and report["stored_twice"] == 0 and report["torn_batches"] == 0
         and report["rejected"] == 0 and not report["history_mismatches"]
         and report["events_stored_health"] == report["stored_after_restart"]
-        and rec.get("cold_start") is False)
+        and rec.get("cold_start") is False
+        and final["acknowledged"] == final["stored"] == final["events_stored_health"] == events
+        and final["missing"] == 0 and final["stored_twice"] == 0)
     return report
 
 

@@ -59,6 +59,7 @@ class Event:
     behavior: str = "click"
     scenario: str | None = None
     ts: float | None = None  # seconds since the epoch
+    event_id: str | None = None  # the client's id: stored once however often it is posted
 
 
 @dataclass(frozen=True)

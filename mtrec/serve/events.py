@@ -4,6 +4,10 @@ An ``append`` returns only after its transaction is on disk, so an acknowledged 
 survives a SIGKILL of the server.  Several server processes may share one file: each
 ``tail``s the rows it has not seen yet (by row id) before answering, so an event posted to
 one worker shows in the next recommendation from any of them.
+
+An event may carry the client's ``event_id``: one already stored is not stored again, so a
+client that lost the answer to a POST (a timeout, a server crash) can post the same batch
+again without doubling anything.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from mtrec.serve.engine import Event
 _DDL = """
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, user_id TEXT NOT NULL, item_id TEXT NOT NULL,
-    behavior TEXT NOT NULL, scenario TEXT, ts REAL);
+    behavior TEXT NOT NULL, scenario TEXT, ts REAL, event_id TEXT);
 CREATE TABLE IF NOT EXISTS items (
     item_id TEXT PRIMARY KEY, text TEXT NOT NULL, category TEXT NOT NULL DEFAULT '',
     id INTEGER NOT NULL);
@@ -36,21 +40,30 @@ class EventLog:
             self._con.execute("PRAGMA journal_mode=WAL")
             self._con.execute("PRAGMA synchronous=FULL")
             self._con.executescript(_DDL)
+            columns = {r[1] for r in self._con.execute("PRAGMA table_info(events)")}
+            if "event_id" not in columns:  # a store written before event ids
+                self._con.execute("ALTER TABLE events ADD COLUMN event_id TEXT")
+            self._con.execute("CREATE UNIQUE INDEX IF NOT EXISTS events_event_id "
+                              "ON events (event_id)")  # NULLs never conflict
 
     def append(self, events: Sequence[Event]) -> int:
-        """Store ``events`` in one transaction; returns how many (all or none)."""
-        rows = [(e.user_id, e.item_id, e.behavior, e.scenario, e.ts) for e in events]
+        """Store ``events`` in one transaction (all or none); returns how many were new
+        (an event whose ``event_id`` is already stored is skipped)."""
+        rows = [(e.user_id, e.item_id, e.behavior, e.scenario, e.ts, e.event_id)
+                for e in events]
         with self._lock:
             self._con.execute("BEGIN IMMEDIATE")
+            before = self._con.total_changes
             try:
                 self._con.executemany(
-                    "INSERT INTO events (user_id, item_id, behavior, scenario, ts) "
-                    "VALUES (?, ?, ?, ?, ?)", rows)
+                    "INSERT INTO events (user_id, item_id, behavior, scenario, ts, event_id) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING", rows)
             except BaseException:
                 self._con.execute("ROLLBACK")
                 raise
+            stored = self._con.total_changes - before
             self._con.execute("COMMIT")
-        return len(rows)
+        return stored
 
     def version(self) -> int:
         """Changes whenever another connection commits (SQLite ``data_version``): a cheap
@@ -62,10 +75,10 @@ class EventLog:
         """Events with row id > ``after``, and the last row id seen."""
         with self._lock:
             rows = self._con.execute(
-                "SELECT id, user_id, item_id, behavior, scenario, ts FROM events "
+                "SELECT id, user_id, item_id, behavior, scenario, ts, event_id FROM events "
                 "WHERE id > ? ORDER BY id", (after,)).fetchall()
         last = rows[-1][0] if rows else after
-        return last, [Event(r[1], r[2], r[3], r[4], r[5]) for r in rows]
+        return last, [Event(*r[1:]) for r in rows]
 
     def count(self) -> int:
         with self._lock:

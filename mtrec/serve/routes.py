@@ -164,7 +164,7 @@ def build_router(settings: ServeSettings) -> APIRouter:
             batch = [_event(ev, e) for ev in body.events]
         stored = service.log.append(batch)  # durable before the 2xx
         service.sync(force=True)
-        return s.EventsWritten(stored=stored)
+        return s.EventsWritten(stored=stored, duplicates=len(batch) - stored)
 
     @router.get("/metrics", include_in_schema=False)
     def metrics(request: Request) -> Response:
@@ -182,7 +182,7 @@ def _event(ev: s.EventIn, engine: Any) -> Event:
         raise ValueError(f"unknown behavior {ev.behavior!r}; known: {', '.join(BEHAVIORS)}")
     engine.codes([ev.item_id])
     engine.scenario(ev.scenario)
-    return Event(ev.user_id, ev.item_id, ev.behavior, ev.scenario, ev.ts)
+    return Event(ev.user_id, ev.item_id, ev.behavior, ev.scenario, ev.ts, ev.event_id)
 
 
 def _items(service: Service, hits: list[tuple[str, float]]) -> s.ItemsResponse:

@@ -110,6 +110,10 @@ class EventIn(Strict):
     scenario: str | None = None
     ts: float | None = Field(default=None, allow_inf_nan=False, ge=0, le=MAX_TS,
                              description="seconds since the epoch (up to the year 5000)")
+    event_id: str | None = Field(
+        default=None, min_length=1, max_length=200,
+        description="the client's id for the event: posted again (a retry after a lost "
+                    "answer), it is not stored twice")
 
 
 class EventsRequest(Strict):
@@ -117,7 +121,8 @@ class EventsRequest(Strict):
 
 
 class EventsWritten(Strict):
-    stored: int
+    stored: int  # new events stored
+    duplicates: int = 0  # events whose event_id was already stored (skipped)
 
 
 class Health(Strict):

@@ -114,12 +114,35 @@ def test_posted_events_change_the_next_recommendation(client: TestClient,
     picked = before[0]["item_id"]
     events = [{"user_id": user, "item_id": picked, "behavior": "click"}]
     assert client.post("/v1/events", json={"events": events}, headers=KEY).json() == {
-        "stored": 1}
+        "stored": 1, "duplicates": 0}
     after = client.post("/v1/recommend", json={"user_id": user, "k": 10}).json()["items"]
     assert picked not in [r["item_id"] for r in after]  # now seen, so excluded
     history = client.get(f"/v1/users/{user}/history").json()["items"]
     assert history[-1]["item_id"] == picked
     assert client.get("/v1/health").json()["events_stored"] == 1
+
+
+def test_a_retried_batch_with_event_ids_is_stored_once(client: TestClient,
+                                                        served: Served) -> None:
+    user, items = served.data.user_ids[3], served.data.item_ids[:3]
+    known = len(client.get(f"/v1/users/{user}/history").json()["items"])
+    events = [{"user_id": user, "item_id": i, "event_id": f"retry-{n}"}
+              for n, i in enumerate(items[:2])]
+    first = client.post("/v1/events", json={"events": events}, headers=KEY).json()
+    assert first == {"stored": 2, "duplicates": 0}
+    # the client lost that answer and posts again, with one more event
+    again = [*events, {"user_id": user, "item_id": items[2], "event_id": "retry-2"}]
+    assert client.post("/v1/events", json={"events": again}, headers=KEY).json() == {
+        "stored": 1, "duplicates": 2}
+    history = [i["item_id"] for i in client.get(f"/v1/users/{user}/history").json()["items"]]
+    assert history[-3:] == list(items) and len(history) == known + 3
+    assert client.get("/v1/health").json()["events_stored"] == 3
+    # without ids, nothing tells a retry from a repeat: both are stored
+    bare = [{"user_id": user, "item_id": items[0]}]
+    for _ in range(2):
+        assert client.post("/v1/events", json={"events": bare}, headers=KEY).json()[
+            "stored"] == 1
+    assert client.get("/v1/health").json()["events_stored"] == 5
 
 
 def test_new_item_is_searchable_and_similar_at_once(client: TestClient) -> None:

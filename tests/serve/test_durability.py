@@ -9,6 +9,7 @@ every acknowledged event (by its unique ts) and serve it.  The procedure is the 
 from __future__ import annotations
 
 import signal
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,19 @@ def test_every_acknowledged_event_is_stored_after_restart(report: dict[str, Any]
     assert report["stored_never_posted"] == 0 and report["stored_twice"] == 0
     assert report["torn_batches"] == 0
     assert report["stored_unacknowledged"] % BATCH == 0
+
+
+@pytest.mark.slow
+def test_retried_batches_complete_the_run_without_doubles(report: dict[str, Any]) -> None:
+    """The clients post again what the kill cut off, with the same event ids: the store
+    ends with every planned event exactly once."""
+    final = report["after_resume"]
+    assert final["acknowledged"] == final["stored"] == final["events_stored_health"] == EVENTS
+    assert final["missing"] == 0 and final["stored_twice"] == 0
+    # the batches that were stored but not acknowledged came back as duplicates
+    assert final["duplicates_answered"] == report["stored_unacknowledged"]
+    assert final["rejected"] == 0 and final["connection_errors"] == 0
+    assert report["ok"], report
 
 
 @pytest.mark.slow
@@ -137,3 +151,36 @@ def test_sync_skips_the_log_until_another_connection_commits(durable_bundle: Pat
     assert len(service.engine.history("theirs")) == 1
     log.close()
     other_worker.close()
+
+
+def test_a_store_from_before_event_ids_is_upgraded_in_place(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    con = sqlite3.connect(db)
+    con.executescript(  # the events table as the first release wrote it
+        "CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, user_id TEXT NOT NULL, "
+        "item_id TEXT NOT NULL, behavior TEXT NOT NULL, scenario TEXT, ts REAL);"
+        "INSERT INTO events (user_id, item_id, behavior, scenario, ts) "
+        "VALUES ('u', 'i', 'click', NULL, 5.0);")
+    con.commit()
+    con.close()
+    log = EventLog(db)
+    assert log.append([Event("u", "j", event_id="e1"), Event("u", "k", event_id="e1")]) == 1
+    assert log.append([Event("u", "j", event_id="e1")]) == 0
+    last, events = log.tail(0)
+    assert [(e.item_id, e.event_id) for e in events] == [("i", None), ("j", "e1")]
+    assert last == 2 and log.count() == 2  # nothing accepted before was lost
+    log.close()
+
+
+def test_completion_counts_a_missing_and_a_doubled_event() -> None:
+    batches = durability.plan(["a", "b"], events=20, batch=10, concurrency=2,
+                              users_per_thread=2)
+    first = durability.Posting(acked=[batches[0][0]])
+    resumed = durability.Posting(acked=[batches[1][0]], duplicates=3)
+    events = [e for mine in batches for b in mine for e in b.events]
+    stored = [(e["user_id"], e["item_id"], e["ts"]) for e in events]
+    whole = durability.completion(batches, resumed, first, stored)
+    assert (whole["acknowledged"], whole["stored"], whole["missing"],
+            whole["stored_twice"], whole["duplicates_answered"]) == (20, 20, 0, 0, 3)
+    broken = durability.completion(batches, resumed, first, stored[1:] + stored[-1:])
+    assert (broken["missing"], broken["stored_twice"]) == (1, 1)

@@ -199,7 +199,7 @@ def test_an_event_from_the_far_future_does_not_silence_trending(
     user, item = fuzz_bundle[0].user_ids[0], fuzz_bundle[0].item_ids[0]
     events = [{"user_id": user, "item_id": item, "ts": 9e10}]  # year 4822: counts as now
     assert client.post("/v1/events", json={"events": events}, headers=KEY).json() == {
-        "stored": 1}
+        "stored": 1, "duplicates": 0}
     after = client.get("/v1/trending?k=5").json()["items"]
     # before the fix the far-future time became the reference and decayed every other
     # count to 0; now one event barely moves the seeded counts
