@@ -109,26 +109,31 @@ def _session_bodies(bundle: Path, n: int, length: int = 5) -> list[dict[str, Any
     return [{"items": [str(i) for i in rng.sample(items, length)], "k": 10} for _ in range(n)]
 
 
-def freshness(port: int, rounds: int = 50) -> dict[str, Any]:
+def freshness(port: int, rounds: int = 50, reconnect: bool = False) -> dict[str, Any]:
     """A new item per round: milliseconds until ``POST /v1/items`` is answered (it answers
     once the item is in every index) and until the item has also been found first by
     ``/v1/search`` and answered by ``similar-items`` (the clock covers all three requests,
-    the search's own query encoding included)."""
+    the search's own query encoding included).  ``reconnect``: the reads open connections
+    of their own, so with several workers they may land on one that did not take the POST
+    (it applies the item from the shared store before answering)."""
     import httpx
 
     posted, seen, found = [], [], 0
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30,
-                      headers={"X-API-Key": KEY}) as client:
+    url = f"http://127.0.0.1:{port}"
+    limits = httpx.Limits(max_keepalive_connections=0 if reconnect else None)
+    with httpx.Client(base_url=url, timeout=30, headers={"X-API-Key": KEY}) as client, \
+            httpx.Client(base_url=url, timeout=30, limits=limits) as reader:
         for i in range(rounds):
-            item, text = f"bench-new-{i}", f"benchmark fresh item {i} argan oil hair mask"
+            item = f"bench-new-{int(reconnect)}-{i}"
+            text = f"benchmark fresh item {i} argan oil hair mask"
             started = time.perf_counter()
             client.post("/v1/items", json={"items": [{"item_id": item, "text": text}]})
             posted.append((time.perf_counter() - started) * 1000)
-            hits = client.get("/v1/search", params={"q": text, "k": 5}).json()["items"]
-            similar = client.get("/v1/similar-items", params={"item_id": item, "k": 5})
+            hits = reader.get("/v1/search", params={"q": text, "k": 5}).json()["items"]
+            similar = reader.get("/v1/similar-items", params={"item_id": item, "k": 5})
             seen.append((time.perf_counter() - started) * 1000)
             found += hits[0]["item_id"] == item and similar.status_code == 200
-    return {"rounds": rounds, "found_first_in_search": found,
+    return {"rounds": rounds, "reconnect": reconnect, "found_first_in_search": found,
             "post_ms": {**_percentiles(posted), "max": round(max(posted), 3)},
             "post_search_similar_ms": {**_percentiles(seen), "max": round(max(seen), 3)}}
 
@@ -154,6 +159,8 @@ def beauty(bundle: Path, requests: int, concurrency: int) -> dict[str, Any]:
                 out["sessions_workers1_concurrency1"] = _load(
                     port, _session_bodies(bundle, requests), 1)
                 out["new_item_visible"] = freshness(port)
+            else:
+                out[f"new_item_visible_workers{workers}"] = freshness(port, reconnect=True)
         finally:
             proc.terminate()
             proc.wait(timeout=30)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -24,8 +25,8 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mtrec.serve.batching import MicroBatcher
-from mtrec.serve.engine import Ask, Engine, Hit
-from mtrec.serve.events import EventLog
+from mtrec.serve.engine import Ask, Engine, Hit, NewItem
+from mtrec.serve.events import EventLog, StoredItem
 from mtrec.serve.index import IndexConfig
 from mtrec.serve.routes import build_router
 from mtrec.serve.telemetry import Measure, Telemetry
@@ -113,13 +114,26 @@ class Service:
         # read the same ``seen_event`` and both apply the rows after it (events twice)
         self.sync_lock = threading.Lock()
 
+    def _add_items(self, items: list[StoredItem]) -> None:
+        """Items from the log, with the vectors stored with them where this worker's
+        encoder made them (no encoder pass), the others encoded here."""
+        e = self.engine
+        mine = [i.encoder is not None and i.encoder == e.encoder_key and i.vector is not None
+                and len(i.vector) == e.text.shape[1] for i in items]
+        known = [i for i, ok in zip(items, mine, strict=True) if ok]
+        if known:
+            e.upsert_items([NewItem(i.item_id, i.text, i.category) for i in known],
+                           np.stack([i.vector for i in known if i.vector is not None]))
+        rest = [NewItem(i.item_id, i.text, i.category)
+                for i, ok in zip(items, mine, strict=True) if not ok]
+        if rest:
+            e.upsert_items(rest)
+
     def sync(self, force: bool = False) -> None:
         """Apply items and events stored since the last call (by any worker; ``force``
         after this worker's own writes, which do not change the log's version)."""
         if self.log is None:
             return
-        from mtrec.serve.engine import NewItem
-
         with self.sync_lock:  # the counters move only once the rows are applied
             version = self.log.version()
             if version == self.seen_version and not force:
@@ -127,7 +141,7 @@ class Service:
             self.seen_version = version
             last_item, items = self.log.items_after(self.seen_item)
             if items:
-                self.engine.upsert_items([NewItem(i, t, c) for i, t, c in items])
+                self._add_items(items)
             self.seen_item = last_item
             last_event, events = self.log.tail(self.seen_event)
             if events:

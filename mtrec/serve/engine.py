@@ -430,13 +430,20 @@ class Engine:
         return extra
 
     # ------------------------------------------------------------------ writes
-    def upsert_items(self, items: Sequence[NewItem]) -> list[int]:
-        """Add or re-describe items; they are searchable and recommendable at once."""
+    def upsert_items(self, items: Sequence[NewItem],
+                     vectors: np.ndarray | None = None) -> list[int]:
+        """Add or re-describe items; they are searchable and recommendable at once.
+        ``vectors``: their texts' vectors if already made by this engine's encoder."""
         if not items:
             return []
-        vectors = torch.from_numpy(self.check_can_add_items().encode([i.text for i in items]))
+        self.check_can_add_items()
+        given = self.embed([i.text for i in items]) if vectors is None else vectors
+        if given.shape != (len(items), self.text.shape[1]):
+            raise ValueError(f"vectors of shape {given.shape} for {len(items)} items of "
+                             f"text dimension {self.text.shape[1]}")
+        text = torch.from_numpy(np.ascontiguousarray(given, dtype=np.float32))
         with torch.no_grad():
-            item_vectors = self.model.item_tower.text_item_vectors(vectors)
+            item_vectors = self.model.item_tower.text_item_vectors(text)
         with self.lock:
             known = len(self.item_ids)
             codes = [self._code_for(i) for i in items]
@@ -444,8 +451,8 @@ class Engine:
                 self.user_states.items_changed([c for c in codes if c < known])
             self._grow_tables()
             idx = torch.tensor(codes)
-            unit = TextMatch.unit(vectors)
-            self.text[idx], self.unit[idx], self.table[idx] = vectors, unit, item_vectors
+            unit = TextMatch.unit(text)
+            self.text[idx], self.unit[idx], self.table[idx] = text, unit, item_vectors
             arr = np.asarray(codes, dtype=np.int64)
             rows = self._retrieval(item_vectors, unit)
             self.matrix[idx] = torch.from_numpy(rows)
@@ -470,6 +477,16 @@ class Engine:
             vectors = torch.from_numpy(self.encoder.encode(["warm-up"]))
             self.model.item_tower.text_item_vectors(vectors)
         self.recommend(self.session([1], self.default_scenario), 10, self.default_scenario)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Text vectors ``[len(texts), text_dim]`` from the encoder, as for new items."""
+        return self.check_can_add_items().encode(texts)
+
+    @property
+    def encoder_key(self) -> str | None:
+        """The encoder's identity (weights, pooling, length), when it tells it."""
+        key = getattr(self.encoder, "model_key", None)
+        return key if isinstance(key, str) else None
 
     def check_can_add_items(self) -> Encoder:
         if not self.has_text or self.encoder is None:

@@ -16,6 +16,9 @@ import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
 
 from mtrec.serve.engine import Event
 
@@ -25,8 +28,21 @@ CREATE TABLE IF NOT EXISTS events (
     behavior TEXT NOT NULL, scenario TEXT, ts REAL, event_id TEXT);
 CREATE TABLE IF NOT EXISTS items (
     item_id TEXT PRIMARY KEY, text TEXT NOT NULL, category TEXT NOT NULL DEFAULT '',
-    id INTEGER NOT NULL);
+    id INTEGER NOT NULL, vector BLOB, encoder TEXT);
 """
+# columns added since the first release: a store written before gets them on opening
+_ADDED = {"events": {"event_id": "TEXT"}, "items": {"vector": "BLOB", "encoder": "TEXT"}}
+
+
+class StoredItem(NamedTuple):
+    """An added item as the log keeps it: with its text vector (little-endian float32) and
+    the encoder that made it, so other workers and restarts need no encoder pass."""
+
+    item_id: str
+    text: str
+    category: str = ""
+    vector: np.ndarray | None = None
+    encoder: str | None = None  # the encoder's ``model_key``
 
 
 class EventLog:
@@ -40,9 +56,11 @@ class EventLog:
             self._con.execute("PRAGMA journal_mode=WAL")
             self._con.execute("PRAGMA synchronous=FULL")
             self._con.executescript(_DDL)
-            columns = {r[1] for r in self._con.execute("PRAGMA table_info(events)")}
-            if "event_id" not in columns:  # a store written before event ids
-                self._con.execute("ALTER TABLE events ADD COLUMN event_id TEXT")
+            for table, added in _ADDED.items():
+                columns = {r[1] for r in self._con.execute(f"PRAGMA table_info({table})")}
+                for column, kind in added.items():
+                    if column not in columns:
+                        self._con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
             self._con.execute("CREATE UNIQUE INDEX IF NOT EXISTS events_event_id "
                               "ON events (event_id)")  # NULLs never conflict
 
@@ -84,8 +102,8 @@ class EventLog:
         with self._lock:
             return int(self._con.execute("SELECT count(*) FROM events").fetchone()[0])
 
-    def put_items(self, items: Sequence[tuple[str, str, str]]) -> None:
-        """Remember added items (id, text, category) so a restart re-adds them."""
+    def put_items(self, items: Sequence[StoredItem]) -> None:
+        """Remember added items so other workers and a restart add them too."""
         with self._lock:
             self._con.execute("BEGIN IMMEDIATE")
             try:
@@ -95,19 +113,27 @@ class EventLog:
                 raise
             self._con.execute("COMMIT")
 
-    def _put_items(self, items: Sequence[tuple[str, str, str]]) -> None:
+    def _put_items(self, items: Sequence[StoredItem]) -> None:
         nxt = self._con.execute("SELECT coalesce(max(id), 0) + 1 FROM items").fetchone()[0]
         self._con.executemany(
-            "INSERT INTO items (item_id, text, category, id) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT(item_id) DO UPDATE SET text = excluded.text, "
-            "category = excluded.category, id = excluded.id",
-            [(i, t, c, nxt + n) for n, (i, t, c) in enumerate(items)])
+            "INSERT INTO items (item_id, text, category, id, vector, encoder) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(item_id) DO UPDATE SET "
+            "text = excluded.text, category = excluded.category, id = excluded.id, "
+            "vector = excluded.vector, encoder = excluded.encoder",
+            [(i.item_id, i.text, i.category, nxt + n,
+              None if i.vector is None else np.asarray(i.vector, dtype="<f4").tobytes(),
+              i.encoder) for n, i in enumerate(items)])
 
-    def items_after(self, after: int) -> tuple[int, list[tuple[str, str, str]]]:
+    def items_after(self, after: int) -> tuple[int, list[StoredItem]]:
+        """Items stored (or re-described) after row ``after``, and the last row seen."""
         with self._lock:
-            rows = self._con.execute("SELECT id, item_id, text, category FROM items "
-                                     "WHERE id > ? ORDER BY id", (after,)).fetchall()
-        return (rows[-1][0] if rows else after), [(r[1], r[2], r[3]) for r in rows]
+            rows = self._con.execute(
+                "SELECT id, item_id, text, category, vector, encoder FROM items "
+                "WHERE id > ? ORDER BY id", (after,)).fetchall()
+        return (rows[-1][0] if rows else after), [
+            StoredItem(r[1], r[2], r[3],
+                       None if r[4] is None else np.frombuffer(r[4], dtype="<f4"), r[5])
+            for r in rows]
 
     def close(self) -> None:
         with self._lock:

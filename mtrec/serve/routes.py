@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from mtrec.data.schema import BEHAVIORS
 from mtrec.serve import schemas as s
 from mtrec.serve.engine import Ask, Event, Hit, NewItem
+from mtrec.serve.events import StoredItem
 
 if TYPE_CHECKING:
     from mtrec.serve.app import ServeSettings, Service
@@ -150,7 +151,10 @@ def build_router(settings: ServeSettings) -> APIRouter:
             if service.log is None:
                 codes = e.upsert_items(new)
             else:  # stored first; every worker (this one included) applies it from the log
-                service.log.put_items([(i.item_id, i.text, i.category) for i in new])
+                vectors = e.embed([i.text for i in new])  # stored too: encoded only here
+                service.log.put_items([StoredItem(i.item_id, i.text, i.category, v,
+                                                  e.encoder_key)
+                                       for i, v in zip(new, vectors, strict=True)])
                 service.sync(force=True)
                 codes = e.codes([i.item_id for i in new]).tolist()
         return s.ItemsWritten(written=len(codes), codes=codes)

@@ -14,12 +14,15 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import torch
 
 from benchmarks import serve_durability as durability
 from mtrec.serve.app import Service
 from mtrec.serve.engine import Engine, Event
-from mtrec.serve.events import EventLog
+from mtrec.serve.events import EventLog, StoredItem
+from mtrec.text.encoder import TextEncoder, TextEncoderConfig
 from tests.serve.conftest import Served
 
 EVENTS, BATCH, CONCURRENCY = 4000, 10, 16
@@ -160,7 +163,10 @@ def test_a_store_from_before_event_ids_is_upgraded_in_place(tmp_path: Path) -> N
         "CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, user_id TEXT NOT NULL, "
         "item_id TEXT NOT NULL, behavior TEXT NOT NULL, scenario TEXT, ts REAL);"
         "INSERT INTO events (user_id, item_id, behavior, scenario, ts) "
-        "VALUES ('u', 'i', 'click', NULL, 5.0);")
+        "VALUES ('u', 'i', 'click', NULL, 5.0);"
+        "CREATE TABLE items (item_id TEXT PRIMARY KEY, text TEXT NOT NULL, "
+        "category TEXT NOT NULL DEFAULT '', id INTEGER NOT NULL);"
+        "INSERT INTO items VALUES ('old', 'an old text', '', 1);")
     con.commit()
     con.close()
     log = EventLog(db)
@@ -169,7 +175,48 @@ def test_a_store_from_before_event_ids_is_upgraded_in_place(tmp_path: Path) -> N
     last, events = log.tail(0)
     assert [(e.item_id, e.event_id) for e in events] == [("i", None), ("j", "e1")]
     assert last == 2 and log.count() == 2  # nothing accepted before was lost
+    log.put_items([StoredItem("new", "a new text", "", np.arange(3.0), "enc-1")])
+    last, items = log.items_after(0)
+    assert [(i.item_id, i.vector is None, i.encoder) for i in items] == [
+        ("old", True, None), ("new", False, "enc-1")]
+    assert items[1].vector.tolist() == [0.0, 1.0, 2.0]  # type: ignore[union-attr]
     log.close()
+
+
+class CountingEncoder:
+    """The served encoder, counting the texts it encodes."""
+
+    def __init__(self, encoder: TextEncoder) -> None:
+        self.encoder, self.texts = encoder, 0
+        self.model_key = encoder.model_key
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        self.texts += len(texts)
+        return self.encoder.encode(texts)
+
+
+def test_items_from_another_worker_come_with_their_vectors(served: Served,
+                                                          tmp_path: Path) -> None:
+    """An item posted to one worker is encoded there only: the others (and a restart) add it
+    from the vector stored with it; a vector from another encoder is not trusted."""
+    encoder = TextEncoder.from_config(TextEncoderConfig(model=str(served.encoder_dir),
+                                                        bf16=False))
+    text = "a moss green felt hat"
+    vector = encoder.encode([text])[0]
+    other_worker = EventLog(tmp_path / "events.db")
+    other_worker.put_items([StoredItem("hat", text, "", vector, encoder.model_key),
+                            StoredItem("cap", "a red cap", "", vector, "another-encoder")])
+    counting = CountingEncoder(encoder)
+    service = Service(Engine.from_bundle(served.bundle, encoder=counting),
+                      EventLog(tmp_path / "events.db"))
+    service.sync()
+    e = service.engine
+    assert counting.texts == 1  # the cap, whose vector came from another encoder
+    torch.testing.assert_close(e.text[e.item_code["hat"]], torch.from_numpy(vector))
+    torch.testing.assert_close(e.text[e.item_code["cap"]],
+                               torch.from_numpy(encoder.encode(["a red cap"])[0]))
+    assert e.search(text, 1)[0][0] == "hat"
+    other_worker.close()
 
 
 def test_completion_counts_a_missing_and_a_doubled_event() -> None:
