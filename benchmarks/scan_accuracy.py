@@ -44,7 +44,7 @@ def measure(bundle: Path, n_users: int, batch: int = 16) -> dict[str, Any]:
             q, x = queries[start:start + size], seen[start:start + size]
             truth = exact.candidates(q, engine.matrix, 1.0, [200] * len(q), x)
             got = half.candidates(q, engine.matrix, 1.0, [200] * len(q), x)
-            for (t_pool, t_lse), (g_pool, g_lse) in zip(truth, got, strict=True):
+            for (t_pool, t_lse, _), (g_pool, g_lse, _) in zip(truth, got, strict=True):
                 recall.append(len(set(t_pool[:10].tolist()) & set(g_pool.tolist())) / 10)
                 error.append(abs(float(t_lse) - float(g_lse)))
         err = np.asarray(error)

@@ -24,7 +24,7 @@ from mtrec.models.text_match import TextMatch
 from mtrec.recommender import Recommendation, Recommender
 from mtrec.serve.index import IndexConfig, ItemIndex
 from mtrec.serve.rows import RowsAttribute, rows_of
-from mtrec.serve.scan import CatalogScan
+from mtrec.serve.scan import CatalogScan, Pool
 from mtrec.serve.trending import Trending
 from mtrec.serve.user_states import UserStates
 from mtrec.train.batches import gap_bucket
@@ -224,14 +224,17 @@ class Engine:
 
     @torch.no_grad()
     def task_scores(self, h: torch.Tensor, query: torch.Tensor, codes: np.ndarray,
-                    scenario: int, lse: torch.Tensor | None = None) -> dict[str, np.ndarray]:
+                    scenario: int, lse: torch.Tensor | None = None,
+                    logits: torch.Tensor | None = None) -> dict[str, np.ndarray]:
         """Per-task scores of ``codes``.  next_item is the softmax probability over the
         whole catalog when it is searched exactly; past ``exact_max`` items (ANN), over
-        ``codes`` and the best 200 other candidates (``lse``: a log-normalizer known)."""
+        ``codes`` and the best 200 other candidates (``lse``: a log-normalizer known;
+        ``logits``: the next-item logits of ``codes``, known)."""
         out: dict[str, np.ndarray] = {}
         head = self.model.next_item
         if head is not None:
-            logits = self._logits(query, torch.from_numpy(codes))
+            if logits is None:
+                logits = self._logits(query, torch.from_numpy(codes))
             if lse is None and self.retrieval.kind_ == "exact":
                 lse = torch.logsumexp(self._logits(query), 0)
             elif lse is None:
@@ -257,20 +260,21 @@ class Engine:
 
     @torch.no_grad()
     def candidates_many(self, queries: torch.Tensor, fetch: Sequence[int],
-                        excludes: Sequence[np.ndarray]) -> list[tuple[np.ndarray, torch.Tensor]]:
+                        excludes: Sequence[np.ndarray]) -> list[Pool]:
         """Per query row, the ``fetch`` best codes not in its ``excludes`` row and the
         softmax log-normalizer: exact (one matrix product over the catalog serves every row
         and both needs) or from the index."""
         head = self.model.next_item
         t = head.options.temperature if head is not None else 1.0
-        out: list[tuple[np.ndarray, torch.Tensor]] = []
+        out: list[Pool] = []
         if self.retrieval.kind_ == "exact":
             return self.scan.candidates(queries, self.matrix, t, fetch, excludes)
         for query, n, exclude in zip(queries.float().numpy(), fetch, excludes, strict=True):
             with self.lock:
                 pool, scores = self.retrieval.search(query, n, exclude)
             keep = pool > 0  # an ANN index pads short answers with code 0
-            out.append((pool[keep], torch.logsumexp(torch.from_numpy(scores[keep]) / t, 0)))
+            logits = torch.from_numpy(scores[keep]).float() / t
+            out.append(Pool(pool[keep], torch.logsumexp(logits, 0), logits))
         return out
 
     def recommend(self, history: Sequence[Step], k: int, scenario: int,
@@ -304,20 +308,22 @@ class Engine:
         pools = self.candidates_many(
             torch.stack([query for *_, query in ready]),
             [asks[i].fetch for i, *_ in ready], [asks[i].exclude for i, *_ in ready])
-        for (i, weights, h, query), (pool, lse) in zip(ready, pools, strict=True):
+        for (i, weights, h, query), pool in zip(ready, pools, strict=True):
             try:
-                results[i] = self._rank(asks[i], weights, h, query, pool, lse)
+                results[i] = self._rank(asks[i], weights, h, query, pool)
             except (KeyError, ValueError) as exc:
                 results[i] = exc
         return results
 
     def _rank(self, ask: Ask, weights: dict[str, float], h: torch.Tensor, query: torch.Tensor,
-              pool: np.ndarray, lse: torch.Tensor) -> list[Hit]:
-        """The top ``ask.k`` of ``pool`` by the weighted task scores, with explanations."""
+              candidates: Pool) -> list[Hit]:
+        """The top ``ask.k`` of the candidates by the weighted task scores, with
+        explanations."""
+        pool, logits = candidates.codes, candidates.logits
         if ask.category:
-            pool = pool[np.array([self.categories[c] == ask.category for c in pool],
-                                 dtype=bool)]
-        scores = self.task_scores(h, query, pool, ask.scenario, lse)
+            keep = np.array([self.categories[c] == ask.category for c in pool], dtype=bool)
+            pool, logits = pool[keep], logits[torch.from_numpy(keep)]
+        scores = self.task_scores(h, query, pool, ask.scenario, candidates.lse, logits)
         total = np.zeros(len(pool))
         for task, w in weights.items():
             total += w * scores[task]

@@ -17,7 +17,7 @@ batches of 16 and 0.0002 (0.002) for single float16 queries
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -25,6 +25,15 @@ import torch
 from mtrec.serve.rows import Rows
 
 ScanDtype = Literal["float32", "half"]
+
+
+class Pool(NamedTuple):
+    """A query's retrieval candidates."""
+
+    codes: np.ndarray  # item codes, best first
+    lse: torch.Tensor  # the log-normalizer of the softmax over the whole catalog
+    logits: torch.Tensor  # float32 logits of ``codes`` (at the temperature)
+
 SMALL_BATCH = 2  # up to this many queries go through float16, more through bfloat16
 
 
@@ -65,8 +74,7 @@ class CatalogScan:
 
     @torch.no_grad()
     def candidates(self, queries: torch.Tensor, matrix: torch.Tensor, temperature: float,
-                   fetch: Sequence[int], excludes: Sequence[np.ndarray]
-                   ) -> list[tuple[np.ndarray, torch.Tensor]]:
+                   fetch: Sequence[int], excludes: Sequence[np.ndarray]) -> list[Pool]:
         """Per query, its best ``fetch`` codes not in ``excludes`` and the log-normalizer
         of its softmax over all items (at ``temperature``); ``matrix`` is the float32
         retrieval matrix."""
@@ -88,13 +96,13 @@ class CatalogScan:
             heavy = torch.cat([pool, torch.from_numpy(cols[rows == b][keep[rows == b]])])
             exact = matrix[heavy + 1].float() @ queries[b].float() / temperature
             tail = approx[b].index_fill(0, heavy, float("-inf"))
-            out.append((pool.numpy() + 1, torch.logaddexp(torch.logsumexp(tail, 0),
-                                                          torch.logsumexp(exact, 0))))
+            lse = torch.logaddexp(torch.logsumexp(tail, 0), torch.logsumexp(exact, 0))
+            out.append(Pool(pool.numpy() + 1, lse, exact[:len(pool)]))
         return out
 
 
 def _exact(matrix: torch.Tensor, query: torch.Tensor, temperature: float, fetch: int,
-           exclude: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
+           exclude: np.ndarray) -> Pool:
     """One query over the float32 ``matrix``: its best ``fetch`` codes outside ``exclude``
     and its exact log-normalizer."""
     logits = torch.from_numpy(matrix.numpy()[1:] @ query.float().numpy()) / temperature
@@ -102,4 +110,5 @@ def _exact(matrix: torch.Tensor, query: torch.Tensor, temperature: float, fetch:
     exclude = np.asarray(exclude, dtype=np.int64)
     logits.index_fill_(0, torch.from_numpy(exclude[exclude > 0] - 1), float("-inf"))
     top = torch.topk(logits, min(fetch, len(logits)))
-    return top.indices[torch.isfinite(top.values)].numpy() + 1, lse
+    found = torch.isfinite(top.values)
+    return Pool(top.indices[found].numpy() + 1, lse, top.values[found])

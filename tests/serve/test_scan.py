@@ -9,7 +9,7 @@ import torch
 
 from mtrec.serve.engine import Engine
 from mtrec.serve.index import IndexConfig
-from mtrec.serve.scan import CatalogScan
+from mtrec.serve.scan import CatalogScan, Pool
 from tests.serve.conftest import Served
 
 
@@ -26,7 +26,7 @@ def _planted(n: int = 3000, dim: int = 48, queries: int = 20) -> tuple[torch.Ten
 
 
 def _run(dtype: str, matrix: torch.Tensor, q: torch.Tensor,
-         excludes: list[np.ndarray]) -> list[tuple[np.ndarray, torch.Tensor]]:
+         excludes: list[np.ndarray]) -> list[Pool]:
     scan = CatalogScan(dtype)  # type: ignore[arg-type]
     scan.rebuild(matrix)
     return scan.candidates(q, matrix, 1.0, [50] * len(q), excludes)
@@ -40,7 +40,10 @@ def test_half_candidates_and_normalizer_match_float32(batched: bool) -> None:
     approx = (_run("half", matrix, q, excludes) if batched else
               [_run("half", matrix, q[b:b + 1], excludes[b:b + 1])[0] for b in range(len(q))])
     truth = torch.logsumexp(matrix[1:] @ q.T, 0)
-    for b, ((pool32, lse32), (pool16, lse16)) in enumerate(zip(exact, approx, strict=True)):
+    for b, ((pool32, lse32, _), (pool16, lse16, logits16)) in enumerate(
+            zip(exact, approx, strict=True)):
+        # the candidates' logits are float32 ones, whatever the pass's precision
+        torch.testing.assert_close(logits16, matrix[pool16] @ q[b])
         assert set(pool32[:10].tolist()) <= set(pool16.tolist())  # exact top 10 selected
         assert (label[pool32[:10] - 1] == which[b]).all()  # the planted answer
         assert not set(excludes[b][excludes[b] > 0].tolist()) & set(pool16.tolist())
@@ -54,11 +57,11 @@ def test_copy_follows_new_and_changed_rows() -> None:
     scan.rebuild(matrix)
     grown = torch.cat([matrix, 10 * q[:1]])  # a new item right on query 0
     scan.grow(grown)
-    (pool, _), = scan.candidates(q[:1], grown, 1.0, [1], [np.zeros(0, dtype=np.int64)])
+    (pool, *_), = scan.candidates(q[:1], grown, 1.0, [1], [np.zeros(0, dtype=np.int64)])
     assert pool.tolist() == [len(grown) - 1]
     grown[5] = 20 * q[0]  # re-described: now the best of all
     scan.set_rows(torch.tensor([5]), grown[5:6])
-    (pool, _), = scan.candidates(q[:1], grown, 1.0, [2], [np.zeros(0, dtype=np.int64)])
+    (pool, *_), = scan.candidates(q[:1], grown, 1.0, [2], [np.zeros(0, dtype=np.int64)])
     assert pool.tolist() == [5, len(grown) - 1]
 
 
