@@ -85,6 +85,15 @@ def test_best_epoch_minimises_a_lower_is_better_metric(
     assert again["metrics"]["rating/rmse"] == pytest.approx(min(rmse), rel=1e-5)
 
 
+def test_eval_reproduces_a_bf16_runs_figures(store: Path, tmp_path: Path) -> None:
+    """Regression: ``mtrec eval`` scored in float32 a model that training evaluated under
+    bfloat16 autocast, so its figures differed from the ones the run reported."""
+    out = tmp_path / "bundle"
+    result = _train(store, out, {**RMSE, "train.epochs": 2, "train.bf16": True})
+    again = evaluate_bundle(out, "valid", store_dir=tmp_path / "home")
+    assert again["metrics"] == pytest.approx(result["valid"], rel=1e-6)
+
+
 def test_same_seed_same_run(store: Path, straight: tuple[dict[str, Any], Path],
                             tmp_path: Path) -> None:
     first, first_out = straight
