@@ -12,80 +12,23 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple, Protocol
 
 import numpy as np
 import torch
 
 from mtrec.data.schema import BEHAVIORS
 from mtrec.models.text_match import TextMatch
-from mtrec.recommender import Recommendation, Recommender
+from mtrec.recommender import Recommender
 from mtrec.serve.index import IndexConfig, ItemIndex
+from mtrec.serve.records import Ask, Encoder, Event, Hit, NewItem, Step
 from mtrec.serve.rows import RowsAttribute, rows_of
 from mtrec.serve.scan import CatalogScan, Pool
 from mtrec.serve.trending import Trending
 from mtrec.serve.user_states import UserStates
 from mtrec.train.batches import gap_bucket
 
-
-class Encoder(Protocol):
-    """What the engine needs of a text encoder (``mtrec.text.encoder.TextEncoder``)."""
-
-    def encode(self, texts: list[str]) -> np.ndarray: ...
-
-
-class Step(NamedTuple):
-    """One interaction of a user's sequence."""
-
-    code: int  # item code
-    bits: int  # behaviour bits (1 << index in BEHAVIORS)
-    scenario: int  # scenario code
-    ts: int = -1  # seconds since the epoch; -1 = unknown
-
-
-@dataclass(frozen=True)
-class NewItem:
-    item_id: str
-    text: str
-    category: str = ""
-
-
-@dataclass(frozen=True)
-class Event:
-    user_id: str
-    item_id: str
-    behavior: str = "click"
-    scenario: str | None = None
-    ts: float | None = None  # seconds since the epoch
-    event_id: str | None = None  # the client's id: stored once however often it is posted
-
-
-@dataclass(frozen=True)
-class Ask:
-    """One recommendation request: top ``k`` after ``history`` by ``objective``."""
-
-    history: Sequence[Step]
-    k: int
-    scenario: int
-    objective: dict[str, float] | None = None
-    exclude: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    category: str | None = None
-    candidates: int = 200  # retrieval candidates ranked by the objective
-    user: str | None = None  # whose history it is (a precomputed state may serve)
-
-    @property
-    def fetch(self) -> int:
-        """Candidates to retrieve (more under a category filter, which drops some)."""
-        return max(self.candidates, self.k) * (4 if self.category else 1)
-
-
-@dataclass(frozen=True)
-class Hit(Recommendation):
-    """A recommendation with the history items most like it (id, cosine)."""
-
-    because: list[tuple[str, float]] = field(default_factory=list)
+__all__ = ["Ask", "Encoder", "Engine", "Event", "Hit", "NewItem", "Step"]
 
 
 class Engine:

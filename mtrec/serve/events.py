@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from mtrec.serve.engine import Event
+from mtrec.serve.records import Event
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS events (
