@@ -122,8 +122,9 @@ class Service:
                 and len(i.vector) == e.text.shape[1] for i in items]
         known = [i for i, ok in zip(items, mine, strict=True) if ok]
         if known:
+            vectors = [i.vector for i in known if i.vector is not None]  # all of them
             e.upsert_items([NewItem(i.item_id, i.text, i.category) for i in known],
-                           np.stack([i.vector for i in known if i.vector is not None]))
+                           np.stack(vectors))
         rest = [NewItem(i.item_id, i.text, i.category)
                 for i, ok in zip(items, mine, strict=True) if not ok]
         if rest:

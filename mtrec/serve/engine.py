@@ -420,8 +420,8 @@ class Engine:
 
     @torch.no_grad()
     def warm_up(self) -> None:
-        """Run once what a first request would otherwise pay for (the encoder's first
-        pass, lazy kernel set-up: ~150 ms on a first POST /v1/items); changes nothing."""
+        """Run once what a first request would otherwise pay for (lazy set-up in the
+        encoder's and the catalog pass's first calls); changes nothing."""
         if self.encoder is not None and self.has_text:
             vectors = torch.from_numpy(self.encoder.encode(["warm-up"]))
             self.model.item_tower.text_item_vectors(vectors)
