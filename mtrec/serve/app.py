@@ -42,7 +42,7 @@ class ServeSettings:
     request_threads: int = 1  # requests computed at once per worker
     exact_max: int = 200_000  # catalogs up to this size are searched exactly
     precompute_users: bool = True  # known users' tower states at start-up (one batched pass)
-    scan: Literal["float32", "half"] = "half"  # the exact pass (mtrec.serve.scan)
+    scan: Literal["float32", "half"] = "half"  # the catalog pass's precision (serve/scan.py)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> ServeSettings:
