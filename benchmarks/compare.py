@@ -30,8 +30,9 @@ from mtrec.data.sources.base import data_root
 from mtrec.data.split import TEST, VALID
 from mtrec.eval.protocols import evaluate_scorer
 from mtrec.models.baselines import ItemKNN, Popularity
-from mtrec.train.batches import SequenceBatcher
-from mtrec.train.run import load_run_config, prepare_run
+from mtrec.models.batches import SequenceBatcher
+from mtrec.run_config import load_run_config
+from mtrec.train.run import prepare_run
 
 CONFIGS = Path(__file__).parent / "configs"
 Row = dict[str, Any]

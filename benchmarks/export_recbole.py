@@ -369,7 +369,8 @@ def _check_history_file(export: RecBoleExport, seqs: SplitSequences, ids: _Ids) 
 
 
 def main() -> None:
-    from mtrec.train.run import load_run_config, prepare_run
+    from mtrec.run_config import load_run_config
+    from mtrec.train.run import prepare_run
 
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -35,10 +35,12 @@ from mtrec.data.imports import store_path
 from mtrec.data.interactions import Prepared
 from mtrec.data.split import TEST, TRAIN, VALID
 from mtrec.data.store import Store
+from mtrec.models.model import task_dims
+from mtrec.run_config import RunConfig, load_run_config
 from mtrec.tasks import PointwiseTask, build_tasks
 from mtrec.tasks.binary import BinaryTask
 from mtrec.tasks.engagement import EngagementTask
-from mtrec.train.run import RunConfig, load_run_config, prepare_run
+from mtrec.train.run import prepare_run
 
 FORMAT = 1
 PARTS = {TRAIN: "train", VALID: "valid", TEST: "test"}
@@ -99,9 +101,8 @@ def benchmark_split(name: str) -> tuple[RunConfig, Prepared, dict[str, Pointwise
 
 def pointwise_tasks(cfg: RunConfig, prepared: Prepared) -> dict[str, PointwiseTask]:
     m = cfg.model
-    _, tasks = build_tasks(m.tasks, m.task_options, prepared.catalog.n_items,
-                           m.mtl.expert_dim, m.mtl.tower_dim)
-    return tasks
+    tasks = build_tasks(m.tasks, m.task_options, task_dims(m, prepared.catalog.n_items))
+    return {name: t for name, t in tasks.items() if isinstance(t, PointwiseTask)}
 
 
 def label_columns(task: PointwiseTask) -> tuple[LabelColumn, ...]:

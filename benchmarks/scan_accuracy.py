@@ -34,16 +34,16 @@ def measure(bundle: Path, n_users: int, batch: int = 16) -> dict[str, Any]:
     users = [str(u) for u in engine.rec.catalog.user_ids[:n_users]]
     scen = engine.scenario(None)
     seen = [np.unique([s.code for s in engine.history(u)]) for u in users]
-    queries = torch.stack([engine.state(engine.history(u), scen, u)[1] for u in users])
+    queries = torch.stack([engine.state(engine.history(u), scen, u).query[0] for u in users])
     exact, half = CatalogScan("float32"), CatalogScan("half")
-    half.rebuild(engine.matrix)
+    half.rebuild(engine.catalog.matrix)
     out: dict[str, Any] = {"bundle": str(bundle), "users": len(users), "candidates": 200}
     for name, size in (("batches_bfloat16", batch), ("single_float16", 1)):
         recall, error = [], []
         for start in range(0, len(users), size):
             q, x = queries[start:start + size], seen[start:start + size]
-            truth = exact.candidates(q, engine.matrix, 1.0, [200] * len(q), x)
-            got = half.candidates(q, engine.matrix, 1.0, [200] * len(q), x)
+            truth = exact.candidates(q, engine.catalog.matrix, 1.0, [200] * len(q), x)
+            got = half.candidates(q, engine.catalog.matrix, 1.0, [200] * len(q), x)
             for (t_pool, t_lse, _), (g_pool, g_lse, _) in zip(truth, got, strict=True):
                 recall.append(len(set(t_pool[:10].tolist()) & set(g_pool.tolist())) / 10)
                 error.append(abs(float(t_lse) - float(g_lse)))

@@ -180,14 +180,14 @@ def million(bundle: Path, n_items: int, requests: int) -> dict[str, Any]:
     torch.set_num_threads(1)
     started = time.perf_counter()
     engine = Engine.from_bundle(bundle, IndexConfig(exact_max=200_000))
-    grown = engine.grow_synthetic(n_items, seed=0)
+    grown = grow_synthetic(engine, n_items, seed=0)
     build_s = time.perf_counter() - started
     app = create_app(ServeSettings(), engine)
     users = [str(u) for u in engine.rec.catalog.user_ids[:2000]]
     sweep = []
     with TestClient(app) as client:
         for ef in EF_SEARCH:  # recall against time: one graph, several search breadths
-            engine.retrieval.set_ef_search(ef)
+            engine.retrieval.next_item.set_ef_search(ef)
             server_ms: list[float] = []
             for i in range(requests + 100):
                 r = client.post("/v1/recommend",
@@ -198,23 +198,49 @@ def million(bundle: Path, n_items: int, requests: int) -> dict[str, Any]:
                           "server_ms": _percentiles(server_ms)})
             print(f"million ef_search={ef}: {sweep[-1]}", file=sys.stderr, flush=True)
     return {"items": len(engine.item_ids) - 1, "synthetic_items": grown,
-            "index": engine.retrieval.kind_, "build_seconds": round(build_s, 1),
+            "index": engine.retrieval.next_item.kind_, "build_seconds": round(build_s, 1),
             "requests": requests, "sweep": sweep}
 
 
 EF_SEARCH = (128, 256, 512)
 
 
+def grow_synthetic(engine: Any, n_items: int, seed: int = 0) -> int:
+    """Grow the catalog to ``n_items`` with noisy copies of real items (their vectors plus
+    Gaussian noise, so an ANN index sees realistic structure) and rebuild the next-item index.
+    Returns how many items were added."""
+    import torch
+
+    cat = engine.catalog
+    extra = n_items - len(cat)
+    if extra <= 0:
+        return 0
+    gen = torch.Generator().manual_seed(seed)
+    base = torch.randint(1, len(cat.item_ids), (extra,), generator=gen)
+
+    def noisy(x: torch.Tensor) -> torch.Tensor:
+        noise = torch.randn(extra, x.shape[1], generator=gen) * x[1:].std(0)
+        return x[base] + 0.3 * noise
+
+    with engine.lock:
+        text = noisy(cat.text) if cat.has_text else cat.text[:0]
+        cat.extend([f"synthetic-{i}" for i in range(extra)],
+                   [cat.texts[b] for b in base.tolist()],
+                   [cat.categories[b] for b in base.tolist()], noisy(cat.vectors), text)
+        engine.retrieval.rebuild(lookups=False)  # similar items and search: the real ones
+    return extra
+
+
 def engine_recall(engine: Any, n_queries: int) -> float:
     """Recall@10 of the ANN index against exact search over the same vectors."""
     rng = np.random.default_rng(0)
     users = engine.rec.catalog.user_ids
-    matrix = engine.matrix[1:].numpy()
+    matrix = engine.catalog.matrix[1:].numpy()
     hits = 0
     for u in rng.choice(len(users), n_queries, replace=False):
-        _, query = engine.state(engine.history(str(users[u])), engine.scenario(None))
+        query = engine.state(engine.history(str(users[u])), engine.scenario(None)).query[0]
         q = query.float().numpy()
-        approx, _ = engine.retrieval.search(q, 10)
+        approx, _ = engine.retrieval.next_item.search(q, 10)
         exact = np.argpartition(-(matrix @ q), 10)[:10] + 1
         hits += len(set(approx.tolist()) & set(exact.tolist()))
     return round(hits / (10 * n_queries), 4)

@@ -237,7 +237,8 @@ def demo(root: DataRoot = None, store_dir: StoreDir = None, as_json: AsJson = Fa
     and write its report (BUNDLE/report/report.html)."""
     from mtrec.data.imports import home
     from mtrec.report import write_report
-    from mtrec.train.run import load_run_config, train_run
+    from mtrec.run_config import load_run_config
+    from mtrec.train.run import train_run
 
     name = "amazon-beauty"
     with _user_errors():

@@ -33,7 +33,8 @@ def train(
     as_json: AsJson = False,
 ) -> None:
     """Train one multi-task model, choose the epoch on validation, write a bundle."""
-    from mtrec.train.run import load_run_config, train_run
+    from mtrec.run_config import load_run_config
+    from mtrec.train.run import train_run
 
     with _user_errors():
         run = load_run_config(

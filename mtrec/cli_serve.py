@@ -29,7 +29,7 @@ def serve(
     import uvicorn
 
     with _user_errors():
-        from mtrec.train import bundle as bundle_io
+        from mtrec import bundle as bundle_io
 
         bundle_io.read_meta(bundle)  # a clear error now rather than in a worker
         if workers < 1:

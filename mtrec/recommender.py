@@ -2,26 +2,35 @@
 
 Per-task scores: ``next_item`` is the item's softmax probability over the whole catalog;
 binary tasks give a probability; ``rating`` a predicted rating; ``engagement`` the expected
-number of interactions in its horizon.  ``objective`` weighs them: the ranking score is
-``sum(weight[task] * score[task])`` over the candidates retrieval returns.
+number of interactions in its horizon.  Ranking is the bundle's ranking pipeline
+(:mod:`mtrec.rank`): exact retrieval of the best candidates, their per-task scores, then the
+configured stages (by default: cold start, filter, objective blend, explanation).
+
+Rules shared with the service: no scenario given means the commonest scenario of the
+bundle's interactions; an unknown user, item or scenario is a ``KeyError``; a value that
+cannot be served (``k < 1``, an objective naming a task the model lacks) a ``ValueError``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from mtrec import bundle
 from mtrec.config import from_dict
 from mtrec.data.interactions import Catalog, Interactions
-from mtrec.models.model import MultiTaskRecommender, build_model
-from mtrec.models.text_match import recent_items
-from mtrec.train import bundle
-from mtrec.train.batches import SequenceBatcher
-from mtrec.train.run import RunConfig
+from mtrec.models.batches import SequenceBatcher, history_batch
+from mtrec.models.model import MultiTaskRecommender, UserStates, build_model
+from mtrec.rank.base import Candidates, RankContext, RankRequest, Step
+from mtrec.rank.blend import resolve_objective
+from mtrec.rank.config import RankConfig
+from mtrec.rank.pipeline import RankingPipeline, exact_pool
+from mtrec.rank.trending import Trending
+from mtrec.run_config import RunConfig
 
 ALL_PARTS = 3  # history for recommending: every interaction the bundle knows
 
@@ -32,18 +41,26 @@ class Recommendation:
     score: float
     scores: dict[str, float]
     text: str
+    because: list[tuple[str, float]] = field(default_factory=list)  # (history item, cosine)
 
 
 class Recommender:
     def __init__(self, model: MultiTaskRecommender, meta: dict[str, Any], catalog: Catalog,
-                 interactions: Interactions) -> None:
+                 interactions: Interactions, rank: RankConfig | None = None) -> None:
         self.model, self.meta, self.catalog = model.eval(), meta, catalog
+        self.rank_config = rank or RankConfig()
         self.batcher = SequenceBatcher(interactions, model.user_tower.config.max_len, {})
         self._user_code = {str(u): k for k, u in enumerate(catalog.user_ids)}
         self._item_code = {str(i): k for k, i in enumerate(catalog.item_ids) if k}
+        self.default_scenario = interactions.default_scenario()
         with torch.no_grad():
-            self.item_table = model.item_tower()
-            self.retrieval_table = model.retrieval_items(self.item_table)
+            self.tables = model.item_tables()
+        self.pipeline = RankingPipeline.from_config(model, self.rank_config)
+        self.trending = Trending()
+        self.trending.seed(interactions.scenario, interactions.item, interactions.ts)
+        categories = list(catalog.categories) or [""] * len(catalog.item_ids)
+        self.context = RankContext(self.tables.vectors, categories, self.trending.top,
+                                   model.task_names)
 
     @classmethod
     def load(cls, path: str | Path) -> Recommender:
@@ -55,7 +72,8 @@ class Recommender:
         vectors = text if text is not None and text.shape[1] > 0 else None
         model = build_model(config.model, meta["n_items"], meta["n_scenarios"], vectors)
         model.load_state_dict(weights)
-        return cls(model, meta, bundle.read_catalog(path), bundle.read_interactions(path))
+        return cls(model, meta, bundle.read_catalog(path), bundle.read_interactions(path),
+                   config.rank)
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -67,6 +85,9 @@ class Recommender:
                            f" users of {self.meta['dataset']}")
         return self._user_code[user]
 
+    def knows_user(self, user: str) -> bool:
+        return user in self._user_code
+
     def item_codes(self, items: list[str]) -> np.ndarray:
         missing = [i for i in items if i not in self._item_code]
         if missing:
@@ -76,86 +97,75 @@ class Recommender:
 
     def scenario_code(self, scenario: str | None) -> int:
         if scenario is None:
-            return 1 if len(self.catalog.scenarios) == 2 else 0
+            return self.default_scenario
         if scenario not in self.catalog.scenarios[1:]:
             raise KeyError(f"unknown scenario {scenario!r}; known: "
                            f"{', '.join(self.catalog.scenarios[1:])}")
         return self.catalog.scenarios.index(scenario)
 
-    def history(self, user: str) -> np.ndarray:
-        """Item codes the user interacted with, oldest first."""
+    def steps(self, user: str) -> list[Step]:
+        """The user's interactions in the bundle, oldest first."""
         idx, off = self.batcher.history(ALL_PARTS)
         u = self.user_code(user)
-        return np.asarray(self.batcher.data.item[idx[off[u]:off[u + 1]]])
+        rows = idx[off[u]:off[u + 1]]
+        d = self.batcher.data
+        return [Step(*row) for row in zip(d.item[rows].tolist(), d.behaviors[rows].tolist(),
+                                           d.scenario[rows].tolist(), d.ts[rows].tolist(),
+                                           strict=True)]
+
+    def history(self, user: str) -> np.ndarray:
+        """Item codes the user interacted with, oldest first."""
+        return np.array([s.code for s in self.steps(user)], dtype=np.int64)
 
     @torch.no_grad()
-    def _state(self, user: str, scenario: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The user's state ``[dim]`` and next-item query ``[D]`` in ``scenario``."""
-        batch, _ = self.batcher.eval_batch([self.user_code(user)], ALL_PARTS)
-        h = self.model.user_tower(self.item_table, batch.items, batch.behaviors,
-                                  batch.scenarios, batch.gaps)
-        # The time until the next interaction is unknown here: gap bucket 0.
-        last = torch.tensor([batch.items.shape[1] - 1])
-        h = h[0, last[0]] + self.model.target_gap.weight[0]
-        recent = recent_items(batch.items, torch.zeros_like(last), last, self.model.match_lags)
-        query = self.model.retrieval_query(
-            (h + self.model.query_scenario.weight[scenario])[None], recent)[0]
-        return h, query
+    def state(self, steps: list[Step], scenario: int) -> UserStates:
+        """The state after ``steps`` in ``scenario`` (one row; the time until the next
+        interaction unknown)."""
+        batch = history_batch(steps, scenario, self.model.user_tower.config.max_len)
+        return self.model.encode(batch, self.tables)
 
     @torch.no_grad()
-    def _task_scores(self, state: tuple[torch.Tensor, torch.Tensor], items: np.ndarray,
-                     scenario: int) -> dict[str, np.ndarray]:
-        h, query = state
-        codes = torch.from_numpy(items)
-        scen = torch.full((len(items),), scenario, dtype=torch.long)
-        out: dict[str, np.ndarray] = {}
-        if self.model.next_item is not None:
-            probs = torch.softmax(self.model.next_item.logits(query[None],
-                                                              self.retrieval_table[1:]),
-                                  -1)[0]
-            out["next_item"] = probs[codes - 1].numpy()
-        hs = h.expand(len(items), -1)
-        heads = self.model.heads(hs, self.item_table[codes], scen)
-        for name, task in self.model.pointwise_tasks().items():
-            out[name] = task.predict(heads).float().numpy()
-        return out
-
     def score(self, user: str, items: list[str],
               scenario: str | None = None) -> dict[str, list[float]]:
         """Per-task scores of ``items`` for ``user``."""
         s = self.scenario_code(scenario)
-        scores = self._task_scores(self._state(user, s), self.item_codes(items), s)
-        return {k: v.tolist() for k, v in scores.items()}
+        codes = torch.from_numpy(self.item_codes(items))[None]
+        scores = self.model.task_scores(self.state(self.steps(user), s), self.tables, codes)
+        return {k: v[0].tolist() for k, v in scores.items()}
 
     @torch.no_grad()
     def recommend(self, user: str, k: int = 10, scenario: str | None = None,
                   objective: dict[str, float] | None = None,
-                  candidates: int = 200) -> list[Recommendation]:
+                  candidates: int | None = None) -> list[Recommendation]:
         """Top ``k`` items the user has not interacted with, ranked by ``objective``."""
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        weights = self._objective(objective)
+        resolve_objective(objective, self.tasks)
         s = self.scenario_code(scenario)
-        state = self._state(user, s)
-        pool = np.arange(1, self.catalog.n_items + 1)
-        pool = pool[~np.isin(pool, self.history(user))]
-        if self.model.next_item is not None and len(pool) > candidates:
-            logits = (self.retrieval_table[torch.from_numpy(pool)] @ state[1]).numpy()
-            pool = pool[np.argsort(-logits, kind="stable")[:max(candidates, k)]]
-        scores = self._task_scores(state, pool, s)
-        total = np.zeros(len(pool))
-        for task, w in weights.items():
-            total += w * scores[task]
-        top = np.argsort(-np.asarray(total), kind="stable")[:k]
-        return [Recommendation(str(self.catalog.item_ids[pool[i]]), float(total[i]),
-                               {t: float(v[i]) for t, v in scores.items()},
-                               self.catalog.texts[pool[i]]) for i in top]
+        steps = self.steps(user)
+        seen = np.unique([st.code for st in steps]).astype(np.int64)
+        request = RankRequest(steps, k, s, objective, seen,
+                              candidates=candidates or self.rank_config.candidates,
+                              user=user, scenario_given=scenario is not None)
+        if not steps or self.model.retrieval_task is None:
+            found = self.pipeline.cold() if not steps else self._all_items(request)
+        else:
+            state = self.state(steps, s)
+            pool = exact_pool(self.tables.retrieval, state.query[0],
+                              self.model.retrieval_task.temperature, request.fetch, seen)
+            found = self.pipeline.scored(state, self.tables, pool)
+        ranked = self.pipeline.rank(request, found, self.context)
+        return [Recommendation(str(self.catalog.item_ids[c]), float(ranked.total[i]),
+                               {t: float(v[i]) for t, v in ranked.scores.items()},
+                               self.catalog.texts[c],
+                               [(str(self.catalog.item_ids[h]), v) for h, v in
+                                (ranked.because[i] if ranked.because else ())])
+                for i, c in enumerate(ranked.codes.tolist())]
 
-    def _objective(self, objective: dict[str, float] | None) -> dict[str, float]:
-        if not objective:
-            return {self.tasks[0]: 1.0}
-        unknown = [t for t in objective if t not in self.tasks]
-        if unknown:
-            raise KeyError(f"objective names task(s) {', '.join(unknown)} this bundle was not "
-                           f"trained for; its tasks: {', '.join(self.tasks)}")
-        return dict(objective)
+    def _all_items(self, request: RankRequest) -> Candidates:
+        """Without a retrieval task every unseen item is a candidate, scored pointwise."""
+        codes = np.setdiff1d(np.arange(1, self.catalog.n_items + 1), request.exclude)
+        state = self.state(list(request.history), request.scenario)
+        scores = self.model.task_scores(state, self.tables, torch.from_numpy(codes)[None])
+        return Candidates(codes, {t: v[0].numpy() for t, v in scores.items()},
+                          np.zeros(len(codes)))

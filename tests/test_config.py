@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mtrec.config import ConfigError, read_config_file
-from mtrec.train.run import RunConfig, load_run_config
+from mtrec.run_config import RunConfig, load_run_config
 
 
 def test_defaults_are_the_documented_default_model() -> None:

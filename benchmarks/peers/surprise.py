@@ -36,7 +36,7 @@ from benchmarks.peers.venv import PeerError, print_rows, run_runner
 from mtrec.data.interactions import Prepared
 from mtrec.data.split import TEST, VALID
 from mtrec.eval.metrics import auc, gauc
-from mtrec.tasks import PointwiseTask, TaskOptions, build_tasks
+from mtrec.tasks import PointwiseTask, TaskDims, TaskOptions, build_tasks
 
 ALGOS = ("SVD", "SVDpp")
 
@@ -44,9 +44,9 @@ ALGOS = ("SVD", "SVDpp")
 def rating_tasks(prepared: Prepared, options: TaskOptions | None = None) -> dict[
         str, PointwiseTask]:
     """mtrec's ``rating`` and ``like`` tasks (``like``: rating >= options.like_threshold)."""
-    _, tasks = build_tasks(("rating", "like"), options or TaskOptions(),
-                           prepared.catalog.n_items, 8, 8)
-    return tasks
+    built = build_tasks(("rating", "like"), options or TaskOptions(),
+                        TaskDims(prepared.catalog.n_items, 8, 8))
+    return {n: t for n, t in built.items() if isinstance(t, PointwiseTask)}
 
 
 def _like_metrics(export: Export, prepared: Prepared, tasks: dict[str, PointwiseTask],

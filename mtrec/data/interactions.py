@@ -67,6 +67,11 @@ class Interactions:
     def has_behavior(self, name: str) -> np.ndarray:
         return (self.behaviors & (1 << BEHAVIORS.index(name))) != 0
 
+    def default_scenario(self) -> int:
+        """The scenario a request that names none is scored in: the commonest scenario of
+        the interactions (the only one on single-scenario data; code 1 when empty)."""
+        return int(np.bincount(self.scenario).argmax()) if len(self.scenario) else 1
+
     @property
     def has_time(self) -> bool:
         return bool(len(self.ts)) and bool((self.ts >= 0).all())

@@ -11,15 +11,16 @@ the earlier interactions of this part (observed behaviour, never labels).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from mtrec.data.split import TRAIN
 from mtrec.eval.metrics import ranking_metrics, target_ranks_torch
-from mtrec.models.model import Batch, MultiTaskRecommender
-from mtrec.train.batches import SequenceBatcher
+from mtrec.models.batches import SequenceBatcher
+from mtrec.models.model import Batch, ItemTables, MultiTaskRecommender, UserStates
+from mtrec.tasks import main_metric
 
 COLD_MAX = 5
 MISS = 1 << 40  # the rank of a masked target: beyond every k
@@ -28,6 +29,18 @@ MISS = 1 << 40  # the rank of a masked target: beyond every k
 def item_train_counts(batcher: SequenceBatcher, n_items: int) -> np.ndarray:
     d = batcher.data
     return np.bincount(d.item[d.part == TRAIN], minlength=n_items + 1)
+
+
+@dataclass
+class Collected:
+    """What evaluating a part produced, per example: next-item ranks with their target item
+    and scenario; per pointwise task, ``(labels, scores, users, scenarios)`` chunks."""
+
+    ranks: list[np.ndarray] = field(default_factory=list)
+    targets: list[np.ndarray] = field(default_factory=list)
+    scenarios: list[np.ndarray] = field(default_factory=list)
+    n_items: int = 0
+    points: dict[str, list[tuple[np.ndarray, ...]]] = field(default_factory=dict)
 
 
 @torch.no_grad()
@@ -39,43 +52,67 @@ def evaluate(model: MultiTaskRecommender, batcher: SequenceBatcher, part: int,
     ``rolling=False`` scores every pointwise example from the earlier parts only (for
     protocols whose held-out interactions have no order among themselves: pair, cold-*).
     """
+    got = collect(model, batcher, part, rolling, batch_size, autocast)
+    return summarize(model, got, item_train_counts(batcher, got.n_items), cold_max)
+
+
+@torch.no_grad()
+def collect(model: MultiTaskRecommender, batcher: SequenceBatcher, part: int,
+            rolling: bool = True, batch_size: int = 512, autocast: bool = False) -> Collected:
+    """The one evaluation loop: every example of ``part`` scored through the model's
+    scoring path (``encode`` -> ``catalog_logits`` / heads), no loss computed."""
     was_training = model.training
     model.eval()
     users = batcher.eval_users(part)
-    table = model.item_tower()
-    ranks, targets = [], []
-    pointwise: dict[str, list[Any]] = {name: [] for name in model.pointwise}
+    tables = model.item_tables()
+    got = Collected(points={name: [] for name in model.pointwise_tasks()},
+                    n_items=len(tables.vectors) - 1)
+    ranked = model.retrieval_task is not None
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-        for start in range(0, len(users) if model.next_item is not None or not rolling else 0,
-                           batch_size):
+        for start in range(0, len(users) if ranked or not rolling else 0, batch_size):
             chunk = users[start:start + batch_size]
             batch, history = batcher.eval_batch(chunk, part)
-            out = model(batch, item_table=table)
+            states = model.encode(batch, tables)
             if not rolling:
-                _collect(model, batch, out.heads, chunk[batch.rows.numpy()], pointwise)
-            if model.next_item is not None:
+                _points(model, batch, states, tables, chunk[batch.rows.numpy()], got)
+            if ranked:
                 sel = batch.next_item
+                chosen = UserStates(states.h[sel], states.query[sel], states.scenario[sel])
                 with torch.autocast("cpu", enabled=False):  # fp32: bf16 scores tie a lot
-                    scores = model.next_item.logits(out.query[sel].float(),
-                                                    out.retrieval_items[1:].float())
-                ranks.append(masked_ranks(scores, batch.target[sel] - 1, history))
-                targets.append(batch.target[sel].numpy())
+                    scores = model.catalog_logits(chosen, tables)
+                got.ranks.append(masked_ranks(scores, batch.target[sel] - 1, history))
+                got.targets.append(batch.target[sel].numpy())
+                got.scenarios.append(batch.target_scenario[sel].numpy())
         step = max(1, batch_size // 4)  # rows per user can be many (windows of long parts)
-        for start in range(0, len(users) if model.pointwise and rolling else 0, step):
-            _pointwise_chunk(model, batcher, users[start:start + step], part, table, pointwise)
+        for start in range(0, len(users) if got.points and rolling else 0, step):
+            batch, owners = batcher.rolling_batch(users[start:start + step], part)
+            _points(model, batch, model.encode(batch, tables), tables,
+                    owners[batch.rows.numpy()], got)
     model.train(was_training)
+    return got
+
+
+def summarize(model: MultiTaskRecommender, got: Collected, train_counts: np.ndarray,
+              cold_max: int = COLD_MAX, scenario: int | None = None) -> dict[str, float]:
+    """Metrics of the examples in ``got`` whose target is in ``scenario`` (None: all)."""
     metrics: dict[str, float] = {}
-    if ranks:
-        counts = item_train_counts(batcher, len(table) - 1)
-        metrics.update(next_item_summary(np.concatenate(ranks), np.concatenate(targets),
-                                         counts, cold_max))
-    for name, parts in pointwise.items():
-        if not parts or not sum(len(p[0]) for p in parts):
+    if got.ranks:
+        ranks, targets = np.concatenate(got.ranks), np.concatenate(got.targets)
+        keep = (np.ones(len(ranks), bool) if scenario is None
+                else np.concatenate(got.scenarios) == scenario)
+        if keep.any():
+            metrics.update(next_item_summary(ranks[keep], targets[keep], train_counts,
+                                             cold_max))
+    for name, parts in got.points.items():
+        if not parts:
             continue
-        labels, preds, who = (np.concatenate([p[i] for p in parts]) for i in range(3))
-        task_metrics = model.pointwise_tasks()[name].metrics(labels, preds, who)
-        metrics.update({f"{name}/{k}": v for k, v in task_metrics.items()})
-        metrics[f"{name}/examples"] = float(len(labels))
+        labels, preds, who, scen = (np.concatenate([p[i] for p in parts]) for i in range(4))
+        keep = np.ones(len(labels), bool) if scenario is None else scen == scenario
+        if not keep.any():
+            continue
+        found = model.pointwise_tasks()[name].metrics(labels[keep], preds[keep], who[keep])
+        metrics.update({f"{name}/{k}": v for k, v in found.items()})
+        metrics[f"{name}/examples"] = float(keep.sum())
     return metrics
 
 
@@ -125,30 +162,16 @@ def masked_ranks(scores: torch.Tensor, targets: torch.Tensor,
     return np.where(rank >= scores.shape[1], MISS, rank)
 
 
-def _pointwise_chunk(model: MultiTaskRecommender, batcher: SequenceBatcher, users: np.ndarray,
-                     part: int, table: torch.Tensor, into: dict[str, list[Any]]) -> None:
-    batch, owners = batcher.rolling_batch(users, part)
-    out = model(batch, item_table=table)
-    _collect(model, batch, out.heads, owners[batch.rows.numpy()], into)
-
-
-def _collect(model: MultiTaskRecommender, batch: Batch, heads: dict[str, torch.Tensor],
-             example_users: np.ndarray, into: dict[str, list[Any]]) -> None:
+def _points(model: MultiTaskRecommender, batch: Batch, states: UserStates, tables: ItemTables,
+            example_users: np.ndarray, into: Collected) -> None:
+    heads = model.heads(states.h, tables.vectors[batch.target], states.scenario)
     for name, task in model.pointwise_tasks().items():
         mask = batch.label_mask[name]
         preds = task.eval_scores(heads)[mask].float().numpy()
-        into[name].append((batch.labels[name][mask].numpy(), preds,
-                           example_users[mask.numpy()]))
+        into.points[name].append((batch.labels[name][mask].numpy(), preds,
+                                  example_users[mask.numpy()],
+                                  batch.target_scenario[mask].numpy()))
 
-
-def main_metric(task: str) -> str:
-    """The validation metric that stands for ``task``.
-
-    >>> main_metric("next_item"), main_metric("purchase")
-    ('next_item/ndcg@10', 'purchase/auc')
-    """
-    return {"next_item": "next_item/ndcg@10", "rating": "rating/rmse",
-            "engagement": "engagement/log_count_rmse"}.get(task, f"{task}/auc")
 
 
 def task_skill(metric: str, value: float) -> float:

@@ -2,14 +2,14 @@
 
 ``MultiTaskRecommender(item_tower, user_tower, mtl, tasks)`` holds no settings of its own:
 the towers and the multi-task layer are built by their ``build_*`` functions from their
-configs.  ``forward`` gives typed outputs; it computes losses only when given a batch with
-labels (``Batch.labels``), and then returns them per task in ``losses``.
+configs.  ``forward`` gives typed outputs and no loss: tasks own their losses.  The
+scoring API (``encode`` -> ``catalog_logits`` / ``task_scores``) is what evaluation, the
+``Recommender`` and the service call.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import cast
 
 import torch
 from torch import nn
@@ -19,8 +19,7 @@ from mtrec.models.multitask import MultiTaskConfig, MultiTaskLayer
 from mtrec.models.text_match import TextMatch, TextMatchConfig, recent_items
 from mtrec.models.user_tower import UserTower, UserTowerConfig
 from mtrec.tasks import build_tasks
-from mtrec.tasks.base import PointwiseTask, TaskOptions
-from mtrec.tasks.next_item import NextItemTask
+from mtrec.tasks.base import PointwiseTask, RetrievalTask, Task, TaskDims, TaskOptions
 from mtrec.text.encoder import TextEncoderConfig
 
 
@@ -64,24 +63,49 @@ class ModelOutput:
     item_table: torch.Tensor  # [N + 1, dim] item-tower vectors (inputs, pointwise heads)
     heads: dict[str, torch.Tensor]  # raw pointwise head outputs [T, out_dim]
     retrieval_items: torch.Tensor  # [N + 1, D] what ``query`` is scored against
-    losses: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class ItemTables:
+    """The item side that user states are scored against (row 0 is padding).
+
+    The model makes them (:meth:`MultiTaskRecommender.item_tables`); the service keeps its
+    own copies and grows them as items are added (:meth:`MultiTaskRecommender.tables_for`).
+    """
+
+    vectors: torch.Tensor  # [N + 1, dim] item-tower vectors
+    retrieval: torch.Tensor  # [N + 1, D] next-item rows (vectors [+ unit text])
+    unit: torch.Tensor | None  # [N + 1, text_dim] unit text vectors (text match), or None
+
+
+@dataclass
+class UserStates:
+    """Encoded users: one row per example (a user at a point of their history)."""
+
+    h: torch.Tensor  # [T, dim] the state the pointwise heads read
+    query: torch.Tensor  # [T, D] the next-item query (state + scenario [+ text match])
+    scenario: torch.Tensor  # [T] the scenario the items are scored in
 
 
 class MultiTaskRecommender(nn.Module):
+    """Towers, a multi-task layer and tasks.  One scoring path serves training, evaluation,
+    the ``Recommender`` and the service: :meth:`encode` users into :class:`UserStates`,
+    then :meth:`catalog_logits` (the whole catalog) or :meth:`task_scores` (given items,
+    per task).  ``forward`` returns outputs only; each task owns its loss
+    (:func:`mtrec.train.loss.task_losses`)."""
+
     item_tower: ItemTower
     user_tower: UserTower
     mtl: MultiTaskLayer | None
-    next_item: NextItemTask | None
+
     def __init__(self, item_tower: ItemTower, user_tower: UserTower,
-                 mtl: MultiTaskLayer | None, next_item: NextItemTask | None,
-                 pointwise: dict[str, PointwiseTask], n_scenarios: int,
+                 mtl: MultiTaskLayer | None, tasks: dict[str, Task], n_scenarios: int,
                  text_tuner: TextTuner | None = None,
                  text_match: TextMatch | None = None) -> None:
         super().__init__()
         self.item_tower, self.user_tower, self.mtl = item_tower, user_tower, mtl
         self.text_tuner, self.text_match = text_tuner, text_match
-        self.next_item = next_item
-        self.pointwise = nn.ModuleDict(pointwise)
+        self.tasks = nn.ModuleDict(tasks)
         self.query_scenario = nn.Embedding(n_scenarios, item_tower.config.dim)
         nn.init.zeros_(self.query_scenario.weight)
         self.target_gap = nn.Embedding(user_tower.gap.num_embeddings, item_tower.config.dim)
@@ -89,92 +113,151 @@ class MultiTaskRecommender(nn.Module):
 
     @property
     def task_names(self) -> tuple[str, ...]:
-        head = ("next_item",) if self.next_item is not None else ()
-        return head + tuple(self.pointwise)
+        return tuple(self.tasks)
+
+    @property
+    def retrieval_task(self) -> RetrievalTask | None:
+        """The task that ranks the catalog (``next_item``), if the model has one."""
+        for task in self.tasks.values():
+            if isinstance(task, RetrievalTask):
+                return task
+        return None
 
     def pointwise_tasks(self) -> dict[str, PointwiseTask]:
-        return {name: cast(PointwiseTask, task) for name, task in self.pointwise.items()}
+        return {name: task for name, task in self.tasks.items()
+                if isinstance(task, PointwiseTask)}
 
-    def states(self, item_table: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """The user state per example, plus how long after the last input it happens."""
-        h = self.user_tower(item_table, batch.items, batch.behaviors, batch.scenarios,
+    # ------------------------------------------------------------------ item side
+    def item_tables(self, text: torch.Tensor | None = None) -> ItemTables:
+        """The item side from the model's own vectors (``text``: fine-tuned text rows)."""
+        vectors = self.item_tower() if text is None else self.item_tower(text_vectors=text)
+        return self.tables_for(vectors, self.item_tower.text_vectors if text is None else text)
+
+    def tables_for(self, vectors: torch.Tensor, text: torch.Tensor) -> ItemTables:
+        """Tables from item-tower ``vectors`` and raw ``text`` vectors (same rows)."""
+        if self.text_match is None or not self.text_match.active:
+            return ItemTables(vectors, vectors, None)
+        unit = TextMatch.unit(text)
+        return ItemTables(vectors, torch.cat([vectors, unit.to(vectors.dtype)], -1), unit)
+
+    # ------------------------------------------------------------------ user side
+    def tower(self, batch: Batch, tables: ItemTables) -> torch.Tensor:
+        """The user tower's output ``[T, dim]`` at every example of ``batch``."""
+        h = self.user_tower(tables.vectors, batch.items, batch.behaviors, batch.scenarios,
                             batch.gaps)
-        h = h[batch.rows, batch.cols]
-        if batch.target_gap is None:
-            return h
+        return h[batch.rows, batch.cols]
+
+    def encode(self, batch: Batch, tables: ItemTables) -> UserStates:
+        """The state of every example of ``batch`` (a user after some of their history),
+        with how long after the last input it happens and the scenario it is scored in."""
+        h = self.tower(batch, tables)
         gap = batch.target_gap
-        if self.training:  # serving may not know the time: learn to do without it
+        if gap is not None and self.training:  # serving may not know the time
             gap = gap * (torch.rand(gap.shape, device=gap.device) >= 0.2)
-        return h + self.target_gap(gap)
+        recent = recent_items(batch.items, batch.rows, batch.cols, self.match_lags)
+        return self.finish_states(h, gap, batch.target_scenario, recent, tables)
 
-    def heads(self, h: torch.Tensor, v: torch.Tensor,
-              scenario: torch.Tensor) -> dict[str, torch.Tensor]:
-        if self.mtl is None:
-            return {}
-        features = self.mtl(h, v, scenario)
-        return {name: task.head(features[name]) for name, task in self.pointwise_tasks().items()}
-
-    def forward(self, batch: Batch, item_table: torch.Tensor | None = None) -> ModelOutput:
-        text = None  # fine-tuned text rows of this step, when the encoder is trained
-        if item_table is not None:
-            table = item_table
-        elif self.text_tuner is not None and self.training:
-            items = torch.cat([batch.items.flatten(), batch.target]).clamp(min=0).unique()
-            text = self.text_tuner.refresh(self.item_tower.text_vectors, items[items > 0])
-            table = self.item_tower(text_vectors=text)
-        else:
-            table = self.item_tower()
-        h = self.states(table, batch)
-        query = self.retrieval_query(h + self.query_scenario(batch.target_scenario),
-                                     recent_items(batch.items, batch.rows, batch.cols,
-                                                  self.match_lags), text)
-        heads = self.heads(h, table[batch.target], batch.target_scenario)
-        out = ModelOutput(query=query, item_table=table, heads=heads,
-                          retrieval_items=self.retrieval_items(table, text))
-        if self.training or batch.labels or batch.next_item.any():
-            out.losses = self.losses(out, batch)
-        return out
+    def finish_states(self, h: torch.Tensor, gap: torch.Tensor | None,
+                      scenario: torch.Tensor, recent: torch.Tensor,
+                      tables: ItemTables) -> UserStates:
+        """States from user-tower outputs ``h`` ``[T, dim]``: the gap bucket to the scored
+        interaction (None: not known, as when serving: bucket 0), the scenario ``[T]`` and
+        the ``recent`` item codes ``[T, lags]`` (most recent first) for the text match."""
+        h = h + (self.target_gap(gap) if gap is not None else self.target_gap.weight[0])
+        query = h + self.query_scenario(scenario)
+        if self.text_match is not None and self.text_match.active and tables.unit is not None:
+            text = self.text_match.query(tables.unit, recent).to(query.dtype)
+            query = torch.cat([query, text], -1)
+        return UserStates(h, query, scenario)
 
     @property
     def match_lags(self) -> int:
         return self.text_match.config.lags if self.text_match is not None else 1
 
-    def retrieval_query(self, query: torch.Tensor, recent: torch.Tensor,
-                        text: torch.Tensor | None = None) -> torch.Tensor:
-        """``query`` ``[T, dim]`` plus the text-match part from ``recent`` ``[T, lags]``."""
-        if self.text_match is None or not self.text_match.active:
-            return query
-        unit = TextMatch.unit(self.item_tower.text_vectors if text is None else text)
-        return torch.cat([query, self.text_match.query(unit, recent).to(query.dtype)], -1)
+    # ------------------------------------------------------------------ scores
+    def catalog_logits(self, states: UserStates, tables: ItemTables) -> torch.Tensor:
+        """``[T, N]`` next-item logits of every item ``1..N`` (fp32)."""
+        task = self._retrieval()
+        return task.logits(states.query.float(), tables.retrieval[1:].float())
 
-    def retrieval_items(self, table: torch.Tensor,
-                        text: torch.Tensor | None = None) -> torch.Tensor:
-        """The vectors next-item queries are scored against, ``[N + 1, D]``."""
-        if self.text_match is None or not self.text_match.active:
-            return table
-        unit = TextMatch.unit(self.item_tower.text_vectors if text is None else text)
-        return torch.cat([table, unit.to(table.dtype)], -1)
+    def item_logits(self, states: UserStates, tables: ItemTables,
+                    codes: torch.Tensor) -> torch.Tensor:
+        """``[T, C]`` next-item logits of item ``codes`` ``[T, C]`` (fp32)."""
+        rows = tables.retrieval[codes].float()
+        logits = (rows * states.query.float()[:, None, :]).sum(-1)
+        return logits / self._retrieval().temperature
 
-    def losses(self, out: ModelOutput, batch: Batch) -> dict[str, torch.Tensor]:
-        losses = {}
-        if self.next_item is not None and batch.next_item.any():
-            sel = batch.next_item
-            losses["next_item"] = self.next_item.loss(out.query[sel], out.retrieval_items[1:],
-                                                      batch.target[sel])
-        for name, task in self.pointwise_tasks().items():
-            mask = batch.label_mask[name]
-            if mask.any():
-                sub = {k: v[mask] for k, v in out.heads.items()}
-                losses[name] = task.loss(sub, batch.labels[name][mask])
-            else:  # no labelled example in this batch: a zero that keeps the graph the same
-                losses[name] = out.heads[name].sum() * 0.0
-        if self.next_item is not None and "next_item" not in losses:
-            losses["next_item"] = out.query.sum() * 0.0
-        return losses
+    def heads(self, h: torch.Tensor, v: torch.Tensor,
+              scenario: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Raw pointwise head outputs for (state, item vector, scenario) examples."""
+        if self.mtl is None:
+            return {}
+        features = self.mtl(h, v, scenario)
+        return {name: task.head(features[name]) for name, task in self.pointwise_tasks().items()}
+
+    def task_scores(self, states: UserStates, tables: ItemTables, codes: torch.Tensor,
+                    logits: torch.Tensor | None = None,
+                    lse: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Served per-task scores ``[T, C]`` of item ``codes`` ``[T, C]``: the next-item
+        softmax probability over the whole catalog, each pointwise task's prediction
+        (probability, rating, expected engagement).  ``logits`` (of ``codes``) and ``lse``
+        (``[T]``, the softmax log-normalizer) may be given when a retrieval pass already
+        has them."""
+        out: dict[str, torch.Tensor] = {}
+        retrieval = self.retrieval_task
+        if retrieval is not None:
+            if logits is None:
+                logits = self.item_logits(states, tables, codes)
+            if lse is None:
+                lse = torch.logsumexp(self.catalog_logits(states, tables), -1)
+            out[retrieval.name] = (logits - lse[:, None]).exp()
+        pointwise = self.pointwise_tasks()
+        if pointwise:
+            t, c = codes.shape
+            heads = self.heads(states.h[:, None].expand(t, c, -1).reshape(t * c, -1),
+                               tables.vectors[codes.reshape(-1)],
+                               states.scenario[:, None].expand(t, c).reshape(-1))
+            for name, task in pointwise.items():
+                out[name] = task.predict(heads).float().reshape(t, c)
+        return out
+
+    def _retrieval(self) -> RetrievalTask:
+        task = self.retrieval_task
+        if task is None:
+            raise ValueError(f"the model has no retrieval task (tasks: "
+                             f"{', '.join(self.task_names)})")
+        return task
+
+    # ------------------------------------------------------------------ training
+    def forward(self, batch: Batch, tables: ItemTables | None = None) -> ModelOutput:
+        """Outputs for ``batch`` (no loss: see :func:`mtrec.train.loss.task_losses`)."""
+        if tables is None:
+            text = None  # fine-tuned text rows of this step, when the encoder is trained
+            if self.text_tuner is not None and self.training:
+                items = torch.cat([batch.items.flatten(), batch.target]).clamp(min=0).unique()
+                text = self.text_tuner.refresh(self.item_tower.text_vectors, items[items > 0])
+            tables = self.item_tables(text)
+        states = self.encode(batch, tables)
+        heads = self.heads(states.h, tables.vectors[batch.target], states.scenario)
+        return ModelOutput(query=states.query, item_table=tables.vectors, heads=heads,
+                           retrieval_items=tables.retrieval)
 
     def shared_parameters(self) -> list[nn.Parameter]:
         """Parameters all tasks share (the user tower's last layer), for GradNorm."""
         return list(self.user_tower.encoder.layers[-1].parameters())
+
+    @staticmethod
+    def upgrade_state_dict(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Weights saved before the task registry (``next_item.*``, ``pointwise.NAME.*``)
+        under today's keys (``tasks.NAME.*``)."""
+        out = {}
+        for key, value in weights.items():
+            if key.startswith("next_item."):
+                key = "tasks." + key
+            elif key.startswith("pointwise."):
+                key = "tasks." + key[len("pointwise."):]
+            out[key] = value
+        return out
 
 
 class TextTuner(nn.Module):
@@ -204,19 +287,26 @@ class TextTuner(nn.Module):
 
 
 def build_model(config: ModelConfig, n_items: int, n_scenarios: int,
-                text_vectors: torch.Tensor | None,
-                text_tuner: TextTuner | None = None) -> MultiTaskRecommender:
-    """Build towers, multi-task layer and task heads from ``config``."""
+                text_vectors: torch.Tensor | None, text_tuner: TextTuner | None = None,
+                tasks: dict[str, Task] | None = None) -> MultiTaskRecommender:
+    """Build towers, multi-task layer and task heads from ``config`` (``tasks``: already
+    built, checked and prepared ones, see :func:`mtrec.tasks.build_tasks`)."""
     if config.item.dim % config.user.heads:
         raise ValueError(f"model.user.heads ({config.user.heads}) must divide model.item.dim "
                          f"({config.item.dim})")
     item_tower = build_item_tower(config.item, n_items, n_scenarios, text_vectors)
     user_tower = UserTower(config.user, config.item.dim, n_scenarios)
-    next_item, pointwise = build_tasks(config.tasks, config.task_options, n_items,
-                                       config.mtl.expert_dim, config.mtl.tower_dim)
-    mtl = (MultiTaskLayer(config.mtl, config.item.dim, n_scenarios, tuple(pointwise))
+    if tasks is None:
+        tasks = build_tasks(config.tasks, config.task_options, task_dims(config, n_items))
+    pointwise = tuple(n for n, t in tasks.items() if isinstance(t, PointwiseTask))
+    mtl = (MultiTaskLayer(config.mtl, config.item.dim, n_scenarios, pointwise)
            if pointwise else None)
-    match = (TextMatch(config.match) if config.match.enabled and next_item is not None
+    has_retrieval = any(isinstance(t, RetrievalTask) for t in tasks.values())
+    match = (TextMatch(config.match) if config.match.enabled and has_retrieval
              and item_tower.adapter is not None else None)
-    return MultiTaskRecommender(item_tower, user_tower, mtl, next_item, pointwise, n_scenarios,
+    return MultiTaskRecommender(item_tower, user_tower, mtl, tasks, n_scenarios,
                                 text_tuner, match)
+
+
+def task_dims(config: ModelConfig, n_items: int) -> TaskDims:
+    return TaskDims(n_items, config.mtl.expert_dim, config.mtl.tower_dim)

@@ -16,7 +16,7 @@ from torch import nn
 
 from mtrec.data.schema import BEHAVIORS
 
-GAP_BUCKETS = 20  # time-gap buckets, shared with mtrec.train.batches
+GAP_BUCKETS = 20  # time-gap buckets, shared with mtrec.models.batches
 
 
 @dataclass(frozen=True)

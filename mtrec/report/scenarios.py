@@ -1,9 +1,9 @@
 """Test metrics per scenario: re-evaluate a bundle on its test part and group every
 example by the scenario of its target interaction.
 
-The loop is the one of :func:`mtrec.eval.protocols.evaluate` (same batches, same masking,
-same rolling or non-rolling pointwise examples), keeping the target's scenario of each
-next-item rank and pointwise example.  The metrics recomputed over all scenarios are
+The loop is evaluation's own (:func:`mtrec.eval.protocols.collect`), which keeps the
+target's scenario of each next-item rank and pointwise example; the metrics are grouped by
+it (:func:`mtrec.eval.protocols.summarize`).  The metrics recomputed over all scenarios are
 compared with the bundle's saved test metrics, so the report can say whether they agree.
 """
 
@@ -11,34 +11,20 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from mtrec.data.interactions import Interactions
 from mtrec.data.split import TEST
-from mtrec.eval.metrics import ranking_metrics
-from mtrec.eval.protocols import COLD_MAX, item_train_counts, masked_ranks
-from mtrec.models.model import Batch, MultiTaskRecommender
-from mtrec.train.batches import SequenceBatcher
+from mtrec.eval.protocols import COLD_MAX, Collected, collect, item_train_counts, summarize
+from mtrec.models.batches import SequenceBatcher
+from mtrec.models.model import MultiTaskRecommender
 
 CAUSAL_PROTOCOLS = ("loo", "ratio", "temporal", "source")  # see Prepared.causal_parts
 AGREE = 1e-4  # recomputed vs saved metrics: largest relative difference that still agrees
-
-
-@dataclass
-class Collected:
-    """Per next-item target: rank, item and scenario; per task: pointwise examples."""
-
-    ranks: list[np.ndarray] = field(default_factory=list)
-    targets: list[np.ndarray] = field(default_factory=list)
-    scenarios: list[np.ndarray] = field(default_factory=list)
-    n_items: int = 0
-    # task -> [(labels, preds, users, scenarios)]
-    points: dict[str, list[tuple[np.ndarray, ...]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -70,7 +56,7 @@ def evaluate_scenarios(path: Path, saved: dict[str, float] | None = None,
     autocast = bool(rec.meta.get("run", {}).get("train", {}).get("bf16", False))
     names = tuple(rec.catalog.scenarios)
     tried: list[tuple[float, bool, dict[str, dict[str, float]], dict[str, float]]] = []
-    for rolling in rolling_candidates(rec.meta, data, bool(model.pointwise)):
+    for rolling in rolling_candidates(rec.meta, data, bool(model.pointwise_tasks())):
         got = collect(model, batcher, TEST, rolling, batch_size, autocast)
         overall = group_metrics(model, batcher, got, None)
         by = {names[s] or "(none)": group_metrics(model, batcher, got, s)
@@ -96,50 +82,6 @@ def rolling_candidates(meta: dict[str, Any], data: Interactions,
     return [True, False]
 
 
-@torch.no_grad()
-def collect(model: MultiTaskRecommender, batcher: SequenceBatcher, part: int, rolling: bool,
-            batch_size: int = 512, autocast: bool = False) -> Collected:
-    """Ranks and pointwise examples of ``part``, as :func:`mtrec.eval.protocols.evaluate`."""
-    was_training = model.training
-    model.eval()
-    users = batcher.eval_users(part)
-    table = model.item_tower()
-    got = Collected(points={name: [] for name in model.pointwise}, n_items=len(table) - 1)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-        for start in range(0, len(users) if model.next_item is not None or not rolling else 0,
-                           batch_size):
-            chunk = users[start:start + batch_size]
-            batch, history = batcher.eval_batch(chunk, part)
-            out = model(batch, item_table=table)
-            if not rolling:
-                _points(model, batch, out.heads, chunk[batch.rows.numpy()], got)
-            if model.next_item is not None:
-                sel = batch.next_item
-                with torch.autocast("cpu", enabled=False):
-                    scores = model.next_item.logits(out.query[sel].float(),
-                                                    out.retrieval_items[1:].float())
-                got.ranks.append(masked_ranks(scores, batch.target[sel] - 1, history))
-                got.targets.append(batch.target[sel].numpy())
-                got.scenarios.append(batch.target_scenario[sel].numpy())
-        step = max(1, batch_size // 4)
-        for start in range(0, len(users) if model.pointwise and rolling else 0, step):
-            batch, owners = batcher.rolling_batch(users[start:start + step], part)
-            out = model(batch, item_table=table)
-            _points(model, batch, out.heads, owners[batch.rows.numpy()], got)
-    model.train(was_training)
-    return got
-
-
-def _points(model: MultiTaskRecommender, batch: Batch, heads: dict[str, torch.Tensor],
-            example_users: np.ndarray, into: Collected) -> None:
-    for name, task in model.pointwise_tasks().items():
-        mask = batch.label_mask[name]
-        preds = task.eval_scores(heads)[mask].float().numpy()
-        into.points[name].append((batch.labels[name][mask].numpy(), preds,
-                                  example_users[mask.numpy()],
-                                  batch.target_scenario[mask].numpy()))
-
-
 def present_scenarios(got: Collected) -> list[int]:
     """Scenario codes that have a next-item target or a pointwise example."""
     codes = [np.concatenate(got.scenarios)] if got.scenarios else []
@@ -151,35 +93,7 @@ def group_metrics(model: MultiTaskRecommender, batcher: SequenceBatcher, got: Co
                   scenario: int | None) -> dict[str, float]:
     """Metrics named as :func:`~mtrec.eval.protocols.evaluate` names them, over the examples
     whose target is in ``scenario`` (``None``: all)."""
-    out: dict[str, float] = {}
-    if got.ranks:
-        ranks, targets = np.concatenate(got.ranks), np.concatenate(got.targets)
-        keep = (np.ones(len(ranks), bool) if scenario is None
-                else np.concatenate(got.scenarios) == scenario)
-        if keep.any():
-            cold = item_train_counts(batcher, got.n_items)[targets] <= COLD_MAX
-            out.update(_next_item(ranks[keep], cold[keep]))
-    for name, parts in got.points.items():
-        if not parts:
-            continue
-        labels, preds, who, scen = (np.concatenate([p[i] for p in parts]) for i in range(4))
-        keep = np.ones(len(labels), bool) if scenario is None else scen == scenario
-        if not keep.any():
-            continue
-        task = model.pointwise_tasks()[name]
-        found = task.metrics(labels[keep], preds[keep], who[keep])
-        out.update({f"{name}/{k}": v for k, v in found.items()})
-        out[f"{name}/examples"] = float(keep.sum())
-    return out
-
-
-def _next_item(ranks: np.ndarray, cold: np.ndarray) -> dict[str, float]:
-    out = {f"next_item/{k}": v for k, v in ranking_metrics(ranks).items()}
-    if cold.any():
-        out.update({f"next_item/cold_{k}": v for k, v in ranking_metrics(ranks[cold]).items()})
-    out["next_item/cold_share"] = float(cold.mean())
-    out["next_item/users"] = float(len(ranks))
-    return out
+    return summarize(model, got, item_train_counts(batcher, got.n_items), COLD_MAX, scenario)
 
 
 def max_rel_diff(recomputed: dict[str, float], saved: dict[str, float]) -> float:

@@ -6,11 +6,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from mtrec.eval.protocols import COLD_MAX, main_metric
+from mtrec.eval.protocols import COLD_MAX
 from mtrec.report import plots
 from mtrec.report.data import NEXT, BundleData, cold_warm
 from mtrec.report.doc import Block, Figure, Section, Table, Text, fmt, slug
 from mtrec.report.scenarios import AGREE, ScenarioMetrics
+from mtrec.tasks import main_metric
 
 COMPANION = {"next_item": "next_item/recall@10", "rating": "rating/mae",
              "engagement": "engagement/return_auc"}

@@ -28,7 +28,7 @@ from mtrec.serve.batching import MicroBatcher
 from mtrec.serve.engine import Ask, Engine, Hit, NewItem
 from mtrec.serve.events import EventLog, StoredItem
 from mtrec.serve.index import IndexConfig
-from mtrec.serve.routes import build_router
+from mtrec.serve.routers import build_router
 from mtrec.serve.telemetry import Measure, Telemetry
 
 WEB = Path(__file__).parent / "web"
@@ -93,7 +93,7 @@ def create_app(settings: ServeSettings, bundle: str | Path | Engine,
     app = FastAPI(title="mtrec", version="1", lifespan=lifespan,
                   description="Multi-task recommendations: recommend, score, search, ingest.")
     app.state.settings = settings
-    app.include_router(build_router(settings), prefix="/v1")
+    app.include_router(build_router(), prefix="/v1")
     _error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.state.telemetry = Telemetry()
@@ -119,7 +119,7 @@ class Service:
         encoder made them (no encoder pass), the others encoded here."""
         e = self.engine
         mine = [i.encoder is not None and i.encoder == e.encoder_key and i.vector is not None
-                and len(i.vector) == e.text.shape[1] for i in items]
+                and len(i.vector) == e.catalog.text.shape[1] for i in items]
         known = [i for i, ok in zip(items, mine, strict=True) if ok]
         if known:
             vectors = [i.vector for i in known if i.vector is not None]  # all of them
@@ -154,9 +154,9 @@ class Service:
 def _encoder(bundle: str | Path) -> Any:
     """The bundle's text encoder, or None when it was trained without text or fine-tuned it
     (the tuned weights are not in the bundle: new items and queries would land elsewhere)."""
+    from mtrec import bundle as bundle_io
     from mtrec.config import from_dict
-    from mtrec.train import bundle as bundle_io
-    from mtrec.train.run import RunConfig
+    from mtrec.run_config import RunConfig
 
     meta = bundle_io.read_meta(Path(bundle))
     if not meta.get("text_dim"):

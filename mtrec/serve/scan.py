@@ -17,22 +17,17 @@ batches of 16 and 0.0002 (0.002) for single float16 queries
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, NamedTuple
+from typing import Literal
 
 import numpy as np
 import torch
 
+from mtrec.rank.pipeline import Pool, exact_pool
 from mtrec.serve.rows import Rows
 
 ScanDtype = Literal["float32", "half"]
 
 
-class Pool(NamedTuple):
-    """A query's retrieval candidates."""
-
-    codes: np.ndarray  # item codes, best first
-    lse: torch.Tensor  # the log-normalizer of the softmax over the whole catalog
-    logits: torch.Tensor  # float32 logits of ``codes`` (at the temperature)
 
 SMALL_BATCH = 2  # up to this many queries go through float16, more through bfloat16
 
@@ -79,7 +74,7 @@ class CatalogScan:
         of its softmax over all items (at ``temperature``); ``matrix`` is the float32
         retrieval matrix."""
         if self.exact:
-            return [_exact(matrix, q, temperature, n, x)
+            return [exact_pool(matrix, q, temperature, n, x)
                     for q, n, x in zip(queries, fetch, excludes, strict=True)]
         approx = self.logits(queries) / temperature  # [B, N]
         masked = approx.clone()
@@ -99,16 +94,3 @@ class CatalogScan:
             lse = torch.logaddexp(torch.logsumexp(tail, 0), torch.logsumexp(exact, 0))
             out.append(Pool(pool.numpy() + 1, lse, exact[:len(pool)]))
         return out
-
-
-def _exact(matrix: torch.Tensor, query: torch.Tensor, temperature: float, fetch: int,
-           exclude: np.ndarray) -> Pool:
-    """One query over the float32 ``matrix``: its best ``fetch`` codes outside ``exclude``
-    and its exact log-normalizer."""
-    logits = torch.from_numpy(matrix.numpy()[1:] @ query.float().numpy()) / temperature
-    lse = torch.logsumexp(logits, 0)  # before the seen items are masked
-    exclude = np.asarray(exclude, dtype=np.int64)
-    logits.index_fill_(0, torch.from_numpy(exclude[exclude > 0] - 1), float("-inf"))
-    top = torch.topk(logits, min(fetch, len(logits)))
-    found = torch.isfinite(top.values)
-    return Pool(top.indices[found].numpy() + 1, lse, top.values[found])

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from mtrec.models.batches import SequenceBatcher
 from mtrec.models.model import MultiTaskRecommender
-from mtrec.train.batches import SequenceBatcher
 
 HISTORY_PART = 3  # every split part is history when serving
 

@@ -1,41 +1,55 @@
-"""The task registry: one file per task, each owning labels, head, loss and metrics."""
+"""The task registry: one file per task, each class owning labels, head, loss and metrics.
+
+A task class declares its ``name``, ``kind`` (``retrieval`` or ``pointwise``), main metric,
+the behaviours it needs and its requirements (timestamps, protocols); the rest of mtrec
+(model, run, evaluation, report, serving) reads those facts from here.  Adding a task is its
+file plus one entry in :data:`REGISTRY`.
+"""
 
 from __future__ import annotations
 
-from mtrec.tasks.base import PointwiseTask, TaskError, TaskOptions
-from mtrec.tasks.binary import BINARY_TASKS, BinaryTask
+from mtrec.tasks.base import PointwiseTask, Task, TaskDims, TaskError, TaskOptions
+from mtrec.tasks.binary import BINARY_TASKS
 from mtrec.tasks.engagement import EngagementTask
 from mtrec.tasks.next_item import NextItemTask
 from mtrec.tasks.rating import RatingTask
 
-TASKS = ("next_item", *BINARY_TASKS, "rating", "engagement")
+REGISTRY: dict[str, type[Task]] = {
+    cls.name: cls for cls in (NextItemTask, *BINARY_TASKS, RatingTask, EngagementTask)}
+TASKS = tuple(REGISTRY)
+
+
+def task_class(name: str) -> type[Task]:
+    if name not in REGISTRY:
+        raise TaskError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}")
+    return REGISTRY[name]
+
+
+def main_metric(task: str) -> str:
+    """The validation metric that stands for ``task``, from its class.
+
+    >>> main_metric("next_item"), main_metric("purchase"), main_metric("rating")
+    ('next_item/ndcg@10', 'purchase/auc', 'rating/rmse')
+    """
+    return f"{task}/{task_class(task).main_metric}"
 
 
 def check_task_names(names: tuple[str, ...]) -> None:
     if not names:
         raise TaskError(f"no task given; known tasks: {', '.join(TASKS)}")
     for name in names:
-        if name not in TASKS:
-            raise TaskError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}")
+        task_class(name)
     if len(set(names)) != len(names):
         raise TaskError(f"a task is listed twice: {', '.join(names)}")
 
 
-def build_tasks(names: tuple[str, ...], options: TaskOptions, n_items: int, tower_in: int,
-                tower_dim: int) -> tuple[NextItemTask | None, dict[str, PointwiseTask]]:
-    """The retrieval task (if asked for) and the pointwise tasks by name."""
+def build_tasks(names: tuple[str, ...], options: TaskOptions,
+                dims: TaskDims) -> dict[str, Task]:
+    """The tasks by name: retrieval tasks first, then the others in the order given."""
     check_task_names(names)
-    next_item = NextItemTask(options, n_items) if "next_item" in names else None
-    pointwise: dict[str, PointwiseTask] = {}
-    for name in names:
-        if name in BINARY_TASKS:
-            pointwise[name] = BinaryTask(name, tower_in, tower_dim, options)
-        elif name == "rating":
-            pointwise[name] = RatingTask(tower_in, tower_dim, options)
-        elif name == "engagement":
-            pointwise[name] = EngagementTask(tower_in, tower_dim, options)
-    return next_item, pointwise
+    ordered = sorted(names, key=lambda n: REGISTRY[n].kind != "retrieval")
+    return {name: REGISTRY[name](options, dims) for name in ordered}
 
 
-__all__ = ["TASKS", "PointwiseTask", "TaskError", "TaskOptions", "build_tasks",
-           "check_task_names"]
+__all__ = ["REGISTRY", "TASKS", "PointwiseTask", "Task", "TaskDims", "TaskError",
+           "TaskOptions", "build_tasks", "check_task_names", "main_metric", "task_class"]

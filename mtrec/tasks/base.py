@@ -1,13 +1,15 @@
 """What every task owns: its labels (built from interactions), its head, its loss, its metrics.
 
-The model predicts; tasks own losses.  A pointwise task reads the per-task feature vector the
-multi-task layer gives it; its head is a small tower.  Labels are computed once per
+The model predicts; tasks own losses (``batch_loss`` on the model's output).  A pointwise
+task reads the per-task feature vector the multi-task layer gives it; its head is a small
+tower.  Labels are computed once per
 interaction (``labels``) and gathered per example at training time.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -16,6 +18,9 @@ from torch import nn
 from mtrec.data.interactions import Interactions
 from mtrec.data.schema import BEHAVIORS
 from mtrec.data.split import TRAIN
+
+if TYPE_CHECKING:
+    from mtrec.models.model import Batch, ModelOutput
 
 
 class TaskError(ValueError):
@@ -43,6 +48,15 @@ class TaskOptions:
 
 
 @dataclass(frozen=True)
+class TaskDims:
+    """Sizes a task is built with: the catalog and its tower's input and hidden width."""
+
+    n_items: int
+    tower_in: int
+    tower_dim: int
+
+
+@dataclass(frozen=True)
 class Labels:
     """Per-interaction labels ``[M, k]`` and where they are defined ``[M]``."""
 
@@ -50,20 +64,67 @@ class Labels:
     mask: np.ndarray
 
 
-class PointwiseTask(nn.Module):
-    """A task scored on (user state, item, scenario) examples through its own tower."""
+class Task(nn.Module):
+    """What every task declares: its name, its kind (``retrieval`` ranks the catalog,
+    ``pointwise`` scores (user, item) examples), its main validation metric, the behaviours
+    and protocols it needs, and its loss on a model output (``batch_loss``).
+
+    Building a task is cheap and changes nothing; :meth:`check` only validates (raises
+    :class:`TaskError`), :meth:`prepare` fits what the task learns from the training part
+    before training (a popularity prior, a mean rating).
+    """
 
     name: str = ""
-    out_dim: int = 1
+    kind: str = "pointwise"
+    main_metric: str = "auc"  # the metric, without the ``task/`` prefix
+    behaviors: tuple[str, ...] = ()  # behaviours it needs (documentation and errors)
+    needs_time: bool = False  # every event must have a timestamp
+    protocols: tuple[str, ...] = ()  # split protocols it is sound under (empty = any)
 
-    def __init__(self, tower_in: int, tower_dim: int, options: TaskOptions) -> None:
+    def __init__(self, options: TaskOptions, dims: TaskDims) -> None:
         super().__init__()
         self.options = options
-        self.tower = nn.Sequential(nn.Linear(tower_in, tower_dim), nn.ReLU(),
-                                   nn.Linear(tower_dim, self.out_dim))
 
     def check(self, data: Interactions, task_names: tuple[str, ...]) -> None:
-        """Raise :class:`TaskError` when the training part cannot label this task."""
+        """Raise :class:`TaskError` when this dataset cannot train the task."""
+
+    def prepare(self, data: Interactions) -> None:
+        """Fit state from the training part (called once, after :meth:`check`)."""
+
+    def labels(self, data: Interactions) -> Labels | None:
+        """Per-interaction labels, or None for a task that needs none (retrieval)."""
+        return None
+
+    def batch_loss(self, out: ModelOutput, batch: Batch) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class RetrievalTask(Task):
+    """A task that ranks the whole catalog by ``query . item`` (divided by a temperature)."""
+
+    kind = "retrieval"
+
+    @property
+    def temperature(self) -> float:
+        return self.options.temperature
+
+    def logits(self, query: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """``[T, N]`` scores of every row of ``items`` for each query."""
+        logits = query @ items.T
+        return logits if self.temperature == 1.0 else logits / self.temperature
+
+
+class PointwiseTask(Task):
+    """A task scored on (user state, item, scenario) examples through its own tower."""
+
+    out_dim: int = 1
+
+    def __init__(self, options: TaskOptions, dims: TaskDims) -> None:
+        super().__init__(options, dims)
+        self.tower = nn.Sequential(nn.Linear(dims.tower_in, dims.tower_dim), nn.ReLU(),
+                                   nn.Linear(dims.tower_dim, self.out_dim))
+
+    def check(self, data: Interactions, task_names: tuple[str, ...]) -> None:
         labels = self.labels(data)
         train = labels.mask & (data.part == TRAIN)
         if not train.any():
@@ -81,6 +142,14 @@ class PointwiseTask(nn.Module):
 
     def loss(self, outputs: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def batch_loss(self, out: ModelOutput, batch: Batch) -> torch.Tensor:
+        """The loss over the batch's labelled examples (a graph-keeping zero when none)."""
+        mask = batch.label_mask[self.name]
+        if not mask.any():
+            return out.heads[self.name].sum() * 0.0
+        return self.loss({k: v[mask] for k, v in out.heads.items()},
+                         batch.labels[self.name][mask])
 
     def predict(self, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """The score served for this task: ``[T]`` (probability, rating, ...)."""

@@ -17,15 +17,12 @@ from mtrec.data.interactions import Interactions
 from mtrec.eval.metrics import binary_metrics
 from mtrec.tasks.base import Labels, PointwiseTask, TaskError, both_classes
 
-BINARY_TASKS = ("click", "like", "cart", "collect", "purchase")
-
 
 class BinaryTask(PointwiseTask):
-    out_dim = 1
+    """Whether an interaction includes behaviour ``name`` (one subclass per behaviour)."""
 
-    def __init__(self, name: str, tower_in: int, tower_dim: int, options: object) -> None:
-        super().__init__(tower_in, tower_dim, options)  # type: ignore[arg-type]
-        self.name = name
+    out_dim = 1
+    main_metric = "auc"
 
     @property
     def esmm(self) -> bool:
@@ -69,3 +66,26 @@ class BinaryTask(PointwiseTask):
     def metrics(self, labels: np.ndarray, preds: np.ndarray,
                 users: np.ndarray) -> dict[str, float]:
         return binary_metrics(labels[:, 0], preds, users)
+
+
+class ClickTask(BinaryTask):
+    name, behaviors = "click", ("click",)
+
+
+class LikeTask(BinaryTask):
+    name, behaviors = "like", ("like", "rate")  # like events, else ratings
+
+
+class CartTask(BinaryTask):
+    name, behaviors = "cart", ("cart",)
+
+
+class CollectTask(BinaryTask):
+    name, behaviors = "collect", ("collect",)
+
+
+class PurchaseTask(BinaryTask):
+    name, behaviors = "purchase", ("purchase",)
+
+
+BINARY_TASKS = (ClickTask, LikeTask, CartTask, CollectTask, PurchaseTask)

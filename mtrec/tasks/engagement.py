@@ -25,6 +25,9 @@ _SHIFT = np.int64(1) << 35
 
 class EngagementTask(PointwiseTask):
     name = "engagement"
+    main_metric = "log_count_rmse"
+    needs_time = True
+    protocols = ("temporal",)  # labels look ahead: only a global time cut keeps them honest
     out_dim = 2  # [log1p(count in horizon), return logit]
 
     def labels(self, data: Interactions) -> Labels:

@@ -9,36 +9,45 @@ and MRR at 5/10/20 with the user's earlier items masked.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from mtrec.data.interactions import Interactions
 from mtrec.data.split import TRAIN
-from mtrec.tasks.base import TaskError, TaskOptions
+from mtrec.tasks.base import RetrievalTask, TaskDims, TaskError, TaskOptions
+
+if TYPE_CHECKING:
+    from mtrec.models.model import Batch, ModelOutput
 
 
-class NextItemTask(nn.Module):
+class NextItemTask(RetrievalTask):
     name = "next_item"
+    main_metric = "ndcg@10"
     log_q: torch.Tensor
 
-    def __init__(self, options: TaskOptions, n_items: int) -> None:
-        super().__init__()
-        self.options = options
-        self.register_buffer("log_q", torch.zeros(n_items))
+    def __init__(self, options: TaskOptions, dims: TaskDims) -> None:
+        super().__init__(options, dims)
+        self.register_buffer("log_q", torch.zeros(dims.n_items))
 
     def check(self, data: Interactions, task_names: tuple[str, ...]) -> None:
-        train = data.part == TRAIN
-        if not train.any():
+        if not (data.part == TRAIN).any():
             raise TaskError("task 'next_item': the training split is empty")
+
+    def prepare(self, data: Interactions) -> None:
+        """The training popularity prior of the sampled softmax's logQ correction."""
+        train = data.part == TRAIN
         counts = np.bincount(data.item[train] - 1, minlength=len(self.log_q)) + 1.0
         self.log_q.copy_(torch.from_numpy(np.log(counts / counts.sum())).float())
 
-    def logits(self, query: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """``[T, N]`` scores of every item (``items`` holds rows 1..N of the item table)."""
-        logits = query @ items.T
-        return logits if self.options.temperature == 1.0 else logits / self.options.temperature
+    def batch_loss(self, out: ModelOutput, batch: Batch) -> torch.Tensor:
+        """The loss over the batch's next-item examples (a graph-keeping zero when none)."""
+        sel = batch.next_item
+        if not sel.any():
+            return out.query.sum() * 0.0
+        return self.loss(out.query[sel], out.retrieval_items[1:], batch.target[sel])
 
     def loss(self, query: torch.Tensor, items: torch.Tensor,
              targets: torch.Tensor) -> torch.Tensor:
@@ -47,8 +56,8 @@ class NextItemTask(nn.Module):
             return F.cross_entropy(self.logits(query, items).float(), targets - 1)
         k = min(self.options.negatives, len(self.log_q))
         neg = torch.multinomial(self.log_q.exp(), k, replacement=True)
-        pos_logit = (query * items[targets - 1]).sum(-1, keepdim=True) / self.options.temperature
-        neg_logit = query @ items[neg].T / self.options.temperature
+        pos_logit = (query * items[targets - 1]).sum(-1, keepdim=True) / self.temperature
+        neg_logit = query @ items[neg].T / self.temperature
         neg_logit = neg_logit - self.log_q[neg]
         neg_logit = neg_logit.masked_fill(neg.unsqueeze(0) == (targets - 1).unsqueeze(1), -1e4)
         logits = torch.cat([pos_logit - self.log_q[targets - 1].unsqueeze(1), neg_logit], 1)

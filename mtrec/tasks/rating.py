@@ -9,18 +9,27 @@ import torch.nn.functional as F
 from mtrec.data.interactions import Interactions
 from mtrec.data.split import TRAIN
 from mtrec.eval.metrics import regression_metrics
-from mtrec.tasks.base import Labels, PointwiseTask, TaskError, present_behaviors
+from mtrec.tasks.base import (
+    Labels,
+    PointwiseTask,
+    TaskDims,
+    TaskError,
+    TaskOptions,
+    present_behaviors,
+)
 
 
 class RatingTask(PointwiseTask):
     """Predicts ``mean + tower output``; ``mean`` is the training mean rating."""
 
     name = "rating"
+    main_metric = "rmse"
+    behaviors = ("rate",)
     out_dim = 1
     mean: torch.Tensor
 
-    def __init__(self, tower_in: int, tower_dim: int, options: object) -> None:
-        super().__init__(tower_in, tower_dim, options)  # type: ignore[arg-type]
+    def __init__(self, options: TaskOptions, dims: TaskDims) -> None:
+        super().__init__(options, dims)
         self.register_buffer("mean", torch.zeros(()))
 
     def labels(self, data: Interactions) -> Labels:
@@ -32,6 +41,9 @@ class RatingTask(PointwiseTask):
         if not rated.any():
             raise TaskError("task 'rating': no training interaction has behaviour 'rate' "
                             f"with a rating value ({present_behaviors(data)})")
+
+    def prepare(self, data: Interactions) -> None:
+        rated = ~np.isnan(data.rating) & (data.part == TRAIN)
         self.mean.fill_(float(data.rating[rated].mean()))
 
     def predict(self, outputs: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -13,7 +13,6 @@ directories are never loaded; one without ``COMPLETE`` counts as absent. One wri
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
@@ -23,8 +22,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
+
+from mtrec.tensor_files import fsync as _fsync
+from mtrec.tensor_files import load_weights, save_weights
 
 COMPLETE = "COMPLETE"
 _MARKERS = frozenset({"__tensor__", "__tuple__", "__items__"})
@@ -33,31 +34,6 @@ _NUMPY_FIELDS = ("name", "keys", "pos", "has_gauss", "cached_gaussian")
 
 class CheckpointError(FileNotFoundError):
     """A checkpoint is missing, incomplete, or does not fit the objects it is loaded into."""
-
-
-def save_weights(
-    path: str | Path, tensors: dict[str, Tensor], metadata: dict[str, str] | None = None
-) -> None:
-    """Write ``tensors`` to a safetensors file; tensors that share memory are stored as copies."""
-    path = Path(path)
-    seen: set[tuple[str, int]] = set()
-    prepared: dict[str, Tensor] = {}
-    for key, tensor in tensors.items():
-        tensor = tensor.detach()
-        storage = (str(tensor.device), tensor.untyped_storage().data_ptr())
-        if tensor.numel() and storage in seen:
-            tensor = tensor.clone()
-        seen.add(storage)
-        prepared[key] = tensor.contiguous()
-    partial = path.with_name(f"{path.name}.partial")
-    save_file(prepared, str(partial), metadata=metadata)
-    _fsync(partial)
-    os.replace(partial, path)
-
-
-def load_weights(path: str | Path) -> dict[str, Tensor]:
-    """Read every tensor of a safetensors file (tied tensors come back as separate keys)."""
-    return load_file(str(path))
 
 
 def has_checkpoint(directory: str | Path) -> bool:
@@ -230,15 +206,6 @@ def _write_json(path: Path, obj: Any) -> None:
         json.dump(obj, handle, indent=1)
         handle.flush()
         os.fsync(handle.fileno())
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        with contextlib.suppress(OSError) if path.is_dir() else contextlib.nullcontext():
-            os.fsync(fd)  # some platforms cannot fsync a directory
-    finally:
-        os.close(fd)
 
 
 def _siblings(directory: Path) -> tuple[Path, Path]:

@@ -16,7 +16,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from mtrec.models.model import Batch, MultiTaskRecommender
+from mtrec.models.model import MultiTaskRecommender
+from mtrec.train.loss import MultiTaskLoss
 
 
 @dataclass(frozen=True)
@@ -43,19 +44,9 @@ def context() -> DistContext:
     return DistContext(dist.get_rank(), dist.get_world_size())
 
 
-class LossModule(nn.Module):
-    """Returns the task losses as a dict, the output form DDP can track."""
-
-    def __init__(self, model: MultiTaskRecommender) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
-        return self.model(batch).losses
-
 
 def wrap(model: MultiTaskRecommender, ctx: DistContext) -> nn.Module:
-    engine: nn.Module = LossModule(model)
+    engine: nn.Module = MultiTaskLoss(model)
     if ctx.active:
         engine = nn.parallel.DistributedDataParallel(engine, find_unused_parameters=True)
     return engine

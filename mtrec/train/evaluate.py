@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mtrec import bundle
 from mtrec.config import ConfigError, from_dict
 from mtrec.data.split import TEST, VALID
 from mtrec.eval.protocols import evaluate
+from mtrec.models.batches import SequenceBatcher
 from mtrec.recommender import Recommender
-from mtrec.train import bundle
-from mtrec.train.batches import SequenceBatcher
-from mtrec.train.run import RunConfig, prepare_run
+from mtrec.run_config import RunConfig
+from mtrec.train.run import prepare_run
 
 PARTS = {"valid": VALID, "test": TEST}
 

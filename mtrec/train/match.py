@@ -13,9 +13,9 @@ import torch
 
 from mtrec.eval.metrics import ndcg_at_k
 from mtrec.eval.protocols import masked_ranks
+from mtrec.models.batches import SequenceBatcher
 from mtrec.models.model import MultiTaskRecommender
 from mtrec.models.text_match import TextMatch, recent_items
-from mtrec.train.batches import SequenceBatcher
 
 
 @torch.no_grad()
@@ -23,23 +23,23 @@ def fit_text_match(model: MultiTaskRecommender, batcher: SequenceBatcher, part: 
                    batch_size: int = 512, autocast: bool = False) -> dict[float, float]:
     """Set the model's text-match scale to the best of its grid on ``part``; returns
     ``{scale: NDCG@10}``.  A model without the channel (or without next_item) is left as is."""
-    match, head = model.text_match, model.next_item
+    match, head = model.text_match, model.retrieval_task
     if match is None or head is None:
         return {}
     was_training = model.training
     model.eval()
     match.set_scale(0.0)  # score the network alone
     grid = sorted(set(match.config.scales))
-    table = model.item_tower()
+    tables = model.item_tables()  # scale 0: the network's own rows
     unit = TextMatch.unit(model.item_tower.text_vectors)
     users = batcher.eval_users(part)
     ranks: dict[float, list[np.ndarray]] = {s: [] for s in grid}
     for start in range(0, len(users), batch_size):
         batch, history = batcher.eval_batch(users[start:start + batch_size], part)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            out = model(batch, item_table=table)
+            states = model.encode(batch, tables)
         sel = batch.next_item
-        base = head.logits(out.query[sel].float(), table[1:].float())
+        base = head.logits(states.query[sel].float(), tables.retrieval[1:].float())
         recent = recent_items(batch.items, batch.rows, batch.cols, match.config.lags)[sel]
         text = head.logits(match.query(unit, recent, match.unit_weights()), unit[1:])
         for scale in grid:

@@ -11,59 +11,31 @@ import resource
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from mtrec.config import ConfigError, from_dict, read_config_file, to_dict
+from mtrec import bundle
+from mtrec.config import ConfigError, to_dict
 from mtrec.data.clean import CleanConfig
 from mtrec.data.imports import home, import_dataset, store_path
-from mtrec.data.interactions import Prepared, prepare
+from mtrec.data.interactions import Interactions, Prepared, prepare
 from mtrec.data.sources import DATASETS
 from mtrec.data.split import TEST, TRAIN, VALID, SplitConfig
 from mtrec.data.store import Store
-from mtrec.eval.protocols import evaluate, main_metric
-from mtrec.models.model import ModelConfig, MultiTaskRecommender, TextTuner, build_model
-from mtrec.tasks import TaskError, build_tasks, check_task_names
-from mtrec.train import bundle
-from mtrec.train.batches import SequenceBatcher
+from mtrec.eval.protocols import evaluate
+from mtrec.models.batches import SequenceBatcher
+from mtrec.models.model import MultiTaskRecommender, TextTuner, build_model, task_dims
+from mtrec.run_config import RunConfig
+from mtrec.tasks import Task, TaskError, build_tasks, check_task_names, main_metric, task_class
+from mtrec.tasks.base import Labels
 from mtrec.train.distributed import context, shutdown
 from mtrec.train.match import fit_text_match
-from mtrec.train.trainer import TrainConfig, Trainer, TrainResult
-from mtrec.train.weighting import WeightingConfig, build_weighting
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    dataset: str = "amazon-beauty"
-    protocol: str = "loo"
-    kcore: int = 0
-    scenarios: tuple[str, ...] = ()  # train on these scenarios only (empty = all)
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    weighting: WeightingConfig = field(default_factory=WeightingConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-
-
-def load_run_config(path: str | Path | None = None, **overrides: Any) -> RunConfig:
-    """The default config, updated by a TOML/JSON file, then by ``overrides`` (dotted keys)."""
-    data: dict[str, Any] = read_config_file(path) if path else {}
-    for key, value in overrides.items():
-        if value is None:
-            continue
-        node = data
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return from_dict(RunConfig, data)
+from mtrec.train.trainer import Trainer, TrainResult
+from mtrec.train.weighting import build_weighting
 
 
 def prepare_run(config: RunConfig, root: Path | None = None,
@@ -78,37 +50,40 @@ def prepare_run(config: RunConfig, root: Path | None = None,
                               f"({', '.join(DATASETS)}) and no store file at {path}")
         import_dataset(name, root=root, store_dir=store_dir)
     with Store.open(path) as store:
-        if "engagement" in config.model.tasks:
-            _check_engagement(store, config, name)
+        _check_requirements(store, config, name)
         prepared = prepare(store, name, SplitConfig(config.data.protocol),
                            CleanConfig(kcore=config.data.kcore), config.data.scenarios)
     _check_scenarios(prepared, config.data.scenarios)
     if not (prepared.interactions.part == TRAIN).any():
         raise TaskError(f"{name}: the training split is empty")
-    check_labels(config, prepared)
     return prepared
 
 
-def _check_engagement(store: Store, config: RunConfig, name: str) -> None:
-    total, timed = store.query("SELECT count(*), count(ts) FROM events")[0]
-    if timed < total:
-        raise TaskError(f"task 'engagement' needs timestamps on every event; {name} has "
-                        f"{timed:,} of {total:,}")
-    if config.data.protocol != "temporal":
-        raise TaskError("task 'engagement' needs the 'temporal' protocol: its labels look "
-                        f"ahead in time, which only a global time cut keeps out of {name}'s "
-                        "validation and test parts")
+def _check_requirements(store: Store, config: RunConfig, name: str) -> None:
+    """What each task class declares it needs: timestamps, a split protocol."""
+    for task in config.model.tasks:
+        cls = task_class(task)
+        if cls.needs_time:
+            total, timed = store.query("SELECT count(*), count(ts) FROM events")[0]
+            if timed < total:
+                raise TaskError(f"task {task!r} needs timestamps on every event; {name} has "
+                                f"{timed:,} of {total:,}")
+        if cls.protocols and config.data.protocol not in cls.protocols:
+            raise TaskError(f"task {task!r} needs the {' or '.join(map(repr, cls.protocols))} "
+                            f"protocol: its labels look ahead in time, which only a global "
+                            f"time cut keeps out of {name}'s validation and test parts")
 
 
-def check_labels(config: RunConfig, prepared: Prepared) -> None:
-    """Every task can be labelled on the training part (before any text is encoded)."""
-    cfg = config.model
-    next_item, pointwise = build_tasks(cfg.tasks, cfg.task_options, prepared.catalog.n_items,
-                                       cfg.mtl.expert_dim, cfg.mtl.tower_dim)
-    if next_item is not None:
-        next_item.check(prepared.interactions, cfg.tasks)
-    for task in pointwise.values():
-        task.check(prepared.interactions, cfg.tasks)
+def checked_tasks(config: RunConfig, prepared: Prepared) -> dict[str, Task]:
+    """The run's tasks, built once, checked against the training part (before any text is
+    encoded) and prepared from it."""
+    cfg, data = config.model, prepared.interactions
+    tasks = build_tasks(cfg.tasks, cfg.task_options, task_dims(cfg, prepared.catalog.n_items))
+    for task in tasks.values():
+        task.check(data, cfg.tasks)
+    for task in tasks.values():
+        task.prepare(data)
+    return tasks
 
 
 def _check_scenarios(prepared: Prepared, wanted: tuple[str, ...]) -> None:
@@ -134,26 +109,33 @@ def text_vectors(config: RunConfig, prepared: Prepared, cache_dir: Path) -> torc
                                             vectors]))
 
 
-def build(config: RunConfig, prepared: Prepared,
-          vectors: torch.Tensor | None) -> tuple[MultiTaskRecommender, SequenceBatcher]:
-    """The model, its task checks and the batcher (checks raise TaskError)."""
+def build(config: RunConfig, prepared: Prepared, vectors: torch.Tensor | None,
+          tasks: dict[str, Task] | None = None) -> tuple[MultiTaskRecommender, SequenceBatcher]:
+    """The model and the batcher; ``tasks`` from :func:`checked_tasks` (built and checked
+    here when not given; checks raise TaskError)."""
     cat, data = prepared.catalog, prepared.interactions
     tuner = None
     if vectors is not None and config.model.text.mode != "frozen":
         from mtrec.text.encoder import TextEncoder
 
         tuner = TextTuner(TextEncoder.from_config(config.model.text), cat.texts)
-    model = build_model(config.model, cat.n_items, len(cat.scenarios), vectors, tuner)
+    if tasks is None:
+        tasks = checked_tasks(config, prepared)
+    model = build_model(config.model, cat.n_items, len(cat.scenarios), vectors, tuner, tasks)
     if vectors is not None:  # items never seen in training are served from their text alone
         seen = np.bincount(data.item[data.part == TRAIN], minlength=cat.n_items + 1) > 0
         model.item_tower.set_text_only(torch.from_numpy(np.flatnonzero(~seen[1:]) + 1))
-    if model.next_item is not None:
-        model.next_item.check(data, config.model.tasks)
-    labels = {}
-    for name, task in model.pointwise_tasks().items():
-        task.check(data, config.model.tasks)
-        labels[name] = task.labels(data)
-    return model, SequenceBatcher(data, config.model.user.max_len, labels)
+    return model, SequenceBatcher(data, config.model.user.max_len, task_labels(model, data))
+
+
+def task_labels(model: MultiTaskRecommender, data: Interactions) -> dict[str, Labels]:
+    """Per-interaction labels of every task that has them (what the batcher gathers)."""
+    out = {}
+    for name, task in model.tasks.items():
+        labels = task.labels(data)  # type: ignore[operator]
+        if labels is not None:
+            out[name] = labels
+    return out
 
 
 def train_run(config: RunConfig, out_dir: Path, root: Path | None = None,
@@ -161,10 +143,11 @@ def train_run(config: RunConfig, out_dir: Path, root: Path | None = None,
     """Train, pick the best epoch on validation, evaluate valid and test, write the bundle."""
     started = time.perf_counter()
     prepared = prepare_run(config, root, store_dir)
+    tasks = checked_tasks(config, prepared)
     torch.manual_seed(config.train.seed)
     np.random.seed(config.train.seed)
     vectors = text_vectors(config, prepared, home(store_dir) / "embeddings")
-    model, batcher = build(config, prepared, vectors)
+    model, batcher = build(config, prepared, vectors, tasks)
     weighting = build_weighting(config.weighting, model.task_names)
     metric = _main_metric(config, model)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -21,42 +21,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtrec.eval.protocols import lower_is_better, main_metric, mean_best_share
+from mtrec.eval.protocols import lower_is_better, mean_best_share
+from mtrec.models.batches import SequenceBatcher
 from mtrec.models.model import MultiTaskRecommender
+from mtrec.run_config import TrainConfig
+from mtrec.tasks import main_metric
 from mtrec.train import distributed as dist_utils
-from mtrec.train.batches import SequenceBatcher
 from mtrec.train.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from mtrec.train.progress import EpochProgress
 from mtrec.train.weighting import GradNormWeighting, TaskWeighting
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 20
-    batch_size: int = 128
-    lr: float = 2e-3
-    weight_decay: float = 0.05
-    warmup_steps: int = 200
-    clip_norm: float = 5.0
-    patience: int = 3
-    # "auto": the task's main metric (next_item/ndcg@10, rating/rmse, <binary>/auc,
-    # engagement/log_count_rmse) for one task; "mean" over tasks for several.
-    metric: str = "auto"
-    min_delta: float = 0.0002  # a smaller gain in the selection metric is noise
-    seed: int = 0
-    refit: bool = False  # after selecting the epoch count on valid, retrain on train + valid
-    bf16: bool = True
-    eval_batch_size: int = 512
-    max_minutes: float = 0.0  # 0 = no limit
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "patience"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
-        if self.eval_batch_size < 1 or self.warmup_steps < 0:
-            raise ValueError("train.eval_batch_size must be >= 1 and train.warmup_steps >= 0")
-        if self.lr <= 0:
-            raise ValueError(f"train.lr must be > 0, got {self.lr}")
 
 
 @dataclass

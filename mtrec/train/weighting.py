@@ -18,44 +18,13 @@ buffers or extra state), so it is saved and restored with ``state_dict``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-KINDS = ("fixed", "uncertainty", "gradnorm", "dwa")
-
-
-@dataclass(frozen=True)
-class WeightingConfig:
-    """How task losses are combined.
-
-    ``weights`` lists ``(task, weight)`` pairs; tasks not listed weigh 1.0. They are the fixed
-    weights for ``"fixed"`` and the initial weights for ``"gradnorm"``; ``"uncertainty"`` starts
-    from log-variances of 0 and ``"dwa"`` from equal weights, so both ignore them.
-    """
-
-    kind: str = "fixed"
-    weights: tuple[tuple[str, float], ...] = ()
-    gradnorm_alpha: float = 1.5
-    dwa_temperature: float = 2.0
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"unknown weighting kind {self.kind!r}; expected one of {KINDS}")
-        names = [name for name, _ in self.weights]
-        if len(set(names)) != len(names):
-            raise ValueError(f"weights name a task more than once: {names}")
-        for name, weight in self.weights:
-            if not math.isfinite(weight) or weight < 0:
-                raise ValueError(f"weight of task {name!r} must be finite and >= 0, got {weight}")
-        if self.gradnorm_alpha < 0:
-            raise ValueError(f"gradnorm_alpha must be >= 0, got {self.gradnorm_alpha}")
-        if self.dwa_temperature <= 0:
-            raise ValueError(f"dwa_temperature must be > 0, got {self.dwa_temperature}")
+from mtrec.run_config import WeightingConfig
 
 
 class TaskWeighting(nn.Module):

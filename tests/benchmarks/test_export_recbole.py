@@ -29,7 +29,8 @@ from benchmarks.peers.venv import PeerError
 from mtrec.data.interactions import Catalog, Interactions, Prepared
 from mtrec.data.split import TEST, TRAIN, VALID
 from mtrec.eval import protocols
-from mtrec.train.run import load_run_config, prepare_run
+from mtrec.run_config import load_run_config
+from mtrec.train.run import prepare_run
 from tests.planted import planted, write_store
 
 T, V, X = TRAIN, VALID, TEST

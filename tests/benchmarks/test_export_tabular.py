@@ -32,7 +32,7 @@ from mtrec.data.split import TEST, TRAIN, VALID, SplitConfig
 from mtrec.data.store import Store
 from mtrec.data.synthetic import SyntheticConfig, generate
 from mtrec.eval.metrics import auc
-from mtrec.tasks import PointwiseTask, TaskOptions, build_tasks
+from mtrec.tasks import PointwiseTask, TaskDims, TaskOptions, build_tasks
 
 TASKS = ("purchase", "cart", "rating", "like", "engagement")
 
@@ -55,7 +55,8 @@ def split(tmp_path: Path) -> tuple[Prepared, dict[str, PointwiseTask], Path]:
     with Store.open(path) as store:
         prepared = prepare(store, "synthetic", SplitConfig("temporal"))
     options = TaskOptions(horizon_days=1, return_days=1)
-    _, tasks = build_tasks(TASKS, options, prepared.catalog.n_items, 8, 8)
+    built = build_tasks(TASKS, options, TaskDims(prepared.catalog.n_items, 8, 8))
+    tasks = {n: t for n, t in built.items() if isinstance(t, PointwiseTask)}
     return prepared, tasks, path
 
 

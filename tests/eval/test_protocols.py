@@ -20,12 +20,13 @@ from mtrec.data.schema import BEHAVIORS
 from mtrec.data.split import TEST, TRAIN, VALID
 from mtrec.eval.metrics import auc
 from mtrec.eval.protocols import COLD_MAX, evaluate, item_train_counts, lower_is_better
-from mtrec.models.model import Batch, ModelOutput, MultiTaskRecommender
-from mtrec.tasks.base import PointwiseTask, TaskOptions
-from mtrec.tasks.binary import BinaryTask
+from mtrec.models.batches import SequenceBatcher
+from mtrec.models.model import Batch, ItemTables, MultiTaskRecommender, UserStates
+from mtrec.run_config import load_run_config
+from mtrec.tasks.base import PointwiseTask, TaskDims, TaskOptions
+from mtrec.tasks.binary import ClickTask
 from mtrec.tasks.next_item import NextItemTask
-from mtrec.train.batches import SequenceBatcher
-from mtrec.train.run import build, load_run_config, prepare_run
+from mtrec.train.run import build, prepare_run
 from tests.planted import planted, tiny, write_store
 
 N_ITEMS = 6
@@ -67,27 +68,34 @@ def _interactions() -> Interactions:
 
 
 class PlantedModel(nn.Module):
-    """Duck-types :class:`MultiTaskRecommender`: item ``i`` scores ``-i`` for everyone."""
+    """Duck-types :class:`MultiTaskRecommender`'s scoring API: item ``i`` scores ``-i`` for
+    everyone."""
 
     def __init__(self, pointwise: dict[str, PointwiseTask]) -> None:
         super().__init__()
-        self.next_item = NextItemTask(TaskOptions(), N_ITEMS)
+        self.retrieval_task = NextItemTask(TaskOptions(), TaskDims(N_ITEMS, 4, 4))
         self.pointwise = nn.ModuleDict(pointwise)
         self.batches: list[Batch] = []
         self.score = -torch.arange(N_ITEMS + 1, dtype=torch.float32)
 
-    def item_tower(self) -> torch.Tensor:
-        return torch.eye(N_ITEMS + 1)  # one-hot item vectors: query @ item = query[item]
+    def item_tables(self) -> ItemTables:
+        eye = torch.eye(N_ITEMS + 1)  # one-hot item vectors: query @ item = query[item]
+        return ItemTables(eye, eye, None)
 
     def pointwise_tasks(self) -> dict[str, PointwiseTask]:
         return {k: cast(PointwiseTask, v) for k, v in self.pointwise.items()}
 
-    def forward(self, batch: Batch, item_table: torch.Tensor) -> ModelOutput:
+    def encode(self, batch: Batch, tables: ItemTables) -> UserStates:
         self.batches.append(batch)
         query = self.score.expand(len(batch.target), -1)
-        heads = {name: self.score[batch.target].unsqueeze(1) for name in self.pointwise}
-        return ModelOutput(query=query, item_table=item_table, heads=heads,
-                           retrieval_items=item_table)
+        return UserStates(query, query, batch.target_scenario)
+
+    def catalog_logits(self, states: UserStates, tables: ItemTables) -> torch.Tensor:
+        return self.retrieval_task.logits(states.query, tables.retrieval[1:])
+
+    def heads(self, h: torch.Tensor, v: torch.Tensor,
+              scenario: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {name: (v @ self.score).unsqueeze(1) for name in self.pointwise}
 
 
 def _ndcg(ranks: list[int], k: int) -> float:
@@ -101,7 +109,7 @@ def _mrr(ranks: list[int], k: int) -> float:
 @pytest.fixture()
 def case() -> tuple[PlantedModel, SequenceBatcher]:
     data = _interactions()
-    click = BinaryTask("click", 4, 4, TaskOptions())
+    click = ClickTask(TaskOptions(), TaskDims(N_ITEMS, 4, 4))
     batcher = SequenceBatcher(data, max_len=10, labels={"click": click.labels(data)})
     return PlantedModel({"click": click}), batcher
 

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
+from mtrec.bundle import BundleError
 from mtrec.cli import app
 from mtrec.config import ConfigError
 from mtrec.data.builder import EventsBuilder, ItemsBuilder, UsersBuilder, finish
@@ -20,13 +21,13 @@ from mtrec.data.reader import RowLog
 from mtrec.data.split import SplitError
 from mtrec.data.store import Store
 from mtrec.data.synthetic import SyntheticConfig, generate
+from mtrec.run_config import load_run_config
 from mtrec.tasks import TaskError
-from mtrec.tasks.base import TaskOptions
+from mtrec.tasks.base import TaskDims, TaskOptions
 from mtrec.tasks.engagement import EngagementTask
 from mtrec.text.encoder import TextModelError
-from mtrec.train.bundle import BundleError
 from mtrec.train.evaluate import evaluate_bundle
-from mtrec.train.run import load_run_config, prepare_run, train_run
+from mtrec.train.run import prepare_run, train_run
 from tests.planted import fast_torch, planted, tiny, write_store
 
 pytestmark = pytest.mark.usefixtures("fast")
@@ -147,7 +148,7 @@ def test_engagement_without_timestamps(stores: dict[str, Path], tmp_path: Path) 
     # ... and the task itself refuses untimed interactions under any protocol.
     config = load_run_config(None, **tiny(stores["untimed"], **{"data.protocol": "loo"}))
     prepared = prepare_run(config, store_dir=tmp_path)
-    task = EngagementTask(8, 8, TaskOptions())
+    task = EngagementTask(TaskOptions(), TaskDims(8, 8, 8))
     with pytest.raises(TaskError, match="'engagement' needs timestamps"):
         task.check(prepared.interactions, ("engagement",))
 

@@ -11,7 +11,7 @@ from mtrec.data.interactions import Interactions
 from mtrec.data.split import TEST, TRAIN, VALID
 from mtrec.eval.protocols import MISS, evaluate_scorer
 from mtrec.models.baselines import ItemKNN, NotFittedError, Popularity
-from mtrec.train.batches import SequenceBatcher
+from mtrec.models.batches import SequenceBatcher
 
 
 def _interactions(seqs: list[list[int]], parts: list[list[int]]) -> Interactions:

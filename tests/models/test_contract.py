@@ -26,9 +26,10 @@ from mtrec.data.split import TEST, TRAIN
 from mtrec.data.synthetic import SyntheticData
 from mtrec.eval.protocols import main_metric, mean_best_share
 from mtrec.recommender import Recommender
-from mtrec.tasks.base import TaskOptions
+from mtrec.run_config import RunConfig, load_run_config
+from mtrec.tasks.base import TaskDims, TaskOptions
 from mtrec.tasks.engagement import EngagementTask
-from mtrec.train.run import RunConfig, load_run_config, prepare_run, train_run
+from mtrec.train.run import prepare_run, train_run
 from tests.planted import CLICKABLE, fast_torch, planted, random_ndcg_at_10, tiny, write_store
 
 pytestmark = pytest.mark.usefixtures("fast")
@@ -142,7 +143,7 @@ def test_every_test_interaction_is_scored(trained: Trained) -> None:
     if not trained.variant.engagement:
         assert not any(k.startswith("engagement/") for k in test)
         return
-    labels = EngagementTask(1, 1, TaskOptions(horizon_days=1, return_days=1)).labels(d)
+    labels = EngagementTask(TaskOptions(horizon_days=1, return_days=1), TaskDims(1, 1, 1)).labels(d)
     train, held = labels.mask & (d.part == TRAIN), labels.mask & in_test
     assert test["engagement/examples"] == held.sum() > 0
     mean = labels.values[train, 0].mean()
@@ -248,7 +249,7 @@ def test_objective_weighs_the_tasks(trained: Trained) -> None:
     # Planted: ratings are high for even categories, so that objective picks those.
     category = dict(zip(data.item_ids, data.item_category.tolist(), strict=True))
     assert all(category[r.item_id] % 2 == 0 for r in by_rating)
-    with pytest.raises(KeyError, match="bogus"):
+    with pytest.raises(ValueError, match="bogus"):
         rec.recommend(user, k=5, objective={"bogus": 1.0})
 
 

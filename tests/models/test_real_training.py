@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mtrec.train.run import load_run_config, train_run
+from mtrec.run_config import load_run_config
+from mtrec.train.run import train_run
 
 pytestmark = pytest.mark.real_data
 

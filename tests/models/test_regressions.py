@@ -14,8 +14,10 @@ from mtrec.data.interactions import prepare
 from mtrec.data.reader import RowLog
 from mtrec.data.split import SplitConfig
 from mtrec.data.store import Store
-from mtrec.train.run import build, load_run_config, prepare_run
-from mtrec.train.weighting import WeightingConfig, build_weighting
+from mtrec.run_config import WeightingConfig, load_run_config
+from mtrec.train.loss import MultiTaskLoss
+from mtrec.train.run import build, prepare_run
+from mtrec.train.weighting import build_weighting
 from tests.planted import fast_torch, planted, tiny, write_store
 
 
@@ -47,9 +49,9 @@ def test_batch_without_labels_for_a_task_trains(tmp_path: Path) -> None:
     model, batcher = build(config, prepare_run(config, store_dir=tmp_path), None)
     batch = batcher.train_batch(batcher.train_users()[:4])
     batch.label_mask["rating"][:] = False
-    out = model.train()(batch)
-    assert float(out.losses["rating"].detach()) == 0.0
-    total = build_weighting(WeightingConfig("uncertainty"), model.task_names).combine(out.losses)
+    losses = MultiTaskLoss(model.train())(batch)
+    assert float(losses["rating"].detach()) == 0.0
+    total = build_weighting(WeightingConfig("uncertainty"), model.task_names).combine(losses)
     total.backward()
     assert np.isfinite(float(total.detach()))
 

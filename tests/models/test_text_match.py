@@ -9,11 +9,11 @@ import torch
 
 from mtrec.data.interactions import Interactions
 from mtrec.data.split import TEST, TRAIN, VALID
+from mtrec.models.batches import SequenceBatcher
 from mtrec.models.item_tower import ItemTowerConfig
 from mtrec.models.model import ModelConfig, MultiTaskRecommender, build_model
 from mtrec.models.text_match import TextMatch, TextMatchConfig, recent_items
 from mtrec.models.user_tower import UserTowerConfig
-from mtrec.train.batches import SequenceBatcher
 from mtrec.train.match import fit_text_match
 
 N_ITEMS = 40  # items 2k+1 and 2k+2 are partners: same topic

@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from mtrec.recommender import Recommender
+from mtrec.run_config import RunConfig, load_run_config
 from mtrec.text.encoder import TextEncoder, TextEncoderConfig
-from mtrec.train.run import RunConfig, build, load_run_config, prepare_run, text_vectors, train_run
+from mtrec.train.loss import MultiTaskLoss
+from mtrec.train.run import build, prepare_run, text_vectors, train_run
 from tests.planted import planted, tiny, write_store
 
 
@@ -35,8 +37,8 @@ def test_lora_step_changes_only_lora_weights(store: Path, tiny_model_dir: Path) 
     assert trainable and all("lora" in n for n in trainable)
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
     model.train()
-    out = model(batcher.train_batch(batcher.train_users()[:8]))
-    sum(out.losses.values()).backward()  # type: ignore[union-attr]
+    losses = MultiTaskLoss(model)(batcher.train_batch(batcher.train_users()[:8]))
+    sum(losses.values()).backward()  # type: ignore[union-attr]
     optimizer.step()
     after = model.text_tuner.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}

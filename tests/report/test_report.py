@@ -24,7 +24,8 @@ from mtrec.report.data import cold_warm, read_bundle, read_comparisons, warm_val
 from mtrec.report.doc import Table, Text, fmt
 from mtrec.report.markdown import md_escape
 from mtrec.report.scenarios import collect, evaluate_scenarios
-from mtrec.train.run import load_run_config, train_run
+from mtrec.run_config import load_run_config
+from mtrec.train.run import train_run
 from tests.planted import fast_torch, planted, tiny, write_store
 
 runner = CliRunner()
@@ -142,8 +143,8 @@ def test_warm_is_the_mean_over_warm_targets(bundle: Path, written: tuple[str, st
     assert ndcg.warm == pytest.approx((all_ - share * cold) / (1 - share), abs=1e-12)
     assert _table_row(md, "ndcg@10")[1:] == [fmt(all_), fmt(cold), fmt(ndcg.warm)]
 
+    from mtrec.models.batches import SequenceBatcher
     from mtrec.recommender import Recommender
-    from mtrec.train.batches import SequenceBatcher
 
     rec = Recommender.load(bundle)
     data = rec.batcher.data

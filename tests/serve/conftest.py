@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from mtrec.data.synthetic import SyntheticData
-from mtrec.train.run import load_run_config, train_run
+from mtrec.run_config import load_run_config
+from mtrec.train.run import train_run
 from tests.planted import fast_torch, planted, tiny, write_store
 
 

@@ -224,6 +224,6 @@ def test_engine_state_matches_the_offline_recommender(served: Served) -> None:
     engine = Engine.from_bundle(served.bundle)
     for user in served.data.user_ids[:5]:
         scen = engine.scenario(None)
-        _, served_query = engine.state(engine.history(user), scen)
-        _, offline_query = engine.rec._state(user, scen)
+        served_query = engine.state(engine.history(user), scen).query
+        offline_query = engine.rec.state(engine.rec.steps(user), scen).query
         assert torch.allclose(served_query, offline_query, atol=1e-5)

@@ -41,23 +41,25 @@ def engine(served: Served) -> Engine:
 
 
 def test_added_items_do_not_copy_the_tables(engine: Engine) -> None:
-    names = ("text", "unit", "table", "matrix")
-    before = {n: getattr(engine, n).data_ptr() for n in names}
+    names = ("text", "unit", "vectors", "matrix")
+    cat = engine.catalog
+    before = {n: getattr(cat, n).data_ptr() for n in names}
     codes = engine.upsert_items([NewItem("fresh-1", "a fresh lavender soap")])
-    assert {n: getattr(engine, n).data_ptr() for n in names} == before
-    assert all(len(getattr(engine, n)) == len(engine.item_ids) for n in names)
+    assert {n: getattr(cat, n).data_ptr() for n in names} == before
+    assert all(len(getattr(cat, n)) == len(engine.item_ids) for n in names)
     assert engine.search("a fresh lavender soap", 1)[0][0] == "fresh-1"
-    assert engine.matrix[codes[0]].abs().sum() > 0
+    assert cat.matrix[codes[0]].abs().sum() > 0
 
 
 def test_tables_and_half_copies_stay_right_past_the_room(engine: Engine) -> None:
     n = MIN_SPARE + 10  # more than the spare room in one batch, then one more
     engine.upsert_items([NewItem(f"bulk-{i}", f"bulk product number {i}") for i in range(n)])
     (last,) = engine.upsert_items([NewItem("after", "one more rose face cream")])
-    assert last == len(engine.item_ids) - 1 == len(engine.matrix) - 1
-    rows = torch.from_numpy(engine._retrieval(engine.table, engine.unit))
-    torch.testing.assert_close(engine.matrix, rows)
-    for dtype, copy in engine.scan.copies.items():
-        torch.testing.assert_close(copy.data, engine.matrix.to(dtype))
+    cat = engine.catalog
+    assert last == len(engine.item_ids) - 1 == len(cat.matrix) - 1
+    rows = cat._rows(cat.vectors, cat.text)
+    torch.testing.assert_close(cat.matrix, rows)
+    for dtype, copy in engine.retrieval.scan.copies.items():
+        torch.testing.assert_close(copy.data, cat.matrix.to(dtype))
     assert engine.similar_items("after", 3)  # in every index
     assert engine.search("one more rose face cream", 1)[0][0] == "after"

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from mtrec.serve.trending import Trending
+from mtrec.rank.trending import Trending
 
 
 def test_counts_halve_every_half_life() -> None:

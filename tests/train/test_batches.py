@@ -6,7 +6,7 @@ import numpy as np
 
 from mtrec.data.interactions import Interactions
 from mtrec.data.split import TEST, TRAIN, VALID
-from mtrec.train.batches import SequenceBatcher, gap_bucket
+from mtrec.models.batches import SequenceBatcher, gap_bucket
 
 
 def _one_user(parts: list[int], ts: list[int] | None = None) -> Interactions:

@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from mtrec.run_config import KINDS, load_run_config
 from mtrec.train.checkpoint import load_weights
 from mtrec.train.evaluate import evaluate_bundle
-from mtrec.train.run import load_run_config, train_run
-from mtrec.train.weighting import KINDS
+from mtrec.train.run import train_run
 from tests.planted import fast_torch, planted, tiny, write_store
 
 pytestmark = pytest.mark.usefixtures("fast")

@@ -18,10 +18,10 @@ import torch
 
 from mtrec.data.interactions import Catalog, Interactions, Prepared
 from mtrec.models.model import MultiTaskRecommender
-from mtrec.train.checkpoint import load_weights, save_weights
+from mtrec.tensor_files import load_weights, save_weights
 
 if TYPE_CHECKING:
-    from mtrec.train.run import RunConfig
+    from mtrec.run_config import RunConfig
 
 FORMAT = 1
 _ARRAYS = ("user", "item", "behaviors", "scenario", "rating", "ts", "part", "offsets")
@@ -81,7 +81,8 @@ def read_interactions(path: Path) -> Interactions:
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    return load_weights(path / "model.safetensors")
+    """The model's weights (bundles from before the task registry read under today's keys)."""
+    return MultiTaskRecommender.upgrade_state_dict(load_weights(path / "model.safetensors"))
 
 
 def check_fits(meta: dict[str, Any], catalog: Catalog, where: str) -> None:

@@ -156,3 +156,32 @@ class SequenceBatcher:
             labels={k: as_t(v.values[tgt]) for k, v in self.labels.items()},
             label_mask={k: as_t(v.mask[tgt]) for k, v in self.labels.items()},
         )
+
+
+def history_batch(steps: Sequence[tuple[int, int, int, int]], scenario: int,
+                  max_len: int) -> Batch:
+    """One example: the state after ``steps`` (``(item code, behaviour bits, scenario,
+    ts)``, oldest first; the last ``max_len - 1`` are read), scored in ``scenario`` at an
+    unknown time.  The same inputs :meth:`SequenceBatcher.eval_batch` builds for a user
+    whose visible history is ``steps``."""
+    recent = list(steps)[-(max_len - 1):]
+    n = len(recent) + 1
+    rows = np.array([(-1, 0, 0, -1), *recent], dtype=np.int64).reshape(n, 4)
+    gaps = np.zeros((1, n), dtype=np.int64)
+    gaps[0, 1:] = gap_bucket(rows[1:, 3], rows[:-1, 3])
+    as_t = torch.from_numpy
+    return Batch(items=as_t(rows[None, :, 0].copy()), behaviors=as_t(rows[None, :, 1].copy()),
+                 scenarios=as_t(rows[None, :, 2].copy()), rows=torch.zeros(1, dtype=torch.long),
+                 cols=torch.tensor([n - 1]), target=torch.zeros(1, dtype=torch.long),
+                 target_scenario=torch.tensor([scenario]),
+                 next_item=torch.zeros(1, dtype=torch.bool), gaps=as_t(gaps))
+
+
+def recent_codes(steps: Sequence[tuple[int, ...]], lags: int) -> torch.Tensor:
+    """``[1, lags]`` item codes of the latest ``steps``, most recent first, -1 padded.
+
+    >>> recent_codes([(5, 1, 1, -1), (6, 1, 1, -1)], 3).tolist()
+    [[6, 5, -1]]
+    """
+    codes = [s[0] for s in reversed(list(steps)[-lags:])]
+    return torch.tensor([codes + [-1] * (lags - len(codes))], dtype=torch.long)

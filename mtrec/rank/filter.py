@@ -1,0 +1,26 @@
+"""``filter``: drop the items the request excludes and those outside its category."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar
+
+import numpy as np
+
+from mtrec.rank.base import Candidates, RankContext, RankRequest, read_options
+
+
+class Filter:
+    name: ClassVar[str] = "filter"
+
+    def __init__(self, options: Mapping[str, float]) -> None:
+        self.options = read_options(self.name, options, {})
+
+    def rank(self, request: RankRequest, candidates: Candidates,
+             context: RankContext) -> Candidates:
+        keep = ~np.isin(candidates.codes, request.exclude)
+        if request.category:
+            cats = context.categories
+            keep &= np.array([cats[c] == request.category for c in candidates.codes],
+                             dtype=bool)
+        return candidates if keep.all() else candidates.take(np.flatnonzero(keep))

@@ -1,0 +1,74 @@
+"""One ranking pipeline, offline and online: a user's state and retrieval pool in, the top
+``k`` out.
+
+Callers (the ``Recommender``, the service's engine) encode the user and retrieve a
+:class:`Pool` their own way (exact over the bundle's tables, or a half-precision pass / an
+ANN index over the live catalog); from there the path is shared: the model's
+``task_scores`` for the pool, then the configured stages, then the first ``k``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from mtrec.models.model import ItemTables, MultiTaskRecommender, UserStates
+from mtrec.rank import build_stages
+from mtrec.rank.base import Candidates, RankContext, RankRequest, Stage
+from mtrec.rank.config import RankConfig
+
+
+class Pool(NamedTuple):
+    """A query's retrieval candidates."""
+
+    codes: np.ndarray  # item codes, best first
+    lse: torch.Tensor  # the log-normalizer of the softmax over the whole catalog
+    logits: torch.Tensor  # float32 logits of ``codes`` (at the temperature)
+
+
+def exact_pool(matrix: torch.Tensor, query: torch.Tensor, temperature: float, fetch: int,
+               exclude: np.ndarray) -> Pool:
+    """One query over the float32 retrieval ``matrix`` ``[N + 1, D]``: its best ``fetch``
+    codes outside ``exclude`` and its exact log-normalizer (seen items included)."""
+    logits = torch.from_numpy(matrix.numpy()[1:] @ query.float().numpy()) / temperature
+    lse = torch.logsumexp(logits, 0)  # before the seen items are masked
+    exclude = np.asarray(exclude, dtype=np.int64)
+    logits.index_fill_(0, torch.from_numpy(exclude[exclude > 0] - 1), float("-inf"))
+    top = torch.topk(logits, min(fetch, len(logits)))
+    found = torch.isfinite(top.values)
+    return Pool(top.indices[found].numpy() + 1, lse, top.values[found])
+
+
+class RankingPipeline:
+    """``model``'s per-task scores for a pool, then ``stages`` in order, then the top k."""
+
+    def __init__(self, model: MultiTaskRecommender, stages: Sequence[Stage]) -> None:
+        self.model, self.stages = model, list(stages)
+
+    @classmethod
+    def from_config(cls, model: MultiTaskRecommender, config: RankConfig) -> RankingPipeline:
+        return cls(model, build_stages(config))
+
+    @torch.no_grad()
+    def scored(self, states: UserStates, tables: ItemTables, pool: Pool) -> Candidates:
+        """The pool with every task's score (``states``: one row)."""
+        codes = torch.from_numpy(pool.codes)[None]
+        scores = self.model.task_scores(states, tables, codes, pool.logits[None],
+                                        pool.lse.reshape(1))
+        return Candidates(pool.codes, {t: v[0].numpy() for t, v in scores.items()},
+                          np.zeros(len(pool.codes)))
+
+    def rank(self, request: RankRequest, candidates: Candidates,
+             context: RankContext) -> Candidates:
+        """The stages over ``candidates``, then the first ``request.k``."""
+        for stage in self.stages:
+            candidates = stage.rank(request, candidates, context)
+        return candidates.take(np.arange(min(request.k, len(candidates))))
+
+    @staticmethod
+    def cold() -> Candidates:
+        """Candidates for a request without history (the ``cold_start`` stage fills them)."""
+        return Candidates(np.zeros(0, dtype=np.int64), {}, np.zeros(0), cold_start=True)

@@ -1,0 +1,107 @@
+"""The run config: one frozen dataclass per component, read from TOML/JSON.
+
+It lives outside the trainer so that everything reading a bundle (evaluation, the
+``Recommender``, the service) can parse the config saved in it without importing training.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mtrec.config import from_dict, read_config_file
+from mtrec.models.model import ModelConfig
+from mtrec.rank.config import RankConfig
+
+KINDS = ("fixed", "uncertainty", "gradnorm", "dwa")
+
+
+@dataclass(frozen=True)
+class WeightingConfig:
+    """How task losses are combined.
+
+    ``weights`` lists ``(task, weight)`` pairs; tasks not listed weigh 1.0. They are the fixed
+    weights for ``"fixed"`` and the initial weights for ``"gradnorm"``; ``"uncertainty"`` starts
+    from log-variances of 0 and ``"dwa"`` from equal weights, so both ignore them.
+    """
+
+    kind: str = "fixed"
+    weights: tuple[tuple[str, float], ...] = ()
+    gradnorm_alpha: float = 1.5
+    dwa_temperature: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown weighting kind {self.kind!r}; expected one of {KINDS}")
+        names = [name for name, _ in self.weights]
+        if len(set(names)) != len(names):
+            raise ValueError(f"weights name a task more than once: {names}")
+        for name, weight in self.weights:
+            if not math.isfinite(weight) or weight < 0:
+                raise ValueError(f"weight of task {name!r} must be finite and >= 0, got {weight}")
+        if self.gradnorm_alpha < 0:
+            raise ValueError(f"gradnorm_alpha must be >= 0, got {self.gradnorm_alpha}")
+        if self.dwa_temperature <= 0:
+            raise ValueError(f"dwa_temperature must be > 0, got {self.dwa_temperature}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 200
+    clip_norm: float = 5.0
+    patience: int = 3
+    # "auto": the task's main metric (next_item/ndcg@10, rating/rmse, <binary>/auc,
+    # engagement/log_count_rmse) for one task; "mean" over tasks for several.
+    metric: str = "auto"
+    min_delta: float = 0.0002  # a smaller gain in the selection metric is noise
+    seed: int = 0
+    refit: bool = False  # after selecting the epoch count on valid, retrain on train + valid
+    bf16: bool = True
+    eval_batch_size: int = 512
+    max_minutes: float = 0.0  # 0 = no limit
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "patience"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.eval_batch_size < 1 or self.warmup_steps < 0:
+            raise ValueError("train.eval_batch_size must be >= 1 and train.warmup_steps >= 0")
+        if self.lr <= 0:
+            raise ValueError(f"train.lr must be > 0, got {self.lr}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "amazon-beauty"
+    protocol: str = "loo"
+    kcore: int = 0
+    scenarios: tuple[str, ...] = ()  # train on these scenarios only (empty = all)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    weighting: WeightingConfig = field(default_factory=WeightingConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    rank: RankConfig = field(default_factory=RankConfig)
+
+
+def load_run_config(path: str | Path | None = None, **overrides: Any) -> RunConfig:
+    """The default config, updated by a TOML/JSON file, then by ``overrides`` (dotted keys)."""
+    data: dict[str, Any] = read_config_file(path) if path else {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        node = data
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return from_dict(RunConfig, data)
