@@ -34,10 +34,16 @@ def exact_pool(matrix: torch.Tensor, query: torch.Tensor, temperature: float, fe
     """One query over the float32 retrieval ``matrix`` ``[N + 1, D]``: its best ``fetch``
     codes outside ``exclude`` and its exact log-normalizer (seen items included)."""
     logits = torch.from_numpy(matrix.numpy()[1:] @ query.float().numpy()) / temperature
+    return pool_from_logits(logits, fetch, exclude)
+
+
+def pool_from_logits(logits: torch.Tensor, fetch: int, exclude: np.ndarray) -> Pool:
+    """The best ``fetch`` codes outside ``exclude`` by the logits ``[N]`` of items ``1..N``,
+    with the log-normalizer over all of them."""
     lse = torch.logsumexp(logits, 0)  # before the seen items are masked
     exclude = np.asarray(exclude, dtype=np.int64)
-    logits.index_fill_(0, torch.from_numpy(exclude[exclude > 0] - 1), float("-inf"))
-    top = torch.topk(logits, min(fetch, len(logits)))
+    masked = logits.index_fill(0, torch.from_numpy(exclude[exclude > 0] - 1), float("-inf"))
+    top = torch.topk(masked, min(fetch, len(masked)))
     found = torch.isfinite(top.values)
     return Pool(top.indices[found].numpy() + 1, lse, top.values[found])
 

@@ -212,8 +212,8 @@ def test_items_from_another_worker_come_with_their_vectors(served: Served,
     service.sync()
     e = service.engine
     assert counting.texts == 1  # the cap, whose vector came from another encoder
-    torch.testing.assert_close(e.text[e.item_code["hat"]], torch.from_numpy(vector))
-    torch.testing.assert_close(e.text[e.item_code["cap"]],
+    torch.testing.assert_close(e.catalog.text[e.item_code["hat"]], torch.from_numpy(vector))
+    torch.testing.assert_close(e.catalog.text[e.item_code["cap"]],
                                torch.from_numpy(encoder.encode(["a red cap"])[0]))
     assert e.search(text, 1)[0][0] == "hat"
     other_worker.close()

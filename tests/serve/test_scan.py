@@ -86,8 +86,9 @@ def test_unknown_scan_is_refused() -> None:
 def test_an_ann_engine_keeps_no_half_copies_and_ranks_as_the_exact_one(served: Served) -> None:
     ann = Engine.from_bundle(served.bundle, IndexConfig(exact_max=20, num_threads=1))
     exact = Engine.from_bundle(served.bundle)
-    assert ann.retrieval.kind_ == "hnsw" and ann.scan.copies == {}  # the pass is unused
-    assert exact.retrieval.kind_ == "exact" and len(exact.scan.copies) == 2
+    # the pass is unused
+    assert ann.retrieval.next_item.kind_ == "hnsw" and ann.retrieval.scan.copies == {}
+    assert exact.retrieval.next_item.kind_ == "exact" and len(exact.retrieval.scan.copies) == 2
     scen = ann.scenario(None)
     for user in served.data.user_ids[:10]:  # 60 items: the graph search finds them all
         a = ann.recommend(ann.history(user), 5, scen, user=user)
