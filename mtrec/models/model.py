@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from mtrec.models.item_tower import ItemTower, ItemTowerConfig, build_item_tower
-from mtrec.models.multitask import MultiTaskConfig, MultiTaskLayer
+from mtrec.models.layers.base import MultiTaskLayer
+from mtrec.models.multitask import MultiTaskConfig, build_multitask
 from mtrec.models.text_match import TextMatch, TextMatchConfig, recent_items
 from mtrec.models.user_tower import UserTower, UserTowerConfig
 from mtrec.tasks import build_tasks
@@ -299,7 +300,7 @@ def build_model(config: ModelConfig, n_items: int, n_scenarios: int,
     if tasks is None:
         tasks = build_tasks(config.tasks, config.task_options, task_dims(config, n_items))
     pointwise = tuple(n for n, t in tasks.items() if isinstance(t, PointwiseTask))
-    mtl = (MultiTaskLayer(config.mtl, config.item.dim, n_scenarios, pointwise)
+    mtl = (build_multitask(config.mtl, config.item.dim, n_scenarios, pointwise)
            if pointwise else None)
     has_retrieval = any(isinstance(t, RetrievalTask) for t in tasks.values())
     match = (TextMatch(config.match) if config.match.enabled and has_retrieval

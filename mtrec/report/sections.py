@@ -8,13 +8,10 @@ from typing import Any
 
 from mtrec.eval.protocols import COLD_MAX
 from mtrec.report import plots
-from mtrec.report.data import NEXT, BundleData, cold_warm
+from mtrec.report.data import BundleData, cold_warm
 from mtrec.report.doc import Block, Figure, Section, Table, Text, fmt, slug
 from mtrec.report.scenarios import AGREE, ScenarioMetrics
-from mtrec.tasks import main_metric
-
-COMPANION = {"next_item": "next_item/recall@10", "rating": "rating/mae",
-             "engagement": "engagement/return_auc"}
+from mtrec.tasks import companion_metric, main_metric, task_class
 
 
 def header(b: BundleData) -> Section:
@@ -72,7 +69,7 @@ def training(b: BundleData) -> Section:
     best = b.summary.get("best_epoch")
     best = int(best) if isinstance(best, int | float) else None
     for task in b.tasks:
-        keys = [k for k in (main_metric(task), COMPANION.get(task, f"{task}/gauc"))
+        keys = [k for k in (main_metric(task), companion_metric(task))
                 if any(math.isfinite(r.get(f"valid/{k}", math.nan)) for r in b.history)]
         metrics = {k: [r.get(f"valid/{k}", math.nan) for r in b.history] for k in keys}
         loss = [r.get(f"loss/{task}", math.nan) for r in b.history]
@@ -182,8 +179,8 @@ def scenarios(b: BundleData, result: ScenarioMetrics | None, skipped: str = "") 
 def _scenario_columns(b: BundleData, result: ScenarioMetrics) -> list[str]:
     wanted = []
     for task in b.tasks:
-        if task == "next_item":
-            wanted += [f"{NEXT}users", f"{NEXT}ndcg@10", f"{NEXT}recall@10"]
+        if task_class(task).kind == "retrieval":
+            wanted += [f"{task}/users", main_metric(task), companion_metric(task)]
         else:
             wanted += [f"{task}/examples", main_metric(task)]
     return [m for m in wanted if m in result.overall]

@@ -34,6 +34,15 @@ def main_metric(task: str) -> str:
     return f"{task}/{task_class(task).main_metric}"
 
 
+def companion_metric(task: str) -> str:
+    """The metric a report plots beside the main one.
+
+    >>> companion_metric("next_item"), companion_metric("click")
+    ('next_item/recall@10', 'click/gauc')
+    """
+    return f"{task}/{task_class(task).companion_metric}"
+
+
 def check_task_names(names: tuple[str, ...]) -> None:
     if not names:
         raise TaskError(f"no task given; known tasks: {', '.join(TASKS)}")
@@ -52,4 +61,5 @@ def build_tasks(names: tuple[str, ...], options: TaskOptions,
 
 
 __all__ = ["REGISTRY", "TASKS", "PointwiseTask", "Task", "TaskDims", "TaskError",
-           "TaskOptions", "build_tasks", "check_task_names", "main_metric", "task_class"]
+           "TaskOptions", "build_tasks", "check_task_names", "companion_metric", "main_metric",
+           "task_class"]

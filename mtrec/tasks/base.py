@@ -77,6 +77,7 @@ class Task(nn.Module):
     name: str = ""
     kind: str = "pointwise"
     main_metric: str = "auc"  # the metric, without the ``task/`` prefix
+    companion_metric: str = "gauc"  # the second one a report plots beside it
     behaviors: tuple[str, ...] = ()  # behaviours it needs (documentation and errors)
     needs_time: bool = False  # every event must have a timestamp
     protocols: tuple[str, ...] = ()  # split protocols it is sound under (empty = any)

@@ -26,6 +26,7 @@ _SHIFT = np.int64(1) << 35
 class EngagementTask(PointwiseTask):
     name = "engagement"
     main_metric = "log_count_rmse"
+    companion_metric = "return_auc"
     needs_time = True
     protocols = ("temporal",)  # labels look ahead: only a global time cut keeps them honest
     out_dim = 2  # [log1p(count in horizon), return logit]

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 class NextItemTask(RetrievalTask):
     name = "next_item"
     main_metric = "ndcg@10"
+    companion_metric = "recall@10"
     log_q: torch.Tensor
 
     def __init__(self, options: TaskOptions, dims: TaskDims) -> None:

@@ -24,6 +24,7 @@ class RatingTask(PointwiseTask):
 
     name = "rating"
     main_metric = "rmse"
+    companion_metric = "mae"
     behaviors = ("rate",)
     out_dim = 1
     mean: torch.Tensor
