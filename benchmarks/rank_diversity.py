@@ -32,7 +32,7 @@ from mtrec.rank.pipeline import RankingPipeline
 from mtrec.recommender import Recommender
 
 RESULTS = Path(__file__).parent / "results"
-WEIGHTS = (0.1, 0.2, 0.3, 0.5)
+WEIGHTS = (0.1, 0.3, 0.5, 0.7, 0.9)
 
 
 def with_diversity(config: RankConfig, weight: float) -> RankConfig:

@@ -165,8 +165,8 @@ class MultiTaskRecommender(nn.Module):
         interaction (None: not known, as when serving: bucket 0), the scenario ``[T]`` and
         the ``recent`` item codes ``[T, lags]`` (most recent first) for the text match."""
         h = h + (self.target_gap(gap) if gap is not None else self.target_gap.weight[0])
-        query = h + self.query_scenario(scenario)
-        if self.text_match is not None and self.text_match.active and tables.unit is not None:
+        query = h + self.query_scenario.weight[scenario]  # (a lookup: no module call)
+        if tables.unit is not None and self.text_match is not None:  # unit: the match is on
             text = self.text_match.query(tables.unit, recent).to(query.dtype)
             query = torch.cat([query, text], -1)
         return UserStates(h, query, scenario)

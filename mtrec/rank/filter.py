@@ -10,6 +10,19 @@ import numpy as np
 from mtrec.rank.base import Candidates, RankContext, RankRequest, read_options
 
 
+def _member(codes: np.ndarray, exclude: np.ndarray) -> np.ndarray:
+    """``np.isin(codes, exclude)`` by binary search (a fraction of its cost at this size).
+
+    >>> _member(np.array([3, 1, 7]), np.array([7, 3])).tolist()
+    [True, False, True]
+    """
+    if not len(exclude):
+        return np.zeros(len(codes), dtype=bool)
+    ex = np.sort(exclude)
+    at = np.minimum(np.searchsorted(ex, codes), len(ex) - 1)
+    return ex[at] == codes
+
+
 class Filter:
     name: ClassVar[str] = "filter"
 
@@ -18,7 +31,7 @@ class Filter:
 
     def rank(self, request: RankRequest, candidates: Candidates,
              context: RankContext) -> Candidates:
-        keep = ~np.isin(candidates.codes, request.exclude)
+        keep = ~_member(candidates.codes, request.exclude)
         if request.category:
             cats = context.categories
             keep &= np.array([cats[c] == request.category for c in candidates.codes],

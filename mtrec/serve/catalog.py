@@ -36,6 +36,8 @@ class ServingCatalog:
         self.vectors = rec.tables.vectors.clone()
         self.unit = TextMatch.unit(self.text)
         self.matrix = self._rows(self.vectors, self.text)
+        match = self.model.text_match  # its scale is fixed once trained
+        self._match = match is not None and match.active
 
     def __len__(self) -> int:
         """Items, padding excluded."""
@@ -48,8 +50,7 @@ class ServingCatalog:
     @property
     def tables(self) -> ItemTables:
         """The current tables, as the model scores against them."""
-        active = self.model.text_match is not None and self.model.text_match.active
-        return ItemTables(self.vectors, self.matrix, self.unit if active else None)
+        return ItemTables(self.vectors, self.matrix, self.unit if self._match else None)
 
     def _rows(self, vectors: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """float32 retrieval rows for item-tower ``vectors`` and raw ``text`` vectors."""
