@@ -107,6 +107,10 @@ class MultiTaskRecommender(nn.Module):
         self.item_tower, self.user_tower, self.mtl = item_tower, user_tower, mtl
         self.text_tuner, self.text_match = text_tuner, text_match
         self.tasks = nn.ModuleDict(tasks)
+        # plain lookups for the per-request path (the modules stay registered in ``tasks``)
+        self.__dict__["_by_kind"] = (
+            next((t for t in tasks.values() if isinstance(t, RetrievalTask)), None),
+            {n: t for n, t in tasks.items() if isinstance(t, PointwiseTask)})
         self.query_scenario = nn.Embedding(n_scenarios, item_tower.config.dim)
         nn.init.zeros_(self.query_scenario.weight)
         self.target_gap = nn.Embedding(user_tower.gap.num_embeddings, item_tower.config.dim)
@@ -119,14 +123,11 @@ class MultiTaskRecommender(nn.Module):
     @property
     def retrieval_task(self) -> RetrievalTask | None:
         """The task that ranks the catalog (``next_item``), if the model has one."""
-        for task in self.tasks.values():
-            if isinstance(task, RetrievalTask):
-                return task
-        return None
+        task: RetrievalTask | None = self.__dict__["_by_kind"][0]
+        return task
 
     def pointwise_tasks(self) -> dict[str, PointwiseTask]:
-        return {name: task for name, task in self.tasks.items()
-                if isinstance(task, PointwiseTask)}
+        return dict(self.__dict__["_by_kind"][1])
 
     # ------------------------------------------------------------------ item side
     def item_tables(self, text: torch.Tensor | None = None) -> ItemTables:

@@ -38,6 +38,7 @@ class ServingCatalog:
         self.matrix = self._rows(self.vectors, self.text)
         match = self.model.text_match  # its scale is fixed once trained
         self._match = match is not None and match.active
+        self._tables: ItemTables | None = None
 
     def __len__(self) -> int:
         """Items, padding excluded."""
@@ -49,8 +50,12 @@ class ServingCatalog:
 
     @property
     def tables(self) -> ItemTables:
-        """The current tables, as the model scores against them."""
-        return ItemTables(self.vectors, self.matrix, self.unit if self._match else None)
+        """The current tables, as the model scores against them (made again after a
+        change: a grown table is a new view of its buffer)."""
+        if self._tables is None:
+            self._tables = ItemTables(self.vectors, self.matrix,
+                                      self.unit if self._match else None)
+        return self._tables
 
     def _rows(self, vectors: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """float32 retrieval rows for item-tower ``vectors`` and raw ``text`` vectors."""
@@ -72,6 +77,7 @@ class ServingCatalog:
         codes = [self._code_for(i) for i in items]
         for name in ("text", "unit", "vectors", "matrix"):  # zero rows for new codes
             rows_of(self, name).resize(len(self.item_ids))
+        self._tables = None
         idx = torch.tensor(codes)
         self.text[idx], self.unit[idx], self.vectors[idx] = text, TextMatch.unit(text), vectors
         self.matrix[idx] = self._rows(vectors, text)
@@ -91,6 +97,7 @@ class ServingCatalog:
     def extend(self, ids: list[str], texts: list[str], categories: list[str],
                vectors: torch.Tensor, text: torch.Tensor) -> None:
         """Append items with given tables rows (whole-table rebuild: for benchmarks)."""
+        self._tables = None
         first = len(self.item_ids)
         self.item_ids += ids
         self.item_code.update({item: first + i for i, item in enumerate(ids)})

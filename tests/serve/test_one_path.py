@@ -9,12 +9,14 @@ softmax, the pointwise heads), ``Recommender.score`` and ``/v1/score`` agree to 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
 
+from mtrec.rank.config import DEFAULT_STAGES
 from mtrec.recommender import ALL_PARTS, Recommender
 from mtrec.serve.app import ServeSettings, create_app
 from mtrec.serve.engine import Engine
@@ -101,3 +103,35 @@ def test_default_scenario_and_errors_follow_one_rule(both: tuple[Recommender, Te
         rec.score("nobody", [served.data.item_ids[0]])
     assert client.post("/v1/score", json={"user_id": "nobody",
                                           "items": [served.data.item_ids[0]]}).status_code == 404
+
+
+def test_the_bundle_saves_and_applies_its_ranking_stages(served: Served,
+                                                         tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from mtrec.bundle import read_meta
+
+    assert read_meta(served.bundle)["run"]["rank"]["stages"] == list(DEFAULT_STAGES)
+    bundle = tmp_path / "bundle"
+    shutil.copytree(served.bundle, bundle)
+    config = json.loads((bundle / "config.json").read_text())
+    config["run"]["rank"] = {"stages": ["cold_start", "filter", "blend", "diversity"],
+                             "candidates": 50, "options": [["diversity.weight", 1.0]]}
+    (bundle / "config.json").write_text(json.dumps(config))
+    rec = Recommender.load(bundle)
+    assert [s.name for s in rec.pipeline.stages] == ["cold_start", "filter", "blend",
+                                                     "diversity"]
+    user = served.data.user_ids[0]
+    plain = Recommender.load(served.bundle).recommend(user, k=5)
+    diverse = rec.recommend(user, k=5)
+    assert diverse[0].item_id == plain[0].item_id  # the best stays first
+    assert all(not r.because for r in diverse)  # no explain stage configured
+    engine = Engine(rec, IndexConfig(scan="float32"))
+    with TestClient(create_app(ServeSettings(scan="float32"), engine)) as client:
+        online = client.post("/v1/recommend", json={"user_id": user, "k": 5}).json()["items"]
+    assert [r["item_id"] for r in online] == [r.item_id for r in diverse]
+    config["run"]["rank"] = {"stages": ["blend", "rerank"]}
+    (bundle / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="unknown rank stage 'rerank'"):
+        Recommender.load(bundle)
