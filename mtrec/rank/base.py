@@ -63,6 +63,12 @@ class Candidates:
         return replace(self, codes=self.codes[index], total=self.total[index],
                        scores={t: v[index] for t, v in self.scores.items()}, because=because)
 
+    def head(self, k: int) -> Candidates:
+        """The first ``k`` candidates."""
+        return replace(self, codes=self.codes[:k], total=self.total[:k],
+                       scores={t: v[:k] for t, v in self.scores.items()},
+                       because=self.because[:k])
+
     def __len__(self) -> int:
         return len(self.codes)
 

@@ -8,6 +8,7 @@ objective the model's first task ranks alone.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import ClassVar
 
 import numpy as np
@@ -45,6 +46,6 @@ class Blend:
             for task, w in resolve_objective(request.objective, context.tasks).items():
                 total = total + w * candidates.scores[task]
         order = np.argsort(-np.asarray(total), kind="stable")
-        ranked = Candidates(candidates.codes, candidates.scores, np.asarray(total, np.float64),
-                            candidates.because, candidates.cold_start)
-        return ranked.take(order)
+        ranked = replace(candidates, total=np.asarray(total, np.float64))
+        in_order = bool((order[1:] > order[:-1]).all())  # retrieval's order often is already
+        return ranked if in_order else ranked.take(order)

@@ -31,6 +31,7 @@ class Explain:
                               dim=-1, eps=1e-8).numpy()
         sims = vectors[:len(shown)] @ vectors[len(shown):].T  # [shown, recent]
         order = np.argsort(-sims, axis=1, kind="stable")[:, :int(self.options["top"])]
-        because = tuple(tuple((recent[j], float(sims[i, j])) for j in row)
-                        for i, row in enumerate(order))
+        codes = np.asarray(recent)[order].tolist()
+        values = np.take_along_axis(sims, order, 1).tolist()
+        because = tuple(tuple(zip(c, v, strict=True)) for c, v in zip(codes, values, strict=True))
         return replace(candidates, because=because + ((),) * (len(candidates) - len(shown)))

@@ -72,7 +72,7 @@ class RankingPipeline:
         """The stages over ``candidates``, then the first ``request.k``."""
         for stage in self.stages:
             candidates = stage.rank(request, candidates, context)
-        return candidates.take(np.arange(min(request.k, len(candidates))))
+        return candidates.head(request.k)
 
     @staticmethod
     def cold() -> Candidates:
