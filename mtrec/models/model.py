@@ -300,6 +300,8 @@ def build_model(config: ModelConfig, n_items: int, n_scenarios: int,
     user_tower = UserTower(config.user, config.item.dim, n_scenarios)
     if tasks is None:
         tasks = build_tasks(config.tasks, config.task_options, task_dims(config, n_items))
+    for task in tasks.values():  # after the towers, before the multi-task layer
+        task.build_head()
     pointwise = tuple(n for n, t in tasks.items() if isinstance(t, PointwiseTask))
     mtl = (build_multitask(config.mtl, config.item.dim, n_scenarios, pointwise)
            if pointwise else None)

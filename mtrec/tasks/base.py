@@ -86,6 +86,10 @@ class Task(nn.Module):
         super().__init__()
         self.options = options
 
+    def build_head(self) -> None:
+        """Create the trainable head (the model does, after its towers: building a task to
+        check and prepare it draws no random numbers)."""
+
     def check(self, data: Interactions, task_names: tuple[str, ...]) -> None:
         """Raise :class:`TaskError` when this dataset cannot train the task."""
 
@@ -120,10 +124,15 @@ class PointwiseTask(Task):
 
     out_dim: int = 1
 
+    tower: nn.Module
+
     def __init__(self, options: TaskOptions, dims: TaskDims) -> None:
         super().__init__(options, dims)
-        self.tower = nn.Sequential(nn.Linear(dims.tower_in, dims.tower_dim), nn.ReLU(),
-                                   nn.Linear(dims.tower_dim, self.out_dim))
+        self.dims = dims
+
+    def build_head(self) -> None:
+        self.tower = nn.Sequential(nn.Linear(self.dims.tower_in, self.dims.tower_dim),
+                                   nn.ReLU(), nn.Linear(self.dims.tower_dim, self.out_dim))
 
     def check(self, data: Interactions, task_names: tuple[str, ...]) -> None:
         labels = self.labels(data)

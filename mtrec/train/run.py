@@ -143,7 +143,7 @@ def train_run(config: RunConfig, out_dir: Path, root: Path | None = None,
     """Train, pick the best epoch on validation, evaluate valid and test, write the bundle."""
     started = time.perf_counter()
     prepared = prepare_run(config, root, store_dir)
-    torch.manual_seed(config.train.seed)  # before the task heads are built
+    torch.manual_seed(config.train.seed)
     np.random.seed(config.train.seed)
     tasks = checked_tasks(config, prepared)
     vectors = text_vectors(config, prepared, home(store_dir) / "embeddings")
