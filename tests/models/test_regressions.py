@@ -78,3 +78,28 @@ def test_rolling_evaluation_only_where_held_out_parts_are_ordered(
     store = write_store(planted(n_users=40, n_items=20), tmp_path)
     config = load_run_config(None, **tiny(store, **{"data.protocol": protocol}))
     assert prepare_run(config, store_dir=tmp_path).causal_parts is causal
+
+
+def test_checking_the_tasks_first_does_not_shift_the_initialisation(tmp_path: Path) -> None:
+    """Bug: the run built its tasks (heads included) to check them before building the model,
+    which moved every tower's random initialisation; ML-100k's two-epoch next-item NDCG@10
+    fell from 0.025 to 0.009 and the recorded multi-task figures no longer reproduced."""
+    import torch
+
+    from mtrec.models.model import build_model
+    from mtrec.train.run import checked_tasks
+
+    store = write_store(planted(n_users=40, n_items=20), tmp_path)
+    config = load_run_config(None, **tiny(store, **{"model.tasks": ["next_item", "click",
+                                                                    "rating"]}))
+    prepared = prepare_run(config, store_dir=tmp_path)
+    n_items, n_scen = prepared.catalog.n_items, len(prepared.catalog.scenarios)
+    torch.manual_seed(0)
+    plain = build_model(config.model, n_items, n_scen, None).state_dict()
+    torch.manual_seed(0)
+    tasks = checked_tasks(config, prepared)
+    checked = build_model(config.model, n_items, n_scen, None, tasks=tasks).state_dict()
+    prepared_state = {"tasks.next_item.log_q", "tasks.rating.mean"}  # set by prepare()
+    assert set(plain) == set(checked)
+    for key in set(plain) - prepared_state:
+        assert torch.equal(plain[key], checked[key]), key
