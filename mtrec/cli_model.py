@@ -79,7 +79,8 @@ def recommend(
         weights = _parse_objective(objective)
         rec = Recommender.load(bundle)
         items = rec.recommend(user, k, scenario=scenario, objective=weights)
-    rows = [{"item_id": r.item_id, "score": r.score, "scores": r.scores, "text": r.text}
+    rows = [{"item_id": r.item_id, "score": r.score, "scores": r.scores, "text": r.text,
+             "because": [{"item_id": i, "similarity": v} for i, v in r.because]}
             for r in items]
     _emit({"user": user, "items": rows}, as_json, lambda: _render_items(user, rows))
 

@@ -8,8 +8,6 @@ from dataclasses import replace
 from typing import ClassVar
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from mtrec.rank.base import Candidates, RankContext, RankRequest, read_options
 
@@ -22,16 +20,17 @@ class Explain:
 
     def rank(self, request: RankRequest, candidates: Candidates,
              context: RankContext) -> Candidates:
-        shown = candidates.codes[:request.k].tolist()
+        shown = candidates.codes[:request.k]
         history = [s.code for s in request.history]
-        recent = list(dict.fromkeys(reversed(history)))[:int(self.options["recent"])]
-        if not recent or not shown:
+        recent = np.fromiter(dict.fromkeys(reversed(history)), dtype=np.int64)
+        recent = recent[:int(self.options["recent"])]
+        if not len(recent) or not len(shown):
             return replace(candidates, because=((),) * len(candidates))
-        vectors = F.normalize(context.vectors[torch.tensor([*shown, *recent])].float(),
-                              dim=-1, eps=1e-8).numpy()
-        sims = vectors[:len(shown)] @ vectors[len(shown):].T  # [shown, recent]
+        rows = context.vectors.numpy()[np.concatenate([shown, recent])].astype(np.float32)
+        rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-8)
+        sims = rows[:len(shown)] @ rows[len(shown):].T  # [shown, recent]
         order = np.argsort(-sims, axis=1, kind="stable")[:, :int(self.options["top"])]
-        codes = np.asarray(recent)[order].tolist()
-        values = np.take_along_axis(sims, order, 1).tolist()
+        codes = recent[order].tolist()
+        values = sims[np.arange(len(shown))[:, None], order].tolist()
         because = tuple(tuple(zip(c, v, strict=True)) for c, v in zip(codes, values, strict=True))
         return replace(candidates, because=because + ((),) * (len(candidates) - len(shown)))
