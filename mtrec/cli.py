@@ -23,21 +23,30 @@ from mtrec.cli_common import (
     _kv_table,
     _progress,
     _user_errors,
+    quiet_third_party,
 )
 from mtrec.data.builder import ImportResult
 from mtrec.data.clean import CleanConfig, EventArrays
-from mtrec.data.imports import import_dataset, import_files, store_path
-from mtrec.data.sources import DATASETS, get_spec
+from mtrec.data.imports import find_store, import_dataset, import_files, store_path
+from mtrec.data.sources import DATASETS
 from mtrec.data.sources.base import data_root
+from mtrec.data.sources.formats import FORMATS, GENERIC
 from mtrec.data.sources.generic import ColumnMapping
 from mtrec.data.split import PARTS, SplitConfig, split_events
 from mtrec.data.stats import dataset_stats
-from mtrec.data.store import Store, StoreError
+from mtrec.data.store import Store
 
 app = typer.Typer(help="mtrec: multi-task recommendation from raw logs to a live service.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 data_app = typer.Typer(help="Import, inspect and split datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+
+
+@app.callback()
+def _options(verbose: Annotated[bool, typer.Option(
+        "--verbose", help="Show third-party progress bars and logs (hidden by default).")]
+        = False) -> None:
+    quiet_third_party(verbose)
 
 
 
@@ -64,17 +73,40 @@ def data_list(root: DataRoot = None, store_dir: StoreDir = None, as_json: AsJson
     _emit({"data_root": str(base), "datasets": rows}, as_json, render)
 
 
+@data_app.command("formats")
+def data_formats(as_json: AsJson = False) -> None:
+    """The source formats `mtrec data import NAME --format F --source PATH` reads."""
+    rows: list[dict[str, Any]] = [
+        {"format": f.name, "description": f.description, "files": list(f.files)}
+        for f in FORMATS.values()]
+    rows.append({"format": GENERIC[0], "description": GENERIC[1], "files": list(GENERIC[2])})
+
+    def render() -> None:
+        table = Table(title="Source formats (NAME: read from the folder)", title_justify="left")
+        for col in ("format", "description", "files"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(r["format"], r["description"], "\n".join(r["files"]))
+        Console().print(table)
+
+    _emit({"formats": rows}, as_json, render)
+
+
 @data_app.command("import")
 def data_import(
     name: Annotated[str, typer.Argument(help="Dataset name (see `mtrec data list`), or a "
-                                            "new name with --mapping/--events.")],
+                                            "new name with --format, --events or --mapping.")],
     root: DataRoot = None,
     source: Annotated[str | None, typer.Option(
         help="Folder, .zip/.tar.gz archive or http(s) URL holding the dataset's files.")] = None,
+    source_format: Annotated[str | None, typer.Option(
+        "--format", help="The layout of --source's files (`mtrec data formats`), for a "
+                         "dataset under its own name.")] = None,
     mapping: Annotated[Path | None, typer.Option(
         help="JSON/TOML column mapping for your own CSV/Parquet files.")] = None,
-    events: Annotated[Path | None, typer.Option(help="Your events file (with --map).")] = None,
-    items: Annotated[Path | None, typer.Option(help="Your items file (with --map).")] = None,
+    events: Annotated[Path | None, typer.Option(
+        help="Your events file; columns named user_id, item_id, ... need no --map.")] = None,
+    items: Annotated[Path | None, typer.Option(help="Your items file.")] = None,
     map_: Annotated[list[str] | None, typer.Option(
         "--map", help="FIELD=COLUMN, e.g. --map user_id=uid --map item_id=sku.")] = None,
     store_dir: StoreDir = None,
@@ -85,29 +117,61 @@ def data_import(
     """Import a dataset into its store, replacing an earlier import of it."""
     started = time.perf_counter()
     with _user_errors():
+        if source_format == GENERIC[0]:
+            events, items = _generic_files(source, events, items)
+            source = None
         own_files = bool(mapping or events)
-        if not own_files and (items or map_):
-            raise ValueError("--items and --map describe your own files: give --events too")
-        if own_files and (source or root):
-            raise ValueError("--source/--data-root name a built-in dataset's files; "
-                             "your own files come with --events or --mapping")
-        if own_files:
-            _check_own_name(name)
-            spec = _mapping(mapping, events, items, map_ or [])
-            with _progress(f"importing {name}", None, quiet or as_json) as progress:
+        _check_import_options(name, own_files, bool(items or map_), source_format,
+                              bool(source or root))
+        with _progress(f"importing {name}", _import_size(name, root, source, own_files),
+                       quiet or as_json) as progress:
+            if own_files:
+                spec = _mapping(mapping, events, items, map_ or [])
                 path, result = import_files(name, spec, store_dir=store_dir, strict=strict,
                                             progress=progress)
-        else:
-            spec_ds = get_spec(name)
-            folder = data_root(root) / spec_ds.folder
-            total = (sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-                     if source is None and folder.is_dir() else None)
-            with _progress(f"importing {name}", total, quiet or as_json) as progress:
+            else:
                 path, result = import_dataset(name, root=root, source=source,
                                               store_dir=store_dir, strict=strict,
-                                              progress=progress)
+                                              progress=progress, source_format=source_format)
     summary = _import_summary(path, result, started)
     _emit(summary, as_json, lambda: _render_import(summary, result))
+
+
+def _check_import_options(name: str, own_files: bool, described: bool,
+                          source_format: str | None, located: bool) -> None:
+    if not own_files and described:
+        raise ValueError("--items and --map describe your own files: give --events too")
+    if own_files and (located or source_format):
+        raise ValueError("--source/--data-root/--format name a dataset's folder in a known "
+                         "format; your own files come with --events or --mapping")
+    if own_files or source_format:
+        _check_own_name(name, built_in_ok=not own_files)
+
+
+def _generic_files(source: str | None, events: Path | None, items: Path | None
+                   ) -> tuple[Path, Path | None]:
+    """``--format generic --source DIR``: DIR/events.* and, when there, DIR/items.*."""
+    if events is not None or source is None:
+        raise ValueError("--format generic takes --source DIR (holding events.csv and "
+                         "optionally items.csv); or give --events without --format")
+    folder = Path(source)
+    found = {stem: next((folder / f"{stem}{ext}" for ext in (".csv", ".tsv", ".parquet")
+                         if (folder / f"{stem}{ext}").is_file()), None)
+             for stem in ("events", "items")}
+    if found["events"] is None:
+        raise ValueError(f"--format generic: {folder} holds no events.csv, events.tsv "
+                         "or events.parquet")
+    return found["events"], items or found["items"]
+
+
+def _import_size(name: str, root: Path | None, source: str | None, own_files: bool
+                 ) -> int | None:
+    """Bytes a registered dataset's folder holds (the progress bar's total), else None."""
+    if own_files or source is not None or name not in DATASETS:
+        return None
+    folder = data_root(root) / DATASETS[name].folder
+    return (sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+            if folder.is_dir() else None)
 
 
 def _import_summary(path: Path, result: ImportResult, started: float) -> dict[str, Any]:
@@ -128,10 +192,10 @@ def _render_import(summary: dict[str, Any], result: ImportResult) -> None:
         _err().print(f"... and {len(result.log.bad_rows) - 10} more (table 'quarantine')")
 
 
-def _check_own_name(name: str) -> None:
+def _check_own_name(name: str, built_in_ok: bool = False) -> None:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         raise ValueError(f"dataset name {name!r}: use letters, digits, '.', '_' and '-' only")
-    if name in DATASETS:
+    if name in DATASETS and not built_in_ok:
         raise ValueError(f"{name!r} is a built-in dataset; import your files under another name")
 
 
@@ -164,13 +228,10 @@ def _mapping(path: Path | None, events: Path | None, items: Path | None, pairs: 
 
 def _open_or_import(name: str, root: Path | None, store_dir: Path | None,
                     read_only: bool = False) -> Store:
-    path = store_path(name, store_dir)
-    if not path.is_file():
-        if name not in DATASETS:
-            raise StoreError(f"{path}: no store for {name!r}; run `mtrec data import {name}`")
-        _err().print(f"{name} is not imported yet: importing it into {path}")
-        import_dataset(name, root=root, store_dir=store_dir)
-    return Store.open(path, read_only=read_only)
+    if name in DATASETS and not store_path(name, store_dir).is_file():
+        _err().print(f"{name} is not imported yet: importing it into "
+                     f"{store_path(name, store_dir)}")
+    return Store.open(find_store(name, store_dir, root), read_only=read_only)
 
 
 @data_app.command("stats")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,6 +40,25 @@ DataRoot = Annotated[Path | None, typer.Option(
 StoreDir = Annotated[Path | None, typer.Option(
     "--store-dir", help="Folder for store files (default: $MTREC_HOME or ./.mtrec).")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")]
+
+
+def quiet_third_party(verbose: bool) -> None:
+    """Silence the progress bars and advisory logs of Hugging Face libraries (for example
+    the text encoder's "Loading weights" bar) unless ``verbose``."""
+    if verbose:
+        if "transformers" in sys.modules:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.enable_progress_bar()
+        return
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    if "transformers" in sys.modules:  # already imported: its flags are read at import
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
 
 
 def _err() -> Console:

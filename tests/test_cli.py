@@ -63,7 +63,7 @@ def test_tables_render_without_json(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("args,message", [
-    (["data", "stats", "nope"], "no store for 'nope'"),
+    (["data", "stats", "nope"], "unknown dataset 'nope'"),
     (["data", "import", "../up", "--events", "e.csv", "--map", "user_id=u"], "dataset name"),
     (["data", "import", "ml-100k", "--events", "e.csv"], "is a built-in dataset"),
     (["data", "import", "x", "--items", "i.csv"], "give --events too"),

@@ -21,9 +21,8 @@ import torch
 from mtrec import bundle
 from mtrec.config import ConfigError, to_dict
 from mtrec.data.clean import CleanConfig
-from mtrec.data.imports import home, import_dataset, store_path
+from mtrec.data.imports import find_store, home
 from mtrec.data.interactions import Interactions, Prepared, prepare
-from mtrec.data.sources import DATASETS
 from mtrec.data.split import TEST, TRAIN, VALID, SplitConfig
 from mtrec.data.store import Store
 from mtrec.eval.protocols import evaluate
@@ -43,13 +42,7 @@ def prepare_run(config: RunConfig, root: Path | None = None,
     """Dataset, split and task labels, with every check that needs no model."""
     check_task_names(config.model.tasks)
     name = config.data.dataset
-    path = store_path(name, store_dir) if name in DATASETS else Path(name)
-    if not path.is_file():
-        if name not in DATASETS:
-            raise ConfigError(f"unknown dataset {name!r}: not a registered dataset "
-                              f"({', '.join(DATASETS)}) and no store file at {path}")
-        import_dataset(name, root=root, store_dir=store_dir)
-    with Store.open(path) as store:
+    with Store.open(find_store(name, store_dir, root)) as store:
         _check_requirements(store, config, name)
         prepared = prepare(store, name, SplitConfig(config.data.protocol),
                            CleanConfig(kcore=config.data.kcore), config.data.scenarios)

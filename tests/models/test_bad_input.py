@@ -19,7 +19,7 @@ from mtrec.config import ConfigError
 from mtrec.data.builder import EventsBuilder, ItemsBuilder, UsersBuilder, finish
 from mtrec.data.reader import RowLog
 from mtrec.data.split import SplitError
-from mtrec.data.store import Store
+from mtrec.data.store import Store, StoreError
 from mtrec.data.synthetic import SyntheticConfig, generate
 from mtrec.run_config import load_run_config
 from mtrec.tasks import TaskError
@@ -105,7 +105,7 @@ def test_unknown_scenario(stores: dict[str, Path], tmp_path: Path) -> None:
 
 
 def test_unknown_dataset(tmp_path: Path) -> None:
-    _fails(tmp_path, {"data.dataset": "amazon-bueaty"}, ConfigError,
+    _fails(tmp_path, {"data.dataset": "amazon-bueaty"}, StoreError,
            "unknown dataset 'amazon-bueaty'", "amazon-beauty")
 
 

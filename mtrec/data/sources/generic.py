@@ -1,21 +1,10 @@
-"""Bring your own data: CSV/TSV/Parquet files plus a column mapping.
-
-The mapping is a JSON or TOML file (or the same keys given as CLI flags)::
-
-    {"events": "events.csv", "user_id": "uid", "item_id": "sku",
-     "behavior": "action", "behavior_values": {"pv": "view", "buy": "purchase"},
-     "ts": "time", "value": "rating",
-     "items": "items.csv", "item_columns": {"item_id": "sku", "title": "name"}}
-
-Only ``events``, ``user_id`` and ``item_id`` are required.  Unknown keys are errors.
-"""
+"""Bring your own data: CSV/TSV/Parquet files read through a :class:`ColumnMapping`
+(see :mod:`mtrec.data.sources.mapping` for its keys, defaults and the order rule)."""
 
 from __future__ import annotations
 
 import json
-import tomllib
 from collections.abc import Iterator
-from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,93 +15,41 @@ from mtrec.data.builder import EventsBuilder, ImportResult, ItemsBuilder, UsersB
 from mtrec.data.reader import DataFormatError, Row, RowError, RowLog, iter_table, parse_float
 from mtrec.data.schema import BEHAVIORS, DEFAULT_SCENARIO, SOURCE_SPLITS
 from mtrec.data.sources.base import LoadContext
+from mtrec.data.sources.mapping import ITEM_FIELDS, ColumnMapping
 
-ITEM_FIELDS = ("item_id", "title", "text", "category", "brand", "price", "scenario")
-
-
-@dataclass(frozen=True)
-class ColumnMapping:
-    """Where each canonical field comes from in the user's files."""
-
-    events: str
-    user_id: str
-    item_id: str
-    behavior: str | None = None
-    default_behavior: str = "click"
-    behavior_values: dict[str, str] = field(default_factory=dict)
-    value: str | None = None
-    ts: str | None = None
-    scenario: str | None = None
-    split: str | None = None
-    sep: str | None = None
-    keep_extra_columns: bool = False
-    items: str | None = None
-    item_columns: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], where: str = "mapping") -> ColumnMapping:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise DataFormatError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
-        missing = [k for k in ("events", "user_id", "item_id") if k not in data]
-        if missing:
-            raise DataFormatError(f"{where}: missing required key(s) {missing}")
-        for key, value in data.items():
-            _check_type(key, value, where)
-        mapping = cls(**data)
-        for raw, canon in {**mapping.behavior_values,
-                           "<default>": mapping.default_behavior}.items():
-            if canon not in BEHAVIORS:
-                raise DataFormatError(
-                    f"{where}: behaviour {raw!r} maps to unknown {canon!r}; known: {BEHAVIORS}")
-        bad = sorted(set(mapping.item_columns) - set(ITEM_FIELDS))
-        if bad:
-            raise DataFormatError(f"{where}: unknown item field(s) {bad}; known: {ITEM_FIELDS}")
-        return mapping
-
-    @classmethod
-    def from_file(cls, path: str | Path) -> ColumnMapping:
-        """Read a JSON or TOML mapping; relative file names are relative to it."""
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-            data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-        except (OSError, ValueError) as exc:
-            raise DataFormatError(f"{path}:1: cannot read mapping: {exc}") from exc
-        mapping = cls.from_dict(data, str(path))
-        # Relative file names are relative to the mapping file.
-        resolve = {k: str(path.parent / v) for k in ("events", "items")
-                   if (v := getattr(mapping, k)) and not Path(v).is_absolute()}
-        return cls(**{**mapping.__dict__, **resolve})
-
-
-def _check_type(key: str, value: Any, where: str) -> None:
-    """Mapping values: a bool flag, string-to-string tables, or strings."""
-    if key == "keep_extra_columns":
-        ok = isinstance(value, bool)
-        expected = "true or false"
-    elif key in ("behavior_values", "item_columns"):
-        ok = isinstance(value, dict) and all(
-            isinstance(k, str) and isinstance(v, str) for k, v in value.items())
-        expected = "a table of text to text"
-    else:
-        ok = isinstance(value, str) and (value != "" or key == "sep")
-        expected = "a non-empty text"
-    if not ok:
-        raise DataFormatError(f"{where}: key {key!r} must be {expected}, got {value!r}")
+__all__ = ["ITEM_FIELDS", "ColumnMapping", "load_generic", "parse_time"]
 
 
 def load_generic(mapping: ColumnMapping, ctx: LoadContext) -> ImportResult:
+    mapping = mapping.resolved()
     items, users, events = ItemsBuilder(), UsersBuilder(), EventsBuilder()
     files = [str(Path(mapping.events))]
     if mapping.items:
         files.append(str(Path(mapping.items)))
         _read_items(mapping, ctx, items)
+    rows = sorted(_event_rows(mapping, ctx, items), key=lambda r: r[0])
+    for _, user, (item, behavior, value), extra in rows:
+        users.add(user)
+        events.add(user, item, behavior, value, **extra)
+    notes = []
+    if mapping.ts is None and mapping.seq is None:
+        notes.append(f"{Path(mapping.events).name} has no timestamp (ts) or order (seq) "
+                     "column: events are ordered by their row order in the file")
+    return finish(ctx.dataset, events, items, users, ctx.log, files, notes)
+
+
+EventRow = tuple[float, str, tuple[str, str, float], dict[str, Any]]
+
+
+def _event_rows(mapping: ColumnMapping, ctx: LoadContext, items: ItemsBuilder
+                ) -> Iterator[EventRow]:
+    """Each good row as ``(order key, user, (item, behaviour, value), keyword fields)``;
+    the key is the ``seq`` value, else the row number (ties keep file order)."""
+    assert mapping.user_id and mapping.item_id  # resolved() guarantees both
     used = {c for c in (mapping.user_id, mapping.item_id, mapping.behavior, mapping.value,
-                        mapping.ts, mapping.scenario, mapping.split) if c}
+                        mapping.ts, mapping.seq, mapping.scenario, mapping.split) if c}
     path = Path(mapping.events)
-    for row in _rows(path, mapping.sep, ctx, required=sorted(used)):
+    for row in _rows(path, mapping.separator(path), ctx, required=sorted(used)):
         with ctx.log.row(path, row.line, row.raw):
             user, item = row[mapping.user_id], row[mapping.item_id]
             if not user or not item:
@@ -124,18 +61,17 @@ def load_generic(mapping: ColumnMapping, ctx: LoadContext) -> ImportResult:
             behavior = _behavior(row, mapping)
             value = parse_float(row[mapping.value], mapping.value) if mapping.value else 1.0
             ts = parse_time(row[mapping.ts], mapping.ts) if mapping.ts else None
-            split = _split(row, mapping)
-            scenario = (row[mapping.scenario] if mapping.scenario else "") or DEFAULT_SCENARIO
-            users.add(user)  # only once the whole row has parsed
-            events.add(user, item, behavior, value, ts=ts, scenario=scenario,
-                       source_split=split, context=context)
-    return finish(ctx.dataset, events, items, users, ctx.log, files)
+            order = parse_float(row[mapping.seq], mapping.seq) if mapping.seq else row.line
+            extra = {"ts": ts, "source_split": _split(row, mapping), "context": context,
+                     "scenario": (row[mapping.scenario] if mapping.scenario else "")
+                     or DEFAULT_SCENARIO}
+            yield order, user, (item, behavior, value), extra
 
 
 def _read_items(mapping: ColumnMapping, ctx: LoadContext, items: ItemsBuilder) -> None:
-    cols = {"item_id": mapping.item_id, **mapping.item_columns}
+    cols = dict(mapping.item_columns)  # resolved: holds item_id
     path = Path(mapping.items or "")
-    for row in _rows(path, mapping.sep, ctx, required=sorted(set(cols.values()))):
+    for row in _rows(path, mapping.separator(path), ctx, required=sorted(set(cols.values()))):
         with ctx.log.row(path, row.line, row.raw):
             values: dict[str, Any] = {k: row[c] or None for k, c in cols.items()}
             item = values.pop("item_id")
@@ -152,12 +88,10 @@ def _read_items(mapping: ColumnMapping, ctx: LoadContext, items: ItemsBuilder) -
             items.add(item, **values)
 
 
-def _rows(path: Path, sep: str | None, ctx: LoadContext, required: list[str]) -> Iterator[Row]:
+def _rows(path: Path, sep: str, ctx: LoadContext, required: list[str]) -> Iterator[Row]:
     if path.suffix == ".parquet":
         yield from _parquet_rows(path, ctx.log, required)
         return
-    if sep is None:
-        sep = "\t" if path.suffix in (".tsv", ".tab") else ","
     yield from iter_table(path, ctx.log, sep=sep, required=required, progress=ctx.progress,
                           quoted=True)
 
@@ -180,7 +114,7 @@ def _parquet_rows(path: Path, log: RowLog, required: list[str]) -> Iterator[Row]
 
 def _behavior(row: Row, mapping: ColumnMapping) -> str:
     if not mapping.behavior:
-        return mapping.default_behavior
+        return mapping.default_behavior or "click"
     raw = row[mapping.behavior]
     value = mapping.behavior_values.get(raw, raw)
     if value not in BEHAVIORS:
