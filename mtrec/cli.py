@@ -119,7 +119,7 @@ def data_import(
     with _user_errors():
         if source_format == GENERIC[0]:
             events, items = _generic_files(source, events, items)
-            source = None
+            source, source_format = None, None
         own_files = bool(mapping or events)
         _check_import_options(name, own_files, bool(items or map_), source_format,
                               bool(source or root))
