@@ -81,8 +81,12 @@ def read_interactions(path: Path) -> Interactions:
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    """The model's weights (bundles from before the task registry read under today's keys)."""
-    return MultiTaskRecommender.upgrade_state_dict(load_weights(path / "model.safetensors"))
+    """The model's weights in float32 (an exported bundle's compressed tables restored;
+    bundles from before the task registry read under today's keys)."""
+    from mtrec.export.tables import restore
+
+    return MultiTaskRecommender.upgrade_state_dict(
+        restore(load_weights(path / "model.safetensors")))
 
 
 def check_fits(meta: dict[str, Any], catalog: Catalog, where: str) -> None:

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mtrec import cli_model, cli_report, cli_serve
+from mtrec import cli_export, cli_model, cli_report, cli_serve
 from mtrec.cli_common import (
     AsJson,
     DataRoot,
@@ -338,6 +338,7 @@ app.command("eval")(cli_model.evaluate)
 app.command("recommend")(cli_model.recommend)
 app.command("serve")(cli_serve.serve)
 app.command("report")(cli_report.report)
+app.command("export")(cli_export.export)
 
 
 def main() -> None:

@@ -28,11 +28,12 @@ from mtrec.data.schema import SchemaError
 from mtrec.data.sources import SourceError
 from mtrec.data.split import SplitError
 from mtrec.data.store import StoreError
+from mtrec.export.text import ExportError
 from mtrec.text.encoder import TextModelError
 from mtrec.train.checkpoint import CheckpointError
 
 USER_ERRORS = (DataFormatError, SourceError, SchemaError, StoreError, SplitError, ConfigError,
-               ValueError, KeyError, TextModelError, CheckpointError)
+               ValueError, KeyError, TextModelError, CheckpointError, ExportError)
 
 DataRoot = Annotated[Path | None, typer.Option(
     "--data-root",

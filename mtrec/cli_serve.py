@@ -31,7 +31,11 @@ def serve(
     with _user_errors():
         from mtrec import bundle as bundle_io
 
-        bundle_io.read_meta(bundle)  # a clear error now rather than in a worker
+        meta = bundle_io.read_meta(bundle)  # a clear error now rather than in a worker
+        if meta.get("export"):  # its ONNX files load now, not on the first request
+            from mtrec.export.bundle import exported_encoder
+
+            exported_encoder(bundle, meta, threads=1)
         if workers < 1:
             raise ValueError(f"--workers must be >= 1, got {workers}")
         if scan not in ("half", "float32"):

@@ -74,7 +74,7 @@ def create_app(settings: ServeSettings, bundle: str | Path | Engine,
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         engine = bundle if isinstance(bundle, Engine) else Engine.from_bundle(
             bundle, IndexConfig(exact_max=settings.exact_max, scan=settings.scan),
-            _encoder(bundle),
+            _encoder(bundle, settings.torch_threads),
             settings.precompute_users)
         event_log = log if isinstance(log, EventLog) or log is None else EventLog(log)
         app.state.service = Service(engine, event_log)
@@ -151,7 +151,7 @@ class Service:
             self.seen_event = last_event
 
 
-def _encoder(bundle: str | Path) -> Any:
+def _encoder(bundle: str | Path, threads: int = 0) -> Any:
     """The bundle's text encoder, or None when it was trained without text or fine-tuned it
     (the tuned weights are not in the bundle: new items and queries would land elsewhere)."""
     from mtrec import bundle as bundle_io
@@ -161,6 +161,10 @@ def _encoder(bundle: str | Path) -> Any:
     meta = bundle_io.read_meta(Path(bundle))
     if not meta.get("text_dim"):
         return None
+    if meta.get("export"):
+        from mtrec.export.bundle import exported_encoder
+
+        return exported_encoder(Path(bundle), meta, threads)
     from dataclasses import replace
 
     from mtrec.text.encoder import TextEncoder

@@ -1,0 +1,156 @@
+"""``mtrec export``: a bundle made smaller and faster to serve, checked against the original.
+
+The exported bundle is a bundle (``mtrec eval``, ``mtrec serve`` and ``Recommender.load``
+read it as any other; it leaves out the training checkpoint, the TensorBoard logs and
+``item_embeddings.safetensors``, which serving does not read) whose item tables are stored
+in float16 or int8 with per-row scales and whose text encoder is an ONNX graph (int8 with
+``int8``).  Every compressed part is compared with the original at export; the figures
+are saved in ``config.json`` under ``export.checks``, and a part below its threshold stops
+the export with the part and the figure named (nothing is written).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mtrec import bundle
+from mtrec.config import from_dict
+from mtrec.export.tables import TABLE_KEYS, compress, restore, table_error
+from mtrec.export.text import ExportError, OnnxTextEncoder, export_text_encoder
+from mtrec.run_config import RunConfig
+from mtrec.tensor_files import save_weights
+
+COPIED = ("catalog.json", "interactions.safetensors", "metrics.json", "history.csv")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """What to compress and how close to the original each part must stay."""
+
+    int8: bool = False  # the text encoder's weights (dynamic int8, per channel)
+    tables: str = "float16"  # float32, float16 or int8 (per-row scales)
+    min_text_cosine: float = 0.98  # worst item of the sample
+    min_table_cosine: float = 0.98  # worst row of each table
+    min_topk_agreement: float = 0.9  # mean overlap of each sample item's 10 nearest items
+    sample: int = 1000  # catalog texts the encoder is checked on
+
+    def __post_init__(self) -> None:
+        if self.tables not in ("float32", "float16", "int8"):
+            raise ValueError(f"--tables must be float32, float16 or int8, got {self.tables!r}")
+
+
+def neighbour_agreement(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:
+    """Mean share of each row's ``k`` nearest rows (cosine, itself excluded) that ``a``
+    and ``b`` agree on.
+
+    >>> x = np.eye(4, dtype=np.float32) + 0.1
+    >>> neighbour_agreement(x, x, k=2)
+    1.0
+    """
+    def top(m: np.ndarray) -> np.ndarray:
+        unit = m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
+        sims = unit @ unit.T
+        np.fill_diagonal(sims, -np.inf)
+        return np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    k = min(k, len(a) - 1)
+    if k < 1:
+        return 1.0
+    ta, tb = top(a), top(b)
+    return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(ta, tb, strict=True)]))
+
+
+def _check(part: str, figures: dict[str, float], floors: dict[str, float]) -> None:
+    for name, floor in floors.items():
+        if figures[name] < floor:
+            raise ExportError(f"export check failed: {part} {name} {figures[name]:.6f} is "
+                              f"below {floor} (nothing was written)")
+
+
+def _tables(weights: dict[str, torch.Tensor], config: ExportConfig
+            ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    packed = compress(weights, TABLE_KEYS, config.tables)
+    restored = restore(packed)
+    checks: dict[str, Any] = {}
+    for key in TABLE_KEYS:
+        if key in weights and weights[key].numel():
+            figures = table_error(weights[key], restored[key])
+            figures["top10_agreement"] = neighbour_agreement(
+                weights[key][1: config.sample + 1].float().numpy(),
+                restored[key][1: config.sample + 1].float().numpy())
+            _check(f"table {key}", figures, {"min_cosine": config.min_table_cosine,
+                                              "top10_agreement": config.min_topk_agreement})
+            checks[key] = figures
+    return packed, checks
+
+
+def _text(src: Path, meta: dict[str, Any], out: Path, config: ExportConfig
+          ) -> dict[str, Any] | None:
+    """Export and check the text encoder; None when the bundle serves without one."""
+    run = from_dict(RunConfig, meta["run"], f"{src / 'config.json'}: run")
+    if not meta.get("text_dim") or run.model.text.mode != "frozen":
+        return None
+    from mtrec.text.encoder import TextEncoder
+
+    text_config = replace(run.model.text, mode="frozen")
+    encoder = TextEncoder.from_config(text_config)
+    export_text_encoder(encoder, out, config.int8)
+    key = f"{encoder.model_key}+onnx{'-int8' if config.int8 else ''}"
+    onnx = OnnxTextEncoder(out, text_config.max_length, text_config.batch_size, key)
+    texts = [t for t in bundle.read_catalog(src).texts[1:] if t][: config.sample]
+    ref, got = encoder.encode(texts), onnx.encode(texts)
+    cos = (ref * got).sum(1) / np.maximum(
+        np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1), 1e-12)
+    figures = {"min_cosine": float(cos.min()), "mean_cosine": float(cos.mean()),
+               "max_abs_error": float(np.abs(ref - got).max()),
+               "top10_agreement": neighbour_agreement(ref, got), "texts": len(texts)}
+    _check("text encoder", figures, {"min_cosine": config.min_text_cosine,
+                                     "top10_agreement": config.min_topk_agreement})
+    return {"key": key, "int8": config.int8, "max_length": text_config.max_length,
+            "batch_size": text_config.batch_size, "checks": figures}
+
+
+def export_bundle(src: Path, out: Path, config: ExportConfig) -> dict[str, Any]:
+    """Write the exported bundle of ``src`` to ``out`` (replacing it); its export record."""
+    meta = bundle.read_meta(src)
+    if meta.get("export"):
+        raise ExportError(f"{src} is already an exported bundle; export its source bundle "
+                          f"({meta['export']['source']})")
+    stage = out.with_name(out.name + ".partial")
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    try:
+        weights = bundle.read_weights(src)
+        packed, table_checks = _tables(weights, config)
+        text = _text(src, meta, stage, config)
+        save_weights(stage / "model.safetensors", packed)
+        for name in COPIED:
+            if (src / name).is_file():
+                shutil.copy2(src / name, stage / name)
+        record = {"source": str(src), "config": asdict(config), "text": text,
+                  "tables": config.tables, "checks": {"tables": table_checks,
+                                                      "text": text["checks"] if text else None}}
+        (stage / "config.json").write_text(json.dumps({**meta, "export": record}, indent=2))
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    shutil.rmtree(out, ignore_errors=True)
+    stage.replace(out)
+    return record
+
+
+def exported_encoder(path: Path, meta: dict[str, Any], threads: int = 0
+                     ) -> OnnxTextEncoder | None:
+    """The ONNX encoder of an exported bundle (None when it has none); a missing or corrupt
+    file is an :class:`ExportError` naming it."""
+    text = (meta.get("export") or {}).get("text")
+    if not text:
+        return None
+    return OnnxTextEncoder(path, int(text["max_length"]), int(text["batch_size"]),
+                           str(text["key"]), threads)
