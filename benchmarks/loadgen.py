@@ -33,11 +33,13 @@ class LoadResult:
         return sum(n for status, n in self.statuses.items() if status != 200)
 
 
-def post_json(path: str, body: dict[str, Any], host: str = "127.0.0.1") -> bytes:
-    """The bytes of one keep-alive ``POST`` of ``body`` as JSON."""
+def post_json(path: str, body: dict[str, Any], host: str = "127.0.0.1",
+              headers: dict[str, str] | None = None) -> bytes:
+    """The bytes of one keep-alive ``POST`` of ``body`` as JSON (with extra ``headers``)."""
     data = json.dumps(body).encode()
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
     head = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(data)}\r\n\r\n").encode()
+            f"{extra}Content-Length: {len(data)}\r\n\r\n").encode()
     return head + data
 
 

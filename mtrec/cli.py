@@ -52,7 +52,8 @@ def _options(verbose: Annotated[bool, typer.Option(
 
 @data_app.command("list")
 def data_list(root: DataRoot = None, store_dir: StoreDir = None, as_json: AsJson = False) -> None:
-    """List the named datasets, whether their files are found and whether they are imported."""
+    """List the registered datasets (are their files found? imported?) and the datasets
+    imported under their own names into the store directory."""
     base = data_root(root)
     rows: list[dict[str, Any]] = [
         {"name": s.name, "description": s.description, "folder": str(base / s.folder),
@@ -60,6 +61,10 @@ def data_list(root: DataRoot = None, store_dir: StoreDir = None, as_json: AsJson
          "imported": store_path(s.name, store_dir).is_file(), "url": s.url}
         for s in DATASETS.values()
     ]
+    folder = store_path("x", store_dir).parent
+    rows += [{"name": p.stem, "description": f"imported into {folder}", "folder": None,
+              "found": True, "imported": True, "url": None}
+             for p in sorted(folder.glob("*.duckdb")) if p.stem not in DATASETS]
 
     def render() -> None:
         table = Table(title=f"Datasets under {base}", title_justify="left")
@@ -202,9 +207,10 @@ def _check_own_name(name: str, built_in_ok: bool = False) -> None:
 def _mapping(path: Path | None, events: Path | None, items: Path | None, pairs: list[str]
              ) -> ColumnMapping:
     if path is not None:
-        if pairs or events:
-            raise ValueError("give either --mapping FILE or --events with --map, not both")
-        return ColumnMapping.from_file(path)
+        if pairs:
+            raise ValueError("--map and --mapping FILE both describe columns: put the --map "
+                             "entries in the file (its keys are in the README) or drop it")
+        return ColumnMapping.from_file(path, events=events, items=items)
     values: dict[str, Any] = {"events": str(events)}
     if items:
         values["items"] = str(items)

@@ -17,7 +17,8 @@ ConfigFile = Annotated[Path | None, typer.Option(
 
 def train(
     dataset: Annotated[str | None, typer.Option(
-        help="Registered dataset name or a store file (default amazon-beauty).")] = None,
+        help="Dataset name (registered, or imported into --store-dir) or a .duckdb store "
+             "file (default amazon-beauty).")] = None,
     tasks: Annotated[str | None, typer.Option(
         help="Comma-separated tasks, e.g. next_item,rating,like,engagement.")] = None,
     config: ConfigFile = None,

@@ -145,7 +145,9 @@ def finish(
         for i in sorted(missing):
             builder.add(i)
         if missing:
-            notes.append(f"{len(missing)} {name}s occur only in events (added without metadata)")
+            noun = name if len(missing) == 1 else f"{name}s"
+            verb = "occurs" if len(missing) == 1 else "occur"
+            notes.append(f"{len(missing)} {noun} {verb} only in events (added without metadata)")
     for file in files:
         log.check(file)
     return ImportResult(

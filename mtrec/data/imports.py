@@ -38,7 +38,8 @@ def find_store(name: str, store_dir: str | Path | None = None,
     raise StoreError(
         f"unknown dataset {name!r}: not a registered dataset ({', '.join(DATASETS)}), not "
         f"imported into {home(store_dir)} (no {path.name} there) and no store file at {name}; "
-        f"import it with `mtrec data import {name} ...` (with the same --store-dir)")
+        f"if you imported it into another folder, give this command that --store-dir; "
+        f"else import it with `mtrec data import {name} ...`")
 
 
 def load_dataset(
@@ -57,8 +58,8 @@ def load_dataset(
     if source_format is None:
         spec = get_spec(name)
     elif source is None:
-        raise SourceError(f"--format {source_format}: give --source, the folder or archive of "
-                          f"{name!r}'s files")
+        raise SourceError(f"--format {source_format}: give --source, the folder or archive "
+                          f"holding the files of {name}")
     else:
         spec = get_format(source_format).spec(name)
     folder = resolve_source(spec, data_root(root), source, home(cache_dir) / "downloads")

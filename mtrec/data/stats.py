@@ -25,7 +25,8 @@ def dataset_stats(store: Store) -> dict[str, Any]:
                       "GROUP BY 1 ORDER BY 1"))
     by_scenario = dict(q("SELECT scenario, count(*) FROM events GROUP BY 1 ORDER BY 2 DESC "
                          "LIMIT 20"))
-    with_text = q("SELECT count(*) FROM items WHERE coalesce(trim(text), '') <> ''")[0][0]
+    with_text = q("SELECT count(*) FROM items WHERE coalesce(trim(text), '') <> '' "
+                  "OR coalesce(trim(title), '') <> ''")[0][0]  # the model reads either
     reasons = Counter(reason_category(r) for (r,) in q("SELECT reason FROM quarantine"))
     quarantined = dict(reasons.most_common())
     imported = store.get_meta("import", {})

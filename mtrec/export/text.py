@@ -7,6 +7,7 @@ Exported with ``torch.onnx.export`` (the TorchScript exporter) and quantised wit
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import warnings
 from collections.abc import Callable, Sequence
@@ -62,8 +63,16 @@ def export_text_encoder(encoder: TextEncoder, out_dir: Path, int8: bool) -> Path
         if int8:
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
-            quantize_dynamic(str(plain), str(target), per_channel=True,
-                             weight_type=QuantType.QInt8)
+            root = logging.getLogger()  # its advice to pre-process goes to the root logger
+            level = root.level
+            root.setLevel(logging.ERROR)
+            try:
+                # MatMul and the embedding lookups (Gather): 23 MB instead of 57 MB with
+                # MatMul only, at the same speed (Beauty titles: worst cosine 0.980 vs 0.983)
+                quantize_dynamic(str(plain), str(target), per_channel=True,
+                                 weight_type=QuantType.QInt8)
+            finally:
+                root.setLevel(level)
         else:
             plain.replace(target)
     encoder.tokenizer.save_pretrained(str(out_dir / TOKENIZER_DIR))

@@ -4,6 +4,7 @@ format imported under a dataset's own name."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -104,6 +105,7 @@ def test_friction3_train_finds_an_imported_dataset_by_name(tmp_path: Path) -> No
     assert "toys" in _invoke("data", "stats", "toys", "--store-dir", home)
     message = _fail("train", "--dataset", "toys", "--store-dir", str(tmp_path / "elsewhere"))
     assert "not imported into" in message and "mtrec data import toys" in message
+    assert "give this command that --store-dir" in message
 
 
 def test_friction4_a_shipped_format_imports_under_its_own_name(tmp_path: Path) -> None:
@@ -204,3 +206,61 @@ def test_generic_format_reads_a_folder_of_canonical_files(tmp_path: Path) -> Non
     empty.mkdir()
     assert "holds no events.csv" in _fail("data", "import", "mine", "--format", "generic",
                                           "--source", str(empty), "--store-dir", home)
+
+
+def test_mapping_file_keys_and_command_line_files(tmp_path: Path) -> None:
+    """A new user's tries: the README's mapping-file example imports; `--events` with
+    `--mapping` replaces the file's events key instead of being refused; the command-line
+    spellings in a file get a hint to the file's keys."""
+    (tmp_path / "ev.csv").write_text("uid,sku,action,time\nu1,a,pv,1\nu1,b,buy,2\nu2,a,pv,3\n")
+    (tmp_path / "it.csv").write_text("sku,name\na,red lipstick\nb,blue kite\n")
+    mapping = tmp_path / "m.json"
+    mapping.write_text(json.dumps({
+        "user_id": "uid", "item_id": "sku", "behavior": "action", "ts": "time",
+        "behavior_values": {"pv": "view", "buy": "purchase"},
+        "items": "it.csv", "item_columns": {"title": "name"}}))
+    home = str(tmp_path / "home")
+    _invoke("data", "import", "shop", "--mapping", str(mapping), "--events",
+            str(tmp_path / "ev.csv"), "--store-dir", home)
+    with Store.open(Path(home) / "shop.duckdb") as store:
+        assert dict(store.query("SELECT behavior, count(*) FROM events GROUP BY 1")) == {
+            "view": 2, "purchase": 1}
+        assert store.query("SELECT title FROM items WHERE item_id = 'b'") == [("blue kite",)]
+    assert "missing required key 'events'" in _fail(
+        "data", "import", "shop", "--mapping", str(mapping), "--store-dir", home)
+    mapping.write_text(json.dumps({"events": "ev.csv", "behavior_value": ["pv:view"],
+                                   "item.title": "name"}))
+    message = _fail("data", "import", "shop", "--mapping", str(mapping), "--store-dir", home)
+    assert '"behavior_values", a table' in message and '"item_columns", a table' in message
+
+
+def test_errors_name_the_file_role_the_mapping_and_a_near_column(tmp_path: Path) -> None:
+    (tmp_path / "ev.csv").write_text("uid,sku\nu1,a\n")
+    home = str(tmp_path / "home")
+    missing = _fail("data", "import", "x", "--events", str(tmp_path / "nope.csv"),
+                    "--store-dir", home)
+    assert "nope.csv: events file not found" in missing
+    assert "items file not found" in _fail(
+        "data", "import", "x", "--events", str(tmp_path / "ev.csv"), "--items",
+        str(tmp_path / "gone.csv"), "--map", "user_id=uid", "--map", "item_id=sku",
+        "--store-dir", home)
+    typo = _fail("data", "import", "x", "--events", str(tmp_path / "ev.csv"),
+                 "--map", "user_id=uidd", "--map", "item_id=sku", "--store-dir", home)
+    assert "ev.csv:1: user_id=uidd: no column 'uidd'" in typo and "did you mean 'uid'?" in typo
+    (tmp_path / "it.csv").write_text("code,title\na,red\n")
+    assert "no item id column" in _fail(
+        "data", "import", "x", "--events", str(tmp_path / "ev.csv"), "--items",
+        str(tmp_path / "it.csv"), "--map", "user_id=uid", "--map", "item_id=sku",
+        "--store-dir", home)
+
+
+def test_data_list_shows_datasets_imported_under_their_own_names(tmp_path: Path) -> None:
+    write_sequence(tmp_path)
+    home = str(tmp_path / "home")
+    _invoke("data", "import", "toys", "--events", str(tmp_path / "events.csv"),
+            "--items", str(tmp_path / "items.csv"), "--store-dir", home)
+    listed = json.loads(_invoke("data", "list", "--store-dir", home, "--json"))
+    toys = [d for d in listed["datasets"] if d["name"] == "toys"]
+    assert toys and toys[0]["imported"] is True
+    stats = json.loads(_invoke("data", "stats", "toys", "--store-dir", home, "--json"))
+    assert stats["items_with_text"] == 30  # titles count as text: the model reads them

@@ -152,7 +152,9 @@ def test_generic_unknown_behaviour_value(tmp_path: Path) -> None:
                                                                           "fav": "collect"}))
     _, result = import_files("shop", mapping, store_dir=tmp_path / "home")
     reasons = [(b.line, b.reason) for b in result.log.bad_rows]
-    assert reasons == [(3, "unknown behaviour 'buy' in column 'action'")]
+    assert [(line, r.split(":")[0]) for line, r in reasons] == [
+        (3, "unknown behaviour 'buy' in column 'action'")]
+    assert "--map behavior_value=buy:CANON" in reasons[0][1]
     # When most rows are bad the mapping is wrong: the import fails, naming file and line.
     mapping = ColumnMapping.from_file(_mapping(tmp_path, behavior_values={"pv": "view"}))
     with pytest.raises(DataFormatError, match=r"events\.csv:3: 2 of 3 rows are malformed"):

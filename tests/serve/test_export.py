@@ -85,7 +85,7 @@ def test_the_service_runs_an_exported_bundle(exported: Path, tmp_path: Path) -> 
 
 def test_a_failed_check_names_the_part_and_the_figure(served: Served, tmp_path: Path) -> None:
     out = tmp_path / "strict"
-    with pytest.raises(ExportError, match=r"text encoder min_cosine \d\.\d{6} is below 0\.999999"):
+    with pytest.raises(ExportError, match=r"text encoder mean_cosine \d\.\d{6} is below 0\.999999"):
         export_bundle(served.bundle, out, ExportConfig(int8=True, min_text_cosine=0.999999))
     assert not out.exists() and not (tmp_path / "strict.partial").exists()
 

@@ -89,8 +89,9 @@ FORMATS: dict[str, SourceFormat] = {f.name: f for f in (
                  ("u.data: user, item, rating, timestamp", "u.item, u.user"),
                  "u.data", load_grouplens),
     SourceFormat("pairs", "pair files per behaviour, unordered (JData)",
-                 ("count.txt: {\"user\": N, \"item\": M}", "buy.txt, cart.txt, collect.txt: "
-                  "`user item` per line", "validation.txt, test.txt: held-out purchases"),
+                 ("count.txt: {\"user\": N, \"item\": M} (ids are 1..N and 1..M)",
+                  "buy.txt, cart.txt, collect.txt: `user item` per line",
+                  "validation.txt, test.txt: held-out purchases"),
                  "count.txt", load_pairs),
     SourceFormat("ali-ccp", "click/conversion csv, Ali-CCP columns (torch-rechub's sample)",
                  ("NAME_train_sample.csv, NAME_val_sample.csv, NAME_test_sample.csv: "

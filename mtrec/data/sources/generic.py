@@ -118,7 +118,9 @@ def _behavior(row: Row, mapping: ColumnMapping) -> str:
     raw = row[mapping.behavior]
     value = mapping.behavior_values.get(raw, raw)
     if value not in BEHAVIORS:
-        raise RowError(f"unknown behaviour {raw!r} in column {mapping.behavior!r}")
+        raise RowError(f"unknown behaviour {raw!r} in column {mapping.behavior!r}: map it "
+                       f"with --map behavior_value={raw}:CANON, CANON one of "
+                       f"{', '.join(BEHAVIORS)}")
     return value
 
 

@@ -20,6 +20,7 @@ column is mapped and no behaviour column is, ``click`` otherwise.
 from __future__ import annotations
 
 import csv
+import difflib
 import json
 import tomllib
 from dataclasses import dataclass, field, fields, replace
@@ -72,9 +73,14 @@ class ColumnMapping:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise DataFormatError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+            hints = "".join(dict.fromkeys(
+                _HINTS["item." if k.startswith("item.") else k] for k in unknown
+                if k in _HINTS or k.startswith("item.")))
+            raise DataFormatError(f"{where}: unknown key(s) {unknown}{hints}; known: "
+                                  f"{sorted(known)}")
         if "events" not in data:
-            raise DataFormatError(f"{where}: missing required key 'events' (the events file)")
+            raise DataFormatError(f"{where}: missing required key 'events' (the events file; "
+                                  "or give it with --events)")
         for key, value in data.items():
             _check_type(key, value, where)
         mapping = cls(**data)
@@ -91,15 +97,21 @@ class ColumnMapping:
         return mapping
 
     @classmethod
-    def from_file(cls, path: str | Path) -> ColumnMapping:
-        """Read a JSON or TOML mapping; relative file names are relative to it."""
+    def from_file(cls, path: str | Path, events: str | Path | None = None,
+                  items: str | Path | None = None) -> ColumnMapping:
+        """Read a JSON or TOML mapping; relative file names in it are relative to it.
+        ``events`` / ``items`` (from ``--events`` / ``--items``) replace the file's."""
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8")
             data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
         except (OSError, ValueError) as exc:
             raise DataFormatError(f"{path}:1: cannot read mapping: {exc}") from exc
-        mapping = cls.from_dict(data, str(path))
+        if not isinstance(data, dict):
+            raise DataFormatError(f"{path}:1: a mapping is an object of keys, got {data!r:.60}")
+        given = {k: str(Path(v).resolve()) for k, v in (("events", events), ("items", items))
+                 if v is not None}
+        mapping = cls.from_dict({**data, **given}, str(path))
         resolve: dict[str, Any] = {
             k: str(path.parent / v) for k in ("events", "items")
             if (v := getattr(mapping, k)) and not Path(v).is_absolute()}
@@ -111,9 +123,12 @@ class ColumnMapping:
         return "\t" if path.suffix in (".tsv", ".tab") else ","
 
     def resolved(self) -> ColumnMapping:
-        """Every field left out filled from the files' headers; the two ids required."""
+        """Every field left out filled from the files' headers; the two ids required; every
+        mapped column checked against its file's header."""
         events = Path(self.events)
-        header = read_header(events, self.separator(events))
+        header = _file_header(events, "events", self.separator(events))
+        for key in EVENT_COLUMNS:
+            _check_column(events, header, key, getattr(self, key))
         found: dict[str, Any] = {key: column for key, names in EVENT_COLUMNS.items()
                                  if getattr(self, key) is None
                                  and (column := _first(names, header))}
@@ -132,15 +147,47 @@ class ColumnMapping:
 
     def _item_columns(self) -> dict[str, str]:
         path = Path(self.items or "")
-        header = read_header(path, self.separator(path))
+        header = _file_header(path, "items", self.separator(path))
+        for key, column in self.item_columns.items():
+            _check_column(path, header, f"item.{key}", column)
         columns = dict(self.item_columns)
         if "item_id" not in columns:
-            columns["item_id"] = next((c for c in (self.item_id, "item_id") if c in header),
-                                      self.item_id or "item_id")
+            found = next((c for c in (self.item_id, "item_id") if c in header), None)
+            if found is None:
+                raise DataFormatError(
+                    f"{path}:1: no item id column: the header is {header}; name it with "
+                    f"--map item.item_id=COLUMN (or \"item_columns\" in the mapping file)")
+            columns["item_id"] = found
         for key, names in ITEM_COLUMNS.items():
-            if key not in columns and (column := _first(names, header)):
-                columns[key] = column
+            if key not in columns and (near := _first(names, header)):
+                columns[key] = near
         return columns
+
+
+_HINTS = {
+    "behavior_value": " (in a mapping file: \"behavior_values\", a table RAW -> behaviour)",
+    "item.": " (in a mapping file: \"item_columns\", a table FIELD -> column)",
+}
+
+
+def _file_header(path: Path, role: str, sep: str) -> list[str]:
+    if not path.is_file():
+        raise DataFormatError(f"{path}: {role} file not found")
+    header = read_header(path, sep)
+    for n, name in enumerate(header):
+        if name in header[:n]:
+            raise DataFormatError(f"{path}:1: duplicate column {name!r} in header")
+    return header
+
+
+def _check_column(path: Path, header: list[str], key: str, column: str | None) -> None:
+    """A mapped column must be in the header: the error names the mapping and a near name."""
+    if column is None or column in header:
+        return
+    near = difflib.get_close_matches(column, header, n=1)
+    hint = f"; did you mean {near[0]!r}?" if near else ""
+    raise DataFormatError(f"{path}:1: {key}={column}: no column {column!r}; the header is "
+                          f"{header}{hint}")
 
 
 def _first(names: tuple[str, ...], header: list[str]) -> str | None:
