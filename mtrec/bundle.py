@@ -32,7 +32,9 @@ class BundleError(ValueError):
 
 
 def save(out_dir: Path, config: RunConfig, prepared: Prepared, model: MultiTaskRecommender,
-         metrics: dict[str, Any]) -> Path:
+         metrics: dict[str, Any], store: Path | None = None) -> Path:
+    """Write the bundle; ``store``: the store file it was trained from (evaluation finds
+    it there when the dataset is not under the store directory it is given)."""
     from mtrec.config import to_dict
 
     cat = prepared.catalog
@@ -40,7 +42,8 @@ def save(out_dir: Path, config: RunConfig, prepared: Prepared, model: MultiTaskR
             "protocol": prepared.protocol, "causal_parts": prepared.causal_parts,
             "n_items": cat.n_items,
             "n_scenarios": len(cat.scenarios), "fingerprint": cat.fingerprint(),
-            "text_dim": int(model.item_tower.text_vectors.shape[1])}
+            "text_dim": int(model.item_tower.text_vectors.shape[1]),
+            "store": str(store) if store is not None else None}
     _write_json(out_dir / "config.json", meta)
     save_weights(out_dir / "model.safetensors", model.state_dict())
     model.eval()

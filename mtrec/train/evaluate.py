@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from mtrec import bundle
 from mtrec.config import ConfigError, from_dict
 from mtrec.data.split import TEST, VALID
+from mtrec.data.store import StoreError
 from mtrec.eval.protocols import evaluate
 from mtrec.models.batches import SequenceBatcher
 from mtrec.recommender import Recommender
@@ -27,7 +29,14 @@ def evaluate_bundle(path: Path, split: str = "test", dataset: str | None = None,
     name = dataset or rec.meta["dataset"]
     config = from_dict(RunConfig, {**run, "data": {**run["data"], "dataset": name}},
                        f"{path / 'config.json'}: run")
-    prepared = prepare_run(config, root, store_dir)
+    try:
+        prepared = prepare_run(config, root, store_dir)
+    except StoreError:
+        trained_on = rec.meta.get("store")  # where the bundle was trained from
+        if dataset is not None or not trained_on or not Path(trained_on).is_file():
+            raise
+        prepared = prepare_run(replace(config, data=replace(config.data, dataset=trained_on)),
+                               root, store_dir)
     bundle.check_fits(rec.meta, prepared.catalog, f"dataset {name!r}")
     labels = {n: t.labels(prepared.interactions) for n, t in rec.model.pointwise_tasks().items()}
     batcher = SequenceBatcher(prepared.interactions, rec.model.user_tower.config.max_len, labels)

@@ -178,7 +178,8 @@ def train_run(config: RunConfig, out_dir: Path, root: Path | None = None,
     summary = _summary(config, prepared, result, metric, time.perf_counter() - started)
     if fusion:
         summary["text_match"] = {"scale": _scale(model), "valid_ndcg@10_by_scale": fusion}
-    bundle.save(out_dir, config, prepared, model, {**summary, **metrics})
+    bundle.save(out_dir, config, prepared, model, {**summary, **metrics},
+                store=find_store(config.data.dataset, store_dir, root).resolve())
     shutdown(ctx)
     return {**summary, **metrics}
 

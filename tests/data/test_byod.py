@@ -102,6 +102,8 @@ def test_friction3_train_finds_an_imported_dataset_by_name(tmp_path: Path) -> No
     _invoke("train", "--dataset", "toys", "--store-dir", home, "--no-text", "--epochs", "1",
             "--out", out)
     _invoke("eval", "--bundle", out, "--store-dir", home)
+    # the bundle remembers its store: eval without --store-dir finds it (a new user's miss)
+    assert "next_item/ndcg@10" in _invoke("eval", "--bundle", out)
     assert "toys" in _invoke("data", "stats", "toys", "--store-dir", home)
     message = _fail("train", "--dataset", "toys", "--store-dir", str(tmp_path / "elsewhere"))
     assert "not imported into" in message and "mtrec data import toys" in message
