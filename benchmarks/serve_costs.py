@@ -57,7 +57,7 @@ def measure(bundle: Path, rounds: int) -> dict[str, Any]:
     from mtrec.serve.app import _encoder
     from mtrec.serve.engine import Engine, NewItem
 
-    engine = Engine.from_bundle(bundle, encoder=_encoder(bundle))
+    engine = Engine.from_bundle(bundle, encoder=_encoder(bundle, threads=1))
     engine.warm_up()
     out: dict[str, Any] = {"bundle": str(bundle), "items": len(engine.item_ids) - 1}
     tracked = len(gc.get_objects())
@@ -94,12 +94,13 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundle", type=Path, default=Path(".mtrec/bundles/amazon-beauty"))
     parser.add_argument("--items", type=int, default=50)
+    parser.add_argument("--out", type=Path, default=RESULTS / "serve_costs.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
     record = {"command": "python -m benchmarks.serve_costs " + " ".join(sys.argv[1:]),
               "machine": describe(("mtrec", "torch")), **measure(args.bundle, args.items)}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "serve_costs.json").write_text(json.dumps(record, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record, indent=2))
 
 

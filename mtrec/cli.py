@@ -27,7 +27,7 @@ from mtrec.cli_common import (
 )
 from mtrec.data.builder import ImportResult
 from mtrec.data.clean import CleanConfig, EventArrays
-from mtrec.data.imports import find_store, import_dataset, import_files, store_path
+from mtrec.data.imports import find_store, home, import_dataset, import_files, store_path
 from mtrec.data.sources import DATASETS
 from mtrec.data.sources.base import data_root
 from mtrec.data.sources.formats import FORMATS, GENERIC
@@ -61,7 +61,7 @@ def data_list(root: DataRoot = None, store_dir: StoreDir = None, as_json: AsJson
          "imported": store_path(s.name, store_dir).is_file(), "url": s.url}
         for s in DATASETS.values()
     ]
-    folder = store_path("x", store_dir).parent
+    folder = home(store_dir)
     rows += [{"name": p.stem, "description": f"imported into {folder}", "folder": None,
               "found": True, "imported": True, "url": None}
              for p in sorted(folder.glob("*.duckdb")) if p.stem not in DATASETS]
@@ -302,7 +302,6 @@ def demo(root: DataRoot = None, store_dir: StoreDir = None, as_json: AsJson = Fa
          ) -> None:
     """The main job: import Amazon Beauty, split it, train the default model, evaluate it,
     and write its report (BUNDLE/report/report.html)."""
-    from mtrec.data.imports import home
     from mtrec.report import write_report
     from mtrec.run_config import load_run_config
     from mtrec.train.run import train_run

@@ -33,7 +33,7 @@ def find_store(name: str, store_dir: str | Path | None = None,
     if name in DATASETS:
         import_dataset(name, root=root, store_dir=store_dir)
         return path
-    if name.endswith(".duckdb") and Path(name).is_file():
+    if Path(name).is_file():  # a store file's path, as before names were looked up
         return Path(name)
     raise StoreError(
         f"unknown dataset {name!r}: not a registered dataset ({', '.join(DATASETS)}), not "
