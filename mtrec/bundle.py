@@ -22,8 +22,10 @@ from mtrec.tensor_files import load_weights, save_weights
 
 if TYPE_CHECKING:
     from mtrec.run_config import RunConfig
+    from mtrec.text.encoder import TextEncoderConfig
 
 FORMAT = 1
+STUDENT_DIR = "text_model"  # a distilled bundle's own text encoder (Hugging Face format)
 _ARRAYS = ("user", "item", "behaviors", "scenario", "rating", "ts", "part", "offsets")
 
 
@@ -90,6 +92,23 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
 
     return MultiTaskRecommender.upgrade_state_dict(
         restore(load_weights(path / "model.safetensors")))
+
+
+def encoder_config(path: Path, meta: dict[str, Any]) -> TextEncoderConfig | None:
+    """How to build the text encoder that serves ``path`` (frozen), or None when the bundle
+    has no frozen encoder to serve with: a distilled bundle's student is its own
+    ``STUDENT_DIR``; a fine-tuned encoder's weights are not in the bundle."""
+    from dataclasses import replace
+
+    from mtrec.config import from_dict
+    from mtrec.run_config import RunConfig
+
+    if not meta.get("text_dim"):
+        return None
+    text = from_dict(RunConfig, meta["run"], f"{path / 'config.json'}: run").model.text
+    if meta.get("distill"):
+        return replace(text, model=str((path / STUDENT_DIR).resolve()), mode="frozen")
+    return replace(text, mode="frozen") if text.mode == "frozen" else None
 
 
 def check_fits(meta: dict[str, Any], catalog: Catalog, where: str) -> None:

@@ -344,6 +344,7 @@ app.command("recommend")(cli_model.recommend)
 app.command("serve")(cli_serve.serve)
 app.command("report")(cli_report.report)
 app.command("export")(cli_export.export)
+app.command("distill")(cli_export.distill)
 
 
 def main() -> None:

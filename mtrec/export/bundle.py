@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -21,10 +23,8 @@ import numpy as np
 import torch
 
 from mtrec import bundle
-from mtrec.config import from_dict
 from mtrec.export.tables import TABLE_KEYS, compress, restore, table_error
 from mtrec.export.text import ExportError, OnnxTextEncoder, export_text_encoder
-from mtrec.run_config import RunConfig
 from mtrec.tensor_files import save_weights
 
 COPIED = ("catalog.json", "interactions.safetensors", "metrics.json", "history.csv")
@@ -94,12 +94,11 @@ def _tables(weights: dict[str, torch.Tensor], config: ExportConfig
 def _text(src: Path, meta: dict[str, Any], out: Path, config: ExportConfig
           ) -> dict[str, Any] | None:
     """Export and check the text encoder; None when the bundle serves without one."""
-    run = from_dict(RunConfig, meta["run"], f"{src / 'config.json'}: run")
-    if not meta.get("text_dim") or run.model.text.mode != "frozen":
+    text_config = bundle.encoder_config(src, meta)
+    if text_config is None:
         return None
     from mtrec.text.encoder import TextEncoder
 
-    text_config = replace(run.model.text, mode="frozen")
     encoder = TextEncoder.from_config(replace(text_config, bf16=False))  # the reference
     export_text_encoder(encoder, out, config.int8)
     key = f"{encoder.model_key}+onnx{'-int8' if config.int8 else ''}"
@@ -118,32 +117,44 @@ def _text(src: Path, meta: dict[str, Any], out: Path, config: ExportConfig
             "batch_size": text_config.batch_size, "checks": figures}
 
 
+@contextmanager
+def staged(out: Path) -> Iterator[Path]:
+    """A fresh ``OUT.partial`` folder that replaces ``out`` when the block succeeds (and is
+    removed when it fails: nothing half-written is left under ``out``)."""
+    stage = out.with_name(out.name + ".partial")
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    try:
+        yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    shutil.rmtree(out, ignore_errors=True)
+    stage.replace(out)
+
+
+def copy_serving_files(src: Path, stage: Path) -> None:
+    for name in COPIED:
+        if (src / name).is_file():
+            shutil.copy2(src / name, stage / name)
+
+
 def export_bundle(src: Path, out: Path, config: ExportConfig) -> dict[str, Any]:
     """Write the exported bundle of ``src`` to ``out`` (replacing it); its export record."""
     meta = bundle.read_meta(src)
     if meta.get("export"):
         raise ExportError(f"{src} is already an exported bundle; export its source bundle "
                           f"({meta['export']['source']})")
-    stage = out.with_name(out.name + ".partial")
-    shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir(parents=True)
-    try:
+    with staged(out) as stage:
         weights = bundle.read_weights(src)
         packed, table_checks = _tables(weights, config)
         text = _text(src, meta, stage, config)
         save_weights(stage / "model.safetensors", packed)
-        for name in COPIED:
-            if (src / name).is_file():
-                shutil.copy2(src / name, stage / name)
+        copy_serving_files(src, stage)
         record = {"source": str(src), "config": asdict(config), "text": text,
                   "tables": config.tables, "checks": {"tables": table_checks,
                                                       "text": text["checks"] if text else None}}
         (stage / "config.json").write_text(json.dumps({**meta, "export": record}, indent=2))
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    shutil.rmtree(out, ignore_errors=True)
-    stage.replace(out)
     return record
 
 

@@ -155,24 +155,19 @@ def _encoder(bundle: str | Path, threads: int = 0) -> Any:
     """The bundle's text encoder, or None when it was trained without text or fine-tuned it
     (the tuned weights are not in the bundle: new items and queries would land elsewhere)."""
     from mtrec import bundle as bundle_io
-    from mtrec.config import from_dict
-    from mtrec.run_config import RunConfig
 
-    meta = bundle_io.read_meta(Path(bundle))
-    if not meta.get("text_dim"):
-        return None
-    if meta.get("export"):
+    path = Path(bundle)
+    meta = bundle_io.read_meta(path)
+    if meta.get("export") and meta.get("text_dim"):
         from mtrec.export.bundle import exported_encoder
 
-        return exported_encoder(Path(bundle), meta, threads)
-    from dataclasses import replace
-
+        return exported_encoder(path, meta, threads)
+    config = bundle_io.encoder_config(path, meta)
+    if config is None:
+        return None
     from mtrec.text.encoder import TextEncoder
 
-    config = from_dict(RunConfig, meta["run"])
-    if config.model.text.mode != "frozen":
-        return None
-    return TextEncoder.from_config(replace(config.model.text, mode="frozen"))
+    return TextEncoder.from_config(config)
 
 
 def _error_handlers(app: FastAPI) -> None:
