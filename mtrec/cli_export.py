@@ -1,4 +1,5 @@
-"""``mtrec export``: a compressed bundle (ONNX text encoder, float16/int8 tables), checked."""
+"""``mtrec export``: a compressed bundle (ONNX text encoder, user tower and task heads,
+float16/int8 tables), checked."""
 
 from __future__ import annotations
 
@@ -37,6 +38,10 @@ def export(
         summary.update({f"text {k}": v for k, v in record["text"]["checks"].items()})
     else:
         summary["text_encoder"] = "none (the bundle serves without one)"
+    for part in ("user_tower", "heads"):
+        figures = record["checks"][part] or {}
+        summary.update({f"{part} {k}": v for k, v in figures.items()
+                        if k in ("min_cosine", "max_abs_error", "top10_agreement")})
     _emit({**summary, "record": record}, as_json,
           lambda: Console().print(_kv_table(f"Exported {bundle}", summary)))
 

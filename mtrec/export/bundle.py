@@ -4,9 +4,11 @@ The exported bundle is a bundle (``mtrec eval``, ``mtrec serve`` and ``Recommend
 read it as any other; it leaves out the training checkpoint, the TensorBoard logs and
 ``item_embeddings.safetensors``, which serving does not read) whose item tables are stored
 in float16 or int8 with per-row scales and whose text encoder is an ONNX graph (int8 with
-``int8``).  Every compressed part is compared with the original at export; the figures
-are saved in ``config.json`` under ``export.checks``, and a part below its threshold stops
-the export with the part and the figure named (nothing is written).
+``int8``); the user tower and the task heads are written beside it as ONNX graphs
+(:mod:`mtrec.export.graphs`; serving still runs them in PyTorch).  Every exported part is
+compared with the original at export; the figures are saved in ``config.json`` under
+``export.checks``, and a part below its threshold (or above its ceiling) stops the export
+with the part and the figure named (nothing is written).
 """
 
 from __future__ import annotations
@@ -41,10 +43,17 @@ class ExportConfig:
     min_table_cosine: float = 0.98  # worst row of each table
     min_topk_agreement: float = 0.8  # mean overlap of each sample item's 10 nearest items
     sample: int = 1000  # catalog texts the encoder is checked on
+    # user tower and task heads (ONNX float32 against PyTorch, on real users' histories)
+    min_graph_cosine: float = 0.9999  # worst user's state (h, query) / task-score row
+    max_graph_error: float = 1e-3  # largest absolute difference of a state or a score
+    min_graph_topk: float = 0.99  # top-10 agreement: catalog next-item scores, task scores
+    graph_users: int = 256  # users whose histories the graphs are checked on
 
     def __post_init__(self) -> None:
         if self.tables not in ("float32", "float16", "int8"):
             raise ValueError(f"--tables must be float32, float16 or int8, got {self.tables!r}")
+        if self.graph_users < 1:
+            raise ValueError(f"graph_users must be >= 1, got {self.graph_users}")
 
 
 def neighbour_agreement(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:
@@ -67,11 +76,16 @@ def neighbour_agreement(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:
     return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(ta, tb, strict=True)]))
 
 
-def _check(part: str, figures: dict[str, float], floors: dict[str, float]) -> None:
+def _check(part: str, figures: dict[str, Any], floors: dict[str, float],
+           ceilings: dict[str, float] | None = None) -> None:
     for name, floor in floors.items():
         if figures[name] < floor:
             raise ExportError(f"export check failed: {part} {name} {figures[name]:.6f} is "
                               f"below {floor} (nothing was written)")
+    for name, ceiling in (ceilings or {}).items():
+        if figures[name] > ceiling:
+            raise ExportError(f"export check failed: {part} {name} {figures[name]:.6g} is "
+                              f"above {ceiling} (nothing was written)")
 
 
 def _tables(weights: dict[str, torch.Tensor], config: ExportConfig
@@ -117,6 +131,33 @@ def _text(src: Path, meta: dict[str, Any], out: Path, config: ExportConfig
             "batch_size": text_config.batch_size, "checks": figures}
 
 
+def _graphs(src: Path, out: Path, config: ExportConfig) -> dict[str, Any]:
+    """Export the user tower and the task heads to ONNX and check each against the model."""
+    from mtrec.export import graphs
+    from mtrec.recommender import Recommender
+
+    rec = Recommender.load(src)
+    # traced on a few long histories; checked on batches of other lengths and sizes too
+    traced = graphs.sample_batches(rec, 8, chunks=2, seed=1)[-1]
+    floors = {"min_cosine": config.min_graph_cosine, "mean_cosine": config.min_graph_cosine}
+    ceilings = {"max_abs_error": config.max_graph_error}
+    tower = graphs.OnnxUserTower(graphs.export_user_tower(rec.model, rec.tables, traced, out))
+    tower_checks, states = graphs.check_user_tower(
+        rec, tower, graphs.sample_batches(rec, config.graph_users, chunks=4))
+    topk = {"top10_agreement": config.min_graph_topk} if "top10_agreement" in tower_checks \
+        else {}
+    _check("user tower", tower_checks, {**floors, **topk}, ceilings)
+    heads_file = graphs.export_heads(rec.model, out)
+    heads_checks = None
+    if heads_file is not None:
+        heads_checks = graphs.check_heads(rec, graphs.OnnxHeads(heads_file), states)
+        _check("task heads", heads_checks,
+               {**floors, "top10_agreement": config.min_graph_topk}, ceilings)
+    return {"user_tower": tower.file.name, "heads": heads_file.name if heads_file else None,
+            "text_input": tower.needs_text,
+            "checks": {"user_tower": tower_checks, "heads": heads_checks}}
+
+
 @contextmanager
 def staged(out: Path) -> Iterator[Path]:
     """A fresh ``OUT.partial`` folder that replaces ``out`` when the block succeeds (and is
@@ -149,11 +190,14 @@ def export_bundle(src: Path, out: Path, config: ExportConfig) -> dict[str, Any]:
         weights = bundle.read_weights(src)
         packed, table_checks = _tables(weights, config)
         text = _text(src, meta, stage, config)
+        graphs = _graphs(src, stage, config)
         save_weights(stage / "model.safetensors", packed)
         copy_serving_files(src, stage)
         record = {"source": str(src), "config": asdict(config), "text": text,
-                  "tables": config.tables, "checks": {"tables": table_checks,
-                                                      "text": text["checks"] if text else None}}
+                  "tables": config.tables,
+                  "graphs": {k: v for k, v in graphs.items() if k != "checks"},
+                  "checks": {"tables": table_checks, "text": text["checks"] if text else None,
+                             **graphs["checks"]}}
         (stage / "config.json").write_text(json.dumps({**meta, "export": record}, indent=2))
     return record
 

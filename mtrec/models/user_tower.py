@@ -64,7 +64,8 @@ class UserTower(nn.Module):
         bos = items < 0
         x = item_vectors[items.clamp(min=0)]
         x = torch.where(bos.unsqueeze(-1), self.bos.expand_as(x), x)
-        bit_matrix = ((behaviors.unsqueeze(-1) & self.bits) != 0).to(x.dtype)
+        # bit i of each (non-negative) bitmask; not ``&``, which ONNX opset 17 lacks
+        bit_matrix = (behaviors.unsqueeze(-1) // self.bits % 2).to(x.dtype)
         x = x + bit_matrix @ self.behavior + self.scenario(scenarios)
         if gaps is not None:
             x = x + self.gap(gaps)
