@@ -2,6 +2,7 @@
 
     python -m benchmarks.serve_load --bundle .mtrec/bundles/amazon-beauty   # after make demo
     python -m benchmarks.serve_load --bundle DIR --only million
+    python -m benchmarks.serve_load --bundle DIR --only million --ann ivf   # compressed
 
 ``beauty``: a real ``mtrec serve`` process on loopback; one client sends requests one at a
 time (latency), then 2 workers take ``--concurrency`` clients (throughput).  Each measured
@@ -15,7 +16,11 @@ microseconds per request), sharing the 2 cores with the server.
 ``million``: the same bundle with its catalog grown to 1,000,000 items (each new item a real
 item's vectors plus noise, so the index sees realistic structure), HNSW index, requests
 through the ASGI app in-process (server-side time from ``Server-Timing``), and recall@10 of
-the ANN candidates against exact search over the same vectors.
+the ANN candidates against exact search over the same vectors.  With ``--ann ivf`` the
+index is FAISS IVF over ``--codec`` codes re-scored at full precision from the catalog's
+table (``mtrec/serve/compressed.py``), swept over ``nprobe``; its memory (as FAISS
+serialises it) is set against the float32 HNSW graph's, measured on ``--float32-sample``
+items of the same catalog (part ``million_ivf``).
 """
 
 from __future__ import annotations
@@ -169,7 +174,8 @@ def beauty(bundle: Path, requests: int, concurrency: int) -> dict[str, Any]:
     return out
 
 
-def million(bundle: Path, n_items: int, requests: int) -> dict[str, Any]:
+def million(bundle: Path, n_items: int, requests: int, ann: str = "hnsw",
+            codec: str = "PQ112") -> dict[str, Any]:
     import torch
     from fastapi.testclient import TestClient
 
@@ -179,29 +185,59 @@ def million(bundle: Path, n_items: int, requests: int) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     started = time.perf_counter()
-    engine = Engine.from_bundle(bundle, IndexConfig(exact_max=200_000))
+    config = IndexConfig(exact_max=200_000, ann=ann, codec=codec)  # type: ignore[arg-type]
+    engine = Engine.from_bundle(bundle, config)
     grown = grow_synthetic(engine, n_items, seed=0)
     build_s = time.perf_counter() - started
+    index = engine.retrieval.next_item
     app = create_app(ServeSettings(), engine)
     users = [str(u) for u in engine.rec.catalog.user_ids[:2000]]
     sweep = []
     with TestClient(app) as client:
-        for ef in EF_SEARCH:  # recall against time: one graph, several search breadths
-            engine.retrieval.next_item.set_ef_search(ef)
+        for breadth in (NPROBE if ann == "ivf" else EF_SEARCH):  # recall against time
+            if ann == "ivf":
+                index.set_nprobe(breadth)
+            else:
+                index.set_ef_search(breadth)
             server_ms: list[float] = []
             for i in range(requests + 100):
                 r = client.post("/v1/recommend",
                                 json={"user_id": users[i % len(users)], "k": 10})
                 if i >= 100:
                     server_ms.append(_server_ms(r.headers))
-            sweep.append({"ef_search": ef, "recall@10_vs_exact": engine_recall(engine, 200),
+            sweep.append({"nprobe" if ann == "ivf" else "ef_search": breadth,
+                          "recall@10_vs_exact": engine_recall(engine, 200),
                           "server_ms": _percentiles(server_ms)})
-            print(f"million ef_search={ef}: {sweep[-1]}", file=sys.stderr, flush=True)
-    return {"items": len(engine.item_ids) - 1, "synthetic_items": grown,
-            "index": engine.retrieval.next_item.kind_, "build_seconds": round(build_s, 1),
+            print(f"million {ann} {sweep[-1]}", file=sys.stderr, flush=True)
+    items = len(engine.item_ids) - 1
+    memory = index.nbytes()
+    return {"items": items, "synthetic_items": grown, "index": index.kind_,
+            "index_config": {"ann": ann, "codec": codec, "nlist": index.config.nlist,
+                             "rescore": index.config.rescore},
+            "build_seconds": round(build_s, 1), "index_bytes": memory,
+            "index_bytes_per_item": round(memory / items, 1),
             "requests": requests, "sweep": sweep}
 
 
+def float32_index_bytes(bundle: Path, n_items: int, sample: int) -> dict[str, Any]:
+    """The float32 HNSW index's bytes per item (hnswlib, M 32, as serving builds it), built
+    on the first ``sample`` items of the same grown catalog: its size is linear in items."""
+    from mtrec.serve.engine import Engine
+    from mtrec.serve.index import IndexConfig, ItemIndex
+
+    engine = Engine.from_bundle(bundle, IndexConfig(exact_max=200_000))
+    grow_synthetic(engine, n_items, seed=0)
+    vectors = engine.catalog.matrix[1: sample + 1].numpy()
+    config = IndexConfig(exact_max=0)
+    started = time.perf_counter()
+    index = ItemIndex(config).build(vectors, np.arange(1, sample + 1, dtype=np.int64))
+    size = index.nbytes()
+    return {"sample_items": sample, "m": config.m, "build_seconds":
+            round(time.perf_counter() - started, 1), "index_bytes": size,
+            "index_bytes_per_item": round(size / sample, 1)}
+
+
+NPROBE = (16, 32, 48, 96)
 EF_SEARCH = (128, 256, 512)
 
 
@@ -254,6 +290,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--items", type=int, default=1_000_000)
     parser.add_argument("--only", choices=("beauty", "million"))
+    parser.add_argument("--ann", choices=("hnsw", "ivf"), default="hnsw",
+                        help="the million-item index (ivf: compressed codes, re-scored)")
+    parser.add_argument("--codec", default="PQ112", help="the ivf index's codes")
+    parser.add_argument("--float32-sample", type=int, default=100_000,
+                        help="items the float32 HNSW size is measured on (ivf runs)")
     args = parser.parse_args()
     context = {"command": "python -m benchmarks.serve_load " + " ".join(sys.argv[1:]),
                "bundle": str(args.bundle), "machine": describe(
@@ -266,8 +307,14 @@ def main() -> None:
     if args.only in (None, "beauty"):
         record["beauty"] = {**context, **beauty(args.bundle, args.requests, args.concurrency)}
     if args.only in (None, "million"):
-        record["million"] = {**context,
-                             **million(args.bundle, args.items, min(args.requests, 2000))}
+        part = "million" if args.ann == "hnsw" else "million_ivf"
+        record[part] = {**context, **million(args.bundle, args.items,
+                                             min(args.requests, 2000), args.ann, args.codec)}
+        if args.ann == "ivf":
+            f32 = float32_index_bytes(args.bundle, args.items, args.float32_sample)
+            record[part]["float32_hnsw"] = f32
+            record[part]["memory_vs_float32_hnsw"] = round(
+                record[part]["index_bytes_per_item"] / f32["index_bytes_per_item"], 4)
     RESULTS.mkdir(exist_ok=True)
     path.write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record, indent=2))

@@ -22,6 +22,12 @@ def serve(
     scan: Annotated[str, typer.Option(
         help="Catalog pass: half (half-precision copies, candidates re-scored in float32) "
              "or float32 (exact).")] = "half",
+    ann: Annotated[str, typer.Option(
+        help="Index past 200,000 items: hnsw (float32 graph) or ivf (compressed codes in "
+             "inverted lists, re-scored at full precision; about a tenth of the memory).")
+    ] = "hnsw",
+    codec: Annotated[str, typer.Option(
+        help="The ivf index's codes: PQ<m> (m bytes per item), SQ8, SQ4, ...")] = "PQ112",
 ) -> None:
     """Serve recommendations over HTTP: /v1 API, OpenAPI docs at /docs, web page at /."""
     import os
@@ -40,9 +46,13 @@ def serve(
             raise ValueError(f"--workers must be >= 1, got {workers}")
         if scan not in ("half", "float32"):
             raise ValueError(f"--scan must be half or float32, got {scan!r}")
+        from mtrec.serve.index import IndexConfig
+
+        IndexConfig(ann=ann, codec=codec)  # type: ignore[arg-type]  # checks both now
     os.environ["MTREC_SERVE_BUNDLE"] = str(bundle.resolve())
     os.environ["MTREC_SERVE_STORE"] = str(store.resolve()) if store else ""
     os.environ["MTREC_SERVE_SCAN"] = scan
+    os.environ["MTREC_SERVE_ANN"], os.environ["MTREC_SERVE_CODEC"] = ann, codec
     if api_key:
         os.environ["MTREC_API_KEY"] = api_key
     uvicorn.run("mtrec.serve.factory:app_from_env", factory=True, host=host, port=port,

@@ -43,11 +43,19 @@ class ServeSettings:
     exact_max: int = 200_000  # catalogs up to this size are searched exactly
     precompute_users: bool = True  # known users' tower states at start-up (one batched pass)
     scan: Literal["float32", "half"] = "half"  # the catalog pass's precision (serve/scan.py)
+    ann: Literal["hnsw", "ivf"] = "hnsw"  # past exact_max: HNSW or compressed IVF codes
+    codec: str = "PQ112"  # the IVF index's codes (serve/compressed.py)
+
+    def index_config(self) -> IndexConfig:
+        return IndexConfig(exact_max=self.exact_max, scan=self.scan, ann=self.ann,
+                           codec=self.codec)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> ServeSettings:
         values: dict[str, Any] = {"api_key": os.environ.get("MTREC_API_KEY") or None,
-                                  "scan": os.environ.get("MTREC_SERVE_SCAN") or None}
+                                  "scan": os.environ.get("MTREC_SERVE_SCAN") or None,
+                                  "ann": os.environ.get("MTREC_SERVE_ANN") or None,
+                                  "codec": os.environ.get("MTREC_SERVE_CODEC") or None}
         values.update(overrides)
         return cls(**{k: v for k, v in values.items() if v is not None})
 
@@ -73,7 +81,7 @@ def create_app(settings: ServeSettings, bundle: str | Path | Engine,
         threadpool_limits(settings.torch_threads)  # numpy's BLAS as well
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         engine = bundle if isinstance(bundle, Engine) else Engine.from_bundle(
-            bundle, IndexConfig(exact_max=settings.exact_max, scan=settings.scan),
+            bundle, settings.index_config(),
             _encoder(bundle, settings.torch_threads),
             settings.precompute_users)
         event_log = log if isinstance(log, EventLog) or log is None else EventLog(log)

@@ -1,24 +1,29 @@
-"""Maximum inner-product search over item vectors: exact (numpy) or approximate (hnswlib HNSW).
+"""Maximum inner-product search over item vectors: exact (numpy) or approximate (an hnswlib
+HNSW graph, or a compressed FAISS IVF index re-scored at full precision, ``serve/compressed.py``).
 
 Item codes are ints ``1..N``; code 0 is padding and is never stored nor returned as a real
 result (it only pads a batch row that an approximate search could not fill, with score -inf).
 
 The kind of index is chosen once, at :meth:`ItemIndex.build`: a catalog of at most
-``IndexConfig.exact_max`` items is searched exactly, a larger one with an HNSW graph
-(``hnswlib``, space ``"ip"``).  :meth:`ItemIndex.add` never switches kinds: an exact index
-that grows past ``exact_max`` stays exact (correct, only slower); call ``build`` again to
-rebuild it as HNSW.  ``hnswlib`` is imported only when an HNSW index is built, so the exact
-path works without the ``serve`` extra installed.
+``IndexConfig.exact_max`` items is searched exactly, a larger one approximately: by default
+with an HNSW graph (``hnswlib``, space ``"ip"``), or with ``ann = "ivf"`` by quantised codes
+in inverted lists (FAISS), far smaller in memory.  :meth:`ItemIndex.add` never switches
+kinds: an exact index that grows past ``exact_max`` stays exact (correct, only slower); call
+``build`` again to rebuild it.  ``hnswlib`` and ``faiss`` are imported only when their index
+is built.
 """
 
 from __future__ import annotations
 
+import tempfile
 import threading
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from mtrec.serve.compressed import CODEC, IvfStore, RowSource
 from mtrec.serve.rows import with_room
 
 PAD_CODE = 0
@@ -41,12 +46,27 @@ class IndexConfig:
     # The engine's pass over a catalog of at most ``exact_max`` items: "half" scans half-
     # precision copies and re-scores the candidates in float32 (mtrec.serve.scan).
     scan: Literal["float32", "half"] = "half"
+    # Past ``exact_max``: "hnsw" (float32 vectors in an hnswlib graph) or "ivf" (FAISS
+    # IVF{nlist},{codec}; ``nlist`` 0 picks about 4 sqrt(N)); a query visits ``nprobe``
+    # lists and re-scores its ``rescore`` best candidates at full precision.
+    ann: Literal["hnsw", "ivf"] = "hnsw"
+    codec: str = "PQ112"
+    nlist: int = 0
+    nprobe: int = 48
+    rescore: int = 200
+    train_per_list: int = 40
 
     def __post_init__(self) -> None:
         if self.scan not in ("float32", "half"):
             raise ValueError(f"index.scan must be 'float32' or 'half', got {self.scan!r}")
+        if self.ann not in ("hnsw", "ivf"):
+            raise ValueError(f"index.ann must be 'hnsw' or 'ivf', got {self.ann!r}")
+        if not isinstance(self.codec, str) or not CODEC.match(self.codec):
+            raise ValueError(f"index.codec must be SQ8, SQ6, SQ4, SQfp16 or PQ<m>[x4|x8] "
+                             f"(FAISS names), got {self.codec!r}")
         minimum = {"exact_max": 0, "m": 1, "ef_construction": 1, "ef_search": 1, "seed": 0,
-                   "num_threads": 0}
+                   "num_threads": 0, "nlist": 0, "nprobe": 1, "rescore": 1,
+                   "train_per_list": 39}
         for name, lo in minimum.items():
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
@@ -62,6 +82,7 @@ class _Store(Protocol):
                exclude: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
     def vector(self, code: int) -> np.ndarray: ...
     def codes(self) -> np.ndarray: ...
+    def nbytes(self) -> int: ...
 
 
 def _top_k(scores: np.ndarray, codes: np.ndarray, k: int) -> np.ndarray:
@@ -141,6 +162,9 @@ class _ExactStore:
     def codes(self) -> np.ndarray:
         return np.sort(self.row_codes[: self.size])
 
+    def nbytes(self) -> int:
+        return int(self.matrix.nbytes + self.row_codes.nbytes)
+
 
 class _HnswStore:
     """An hnswlib graph (labels = item codes) plus the set of codes it holds.
@@ -202,6 +226,12 @@ class _HnswStore:
     def codes(self) -> np.ndarray:
         return np.array(sorted(self.present), dtype=np.int64)
 
+    def nbytes(self) -> int:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "hnsw.bin"
+            self.index.save_index(str(path))
+            return path.stat().st_size
+
 
 def _check_items(vectors: np.ndarray, codes: np.ndarray,
                  dim: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -240,12 +270,12 @@ class ItemIndex:
     (array([1, 3]), array([0., 0.], dtype=float32))
     """
 
-    kind_: Literal["exact", "hnsw"]
+    kind_: Literal["exact", "hnsw", "ivf"]
     dim_: int
     _store_: _Store
 
-    def __init__(self, config: IndexConfig) -> None:
-        self.config = config
+    def __init__(self, config: IndexConfig, rows: RowSource | None = None) -> None:
+        self.config, self.rows = config, rows  # rows: full-precision vectors for "ivf"
         self._lock = threading.Lock()
 
     def _built_store(self) -> _Store:
@@ -257,17 +287,18 @@ class ItemIndex:
     def build(self, vectors: np.ndarray, codes: np.ndarray) -> ItemIndex:
         """(Re)build from float32 [M, D] vectors and unique int64 [M] codes >= 1; returns self.
 
-        Exact search when ``M <= config.exact_max``, else an HNSW graph.
+        Exact search when ``M <= config.exact_max``, else ``config.ann``.
         """
         vecs, cds = _check_items(vectors, codes, None)
         dim, n = vecs.shape[1], vecs.shape[0]
         store: _Store
+        kind: Literal["exact", "hnsw", "ivf"]
         if n <= self.config.exact_max:
-            kind: Literal["exact", "hnsw"] = "exact"
-            store = _ExactStore(dim, with_room(n))
+            kind, store = "exact", _ExactStore(dim, with_room(n))
+        elif self.config.ann == "ivf":
+            kind, store = "ivf", IvfStore(dim, self.config, self.rows)
         else:
-            kind = "hnsw"
-            store = _HnswStore(dim, with_room(n), self.config)
+            kind, store = "hnsw", _HnswStore(dim, with_room(n), self.config)
         store.add(vecs, cds)
         with self._lock:
             self.kind_, self.dim_, self._store_ = kind, dim, store
@@ -279,8 +310,26 @@ class ItemIndex:
         with self._lock:
             self.config = config
             store = getattr(self, "_store_", None)
-            if isinstance(store, _HnswStore):
+            if isinstance(store, _HnswStore | IvfStore):
                 store.config = config
+
+    def set_nprobe(self, nprobe: int, rescore: int | None = None) -> None:
+        """IVF lists visited (and candidates re-scored) from now on; other kinds ignore it."""
+        config = replace(self.config, nprobe=nprobe,
+                         rescore=self.config.rescore if rescore is None else rescore)
+        with self._lock:
+            self.config = config
+            store = getattr(self, "_store_", None)
+            if isinstance(store, IvfStore):
+                store.config = config
+
+    def nbytes(self) -> int:
+        """Bytes of the index's vectors and structures as its library serialises them
+        (exact: the matrix).  Left out for every kind: the per-item bookkeeping beside them
+        (hnswlib's label map and locks, FAISS's id hashtable, the set of codes)."""
+        store = self._built_store()
+        with self._lock:
+            return store.nbytes()
 
     def add(self, vectors: np.ndarray, codes: np.ndarray) -> None:
         """Add items, or replace the vectors of codes already present; searchable at once.

@@ -1,7 +1,8 @@
 """Retrieval over the live catalog: next-item candidates, similar items, text search.
 
 Next-item candidates come from one pass over the catalog (half-precision copies by
-default, ``serve/scan.py``) up to ``exact_max`` items, from an HNSW index past it.  The
+default, ``serve/scan.py``) up to ``exact_max`` items, from an approximate index past it
+(HNSW, or compressed IVF codes re-scored with the catalog's own rows).  The
 similar-items index holds unit item-tower vectors, the search index unit text vectors.
 Every index grows as items are added.
 """
@@ -16,6 +17,7 @@ import torch
 from mtrec.models.text_match import TextMatch
 from mtrec.rank.pipeline import Pool
 from mtrec.serve.catalog import ServingCatalog
+from mtrec.serve.compressed import RowSource
 from mtrec.serve.index import IndexConfig, ItemIndex
 from mtrec.serve.scan import CatalogScan
 
@@ -35,14 +37,25 @@ class Retrieval:
         one only; similar items and search keep theirs)."""
         cat = self.catalog
         codes = np.arange(1, len(cat.item_ids), dtype=np.int64)
-        self.next_item = ItemIndex(self.config).build(cat.matrix[1:].numpy(), codes)
+        self.next_item = ItemIndex(self.config, self._rows("matrix")).build(
+            cat.matrix[1:].numpy(), codes)
         # half copies for the exact catalog pass; none when an ANN index retrieves
         self.scan.rebuild(cat.matrix if self.exact else None)
         if not lookups:
             return
-        self.similar = ItemIndex(self.config).build(unit_rows(cat.vectors[1:]), codes)
-        self.text = (ItemIndex(self.config).build(cat.unit[1:].numpy(), codes)
+        self.similar = ItemIndex(self.config, self._rows("vectors", unit=True)).build(
+            unit_rows(cat.vectors[1:]), codes)
+        self.text = (ItemIndex(self.config, self._rows("unit")).build(cat.unit[1:].numpy(),
+                                                                       codes)
                      if cat.has_text else None)
+
+    def _rows(self, table: str, unit: bool = False) -> RowSource:
+        """Full-precision rows of one of the catalog's tables, read when asked (the tables
+        grow, so never a stale view): what a compressed index re-scores with."""
+        def rows(codes: np.ndarray) -> np.ndarray:
+            picked = getattr(self.catalog, table)[torch.from_numpy(codes)]
+            return unit_rows(picked) if unit else picked.float().numpy()
+        return rows
 
     @property
     def exact(self) -> bool:
