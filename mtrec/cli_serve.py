@@ -24,7 +24,8 @@ def serve(
              "or float32 (exact).")] = "half",
     ann: Annotated[str, typer.Option(
         help="Index past 200,000 items: hnsw (float32 graph) or ivf (compressed codes in "
-             "inverted lists, re-scored at full precision; about a tenth of the memory).")
+             "inverted lists, re-scored from the catalog's own rows; a fraction of the "
+             "index's memory).")
     ] = "hnsw",
     codec: Annotated[str, typer.Option(
         help="The ivf index's codes: PQ<m> (m bytes per item), SQ8, SQ4, ...")] = "PQ112",

@@ -73,7 +73,12 @@ class IvfStore:
         sample = min(len(vectors), max(self.config.train_per_list * nlist, 39 * 256))
         rows = np.sort(rng.choice(len(vectors), sample, replace=False))
         index.cp.seed = self.config.seed
-        index.train(vectors[rows])
+        try:
+            index.train(vectors[rows])
+        except RuntimeError as exc:
+            raise ValueError(f"index IVF{nlist},{self.config.codec} cannot be trained on "
+                             f"{sample} vectors (index.nlist {self.config.nlist}, 0: auto; "
+                             f"{str(exc).strip().splitlines()[-1]})") from exc
         index.set_direct_map_type(faiss.DirectMap.Hashtable)  # fast remove on re-describe
         index.nprobe = self.config.nprobe
         self.index = index

@@ -247,7 +247,7 @@ class Engine:
             n_users = len(self.rec.catalog.user_ids)
             states = self.user_states or PrecomputedStates.compute(
                 self.model, self.rec.batcher, self.catalog.vectors, n_users)
-            self._user_index = ItemIndex(self.index_config).build(
+            self._user_index = ItemIndex(self.index_config.lookup()).build(
                 unit_rows(states.rows), np.arange(1, n_users + 1))
         return self._user_index
 

@@ -56,6 +56,12 @@ class IndexConfig:
     rescore: int = 200
     train_per_list: int = 40
 
+    def lookup(self) -> IndexConfig:
+        """The config for the lookup indexes (similar items, search, similar users): their
+        vectors are other widths than the retrieval table's, so a compressed codec sized for
+        that table would not fit them; they stay HNSW past ``exact_max``."""
+        return replace(self, ann="hnsw")
+
     def __post_init__(self) -> None:
         if self.scan not in ("float32", "half"):
             raise ValueError(f"index.scan must be 'float32' or 'half', got {self.scan!r}")

@@ -43,18 +43,16 @@ class Retrieval:
         self.scan.rebuild(cat.matrix if self.exact else None)
         if not lookups:
             return
-        self.similar = ItemIndex(self.config, self._rows("vectors", unit=True)).build(
-            unit_rows(cat.vectors[1:]), codes)
-        self.text = (ItemIndex(self.config, self._rows("unit")).build(cat.unit[1:].numpy(),
-                                                                       codes)
+        lookup = self.config.lookup()
+        self.similar = ItemIndex(lookup).build(unit_rows(cat.vectors[1:]), codes)
+        self.text = (ItemIndex(lookup).build(cat.unit[1:].numpy(), codes)
                      if cat.has_text else None)
 
-    def _rows(self, table: str, unit: bool = False) -> RowSource:
+    def _rows(self, table: str) -> RowSource:
         """Full-precision rows of one of the catalog's tables, read when asked (the tables
         grow, so never a stale view): what a compressed index re-scores with."""
         def rows(codes: np.ndarray) -> np.ndarray:
-            picked = getattr(self.catalog, table)[torch.from_numpy(codes)]
-            return unit_rows(picked) if unit else picked.float().numpy()
+            return getattr(self.catalog, table)[torch.from_numpy(codes)].float().numpy()
         return rows
 
     @property

@@ -134,8 +134,19 @@ def test_an_ivf_engine_ranks_as_the_exact_one(served: Served) -> None:
                                                         nlist=2, nprobe=2))
     exact = Engine.from_bundle(served.bundle)
     assert ivf.retrieval.next_item.kind_ == "ivf" and ivf.retrieval.scan.copies == {}
+    # regression (review of the first version): the lookup indexes have other widths than
+    # the retrieval table, so a codec sized for it broke start-up; they stay HNSW
+    assert ivf.retrieval.similar.kind_ == "hnsw"
+    assert ivf.retrieval.text is not None and ivf.retrieval.text.kind_ == "hnsw"
     scen = ivf.scenario(None)
     for user in served.data.user_ids[:10]:  # every list visited: the same candidates
         a = ivf.recommend(ivf.history(user), 5, scen, user=user)
         b = exact.recommend(exact.history(user), 5, scen, user=user)
         assert [h.item_id for h in a] == [h.item_id for h in b]
+
+
+def test_a_codec_that_cannot_be_trained_is_named() -> None:
+    vectors = clustered(100, 32, seed=7)  # PQ8 needs 256 points per sub-quantiser
+    config = IndexConfig(exact_max=10, ann="ivf", codec="PQ8", nlist=2)
+    with pytest.raises(ValueError, match=r"index IVF2,PQ8 cannot be trained on 100 vectors"):
+        ItemIndex(config).build(vectors, np.arange(1, 101))
