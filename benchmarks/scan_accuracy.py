@@ -5,7 +5,7 @@
 For the first ``--users`` bundle users (their precomputed states, the default scenario,
 seen items excluded): whether the exact float32 top 10 are among the 200 candidates the
 half-precision pass selects, and how far its softmax normalizer is from the exact one, for
-batches of 16 (bfloat16) and single queries (float16).  Writes
+batches of 16 (bfloat16) and single queries (float16); the same for the int8 pass.  Writes
 ``benchmarks/results/scan_accuracy.json``.
 """
 
@@ -35,15 +35,17 @@ def measure(bundle: Path, n_users: int, batch: int = 16) -> dict[str, Any]:
     scen = engine.scenario(None)
     seen = [np.unique([s.code for s in engine.history(u)]) for u in users]
     queries = torch.stack([engine.state(engine.history(u), scen, u).query[0] for u in users])
-    exact, half = CatalogScan("float32"), CatalogScan("half")
+    exact, half, int8 = CatalogScan("float32"), CatalogScan("half"), CatalogScan("int8")
     half.rebuild(engine.catalog.matrix)
+    int8.rebuild(engine.catalog.matrix)
     out: dict[str, Any] = {"bundle": str(bundle), "users": len(users), "candidates": 200}
-    for name, size in (("batches_bfloat16", batch), ("single_float16", 1)):
+    for name, size, scan in (("batches_bfloat16", batch, half), ("single_float16", 1, half),
+                             ("batches_int8", batch, int8), ("single_int8", 1, int8)):
         recall, error = [], []
         for start in range(0, len(users), size):
             q, x = queries[start:start + size], seen[start:start + size]
             truth = exact.candidates(q, engine.catalog.matrix, 1.0, [200] * len(q), x)
-            got = half.candidates(q, engine.catalog.matrix, 1.0, [200] * len(q), x)
+            got = scan.candidates(q, engine.catalog.matrix, 1.0, [200] * len(q), x)
             for (t_pool, t_lse, _), (g_pool, g_lse, _) in zip(truth, got, strict=True):
                 recall.append(len(set(t_pool[:10].tolist()) & set(g_pool.tolist())) / 10)
                 error.append(abs(float(t_lse) - float(g_lse)))

@@ -20,8 +20,10 @@ def serve(
     api_key: Annotated[str | None, typer.Option(
         help="Key for write endpoints (default: $MTREC_API_KEY).")] = None,
     scan: Annotated[str, typer.Option(
-        help="Catalog pass: half (half-precision copies, candidates re-scored in float32) "
-             "or float32 (exact).")] = "half",
+        help="Catalog pass: half (half-precision copies, candidates re-scored in float32), "
+             "int8 (int8 copies with per-row scales, re-scored the same way), float32 "
+             "(exact), or auto (int8 for a bundle exported with int8 tables, else half).")
+    ] = "auto",
     ann: Annotated[str, typer.Option(
         help="Index past 200,000 items: hnsw (float32 graph) or ivf (compressed codes in "
              "inverted lists, re-scored from the catalog's own rows; a fraction of the "
@@ -45,8 +47,8 @@ def serve(
             exported_encoder(bundle, meta, threads=1)
         if workers < 1:
             raise ValueError(f"--workers must be >= 1, got {workers}")
-        if scan not in ("half", "float32"):
-            raise ValueError(f"--scan must be half or float32, got {scan!r}")
+        if scan not in ("auto", "half", "int8", "float32"):
+            raise ValueError(f"--scan must be auto, half, int8 or float32, got {scan!r}")
         from mtrec.serve.index import IndexConfig
 
         IndexConfig(ann=ann, codec=codec)  # type: ignore[arg-type]  # checks both now

@@ -42,12 +42,19 @@ class ServeSettings:
     request_threads: int = 1  # requests computed at once per worker
     exact_max: int = 200_000  # catalogs up to this size are searched exactly
     precompute_users: bool = True  # known users' tower states at start-up (one batched pass)
-    scan: Literal["float32", "half"] = "half"  # the catalog pass's precision (serve/scan.py)
+    # the catalog pass (serve/scan.py); auto: int8 for a bundle exported with int8 tables,
+    # else half
+    scan: Literal["auto", "float32", "half", "int8"] = "auto"
     ann: Literal["hnsw", "ivf"] = "hnsw"  # past exact_max: HNSW or compressed IVF codes
     codec: str = "PQ112"  # the IVF index's codes (serve/compressed.py)
 
-    def index_config(self) -> IndexConfig:
-        return IndexConfig(exact_max=self.exact_max, scan=self.scan, ann=self.ann,
+    def index_config(self, meta: dict[str, Any] | None = None) -> IndexConfig:
+        """The index settings for a bundle with config ``meta`` (which resolves ``auto``)."""
+        scan = self.scan
+        if scan == "auto":
+            tables = ((meta or {}).get("export") or {}).get("tables")
+            scan = "int8" if tables == "int8" else "half"
+        return IndexConfig(exact_max=self.exact_max, scan=scan, ann=self.ann,
                            codec=self.codec)
 
     @classmethod
@@ -80,8 +87,10 @@ def create_app(settings: ServeSettings, bundle: str | Path | Engine,
         torch.set_num_threads(settings.torch_threads)
         threadpool_limits(settings.torch_threads)  # numpy's BLAS as well
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
+        from mtrec import bundle as bundle_io
+
         engine = bundle if isinstance(bundle, Engine) else Engine.from_bundle(
-            bundle, settings.index_config(),
+            bundle, settings.index_config(bundle_io.read_meta(Path(bundle))),
             _encoder(bundle, settings.torch_threads),
             settings.precompute_users)
         event_log = log if isinstance(log, EventLog) or log is None else EventLog(log)

@@ -45,7 +45,7 @@ class IndexConfig:
     num_threads: int = 0
     # The engine's pass over a catalog of at most ``exact_max`` items: "half" scans half-
     # precision copies and re-scores the candidates in float32 (mtrec.serve.scan).
-    scan: Literal["float32", "half"] = "half"
+    scan: Literal["float32", "half", "int8"] = "half"
     # Past ``exact_max``: "hnsw" (float32 vectors in an hnswlib graph) or "ivf" (FAISS
     # IVF{nlist},{codec}; ``nlist`` 0 picks about 4 sqrt(N)); a query visits ``nprobe``
     # lists and re-scores its ``rescore`` best candidates at full precision.
@@ -63,8 +63,9 @@ class IndexConfig:
         return replace(self, ann="hnsw")
 
     def __post_init__(self) -> None:
-        if self.scan not in ("float32", "half"):
-            raise ValueError(f"index.scan must be 'float32' or 'half', got {self.scan!r}")
+        if self.scan not in ("float32", "half", "int8"):
+            raise ValueError(f"index.scan must be 'float32', 'half' or 'int8', got "
+                             f"{self.scan!r}")
         if self.ann not in ("hnsw", "ivf"):
             raise ValueError(f"index.ann must be 'hnsw' or 'ivf', got {self.ann!r}")
         if not isinstance(self.codec, str) or not CODEC.match(self.codec):

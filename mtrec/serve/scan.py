@@ -12,6 +12,10 @@ precision.  On Amazon Beauty (1,024 users) the exact top 10 were inside the top 
 every user; the normalizer's error was 0.0015 on average (0.016 at most) in bfloat16
 batches of 16 and 0.0002 (0.002) for single float16 queries
 (``python -m benchmarks.scan_accuracy``).  ``"float32"`` scans the float32 matrix (exact).
+
+``"int8"`` scans an int8 copy with one scale per row (a quarter of float32's bytes) through
+PyTorch's int8 weight-only matrix product (``torch._weight_int8pack_mm``, bfloat16 queries),
+with the same float32 re-scoring and normalizer correction.
 """
 
 from __future__ import annotations
@@ -25,44 +29,69 @@ import torch
 from mtrec.rank.pipeline import Pool, exact_pool
 from mtrec.serve.rows import Rows
 
-ScanDtype = Literal["float32", "half"]
-
-
+ScanDtype = Literal["float32", "half", "int8"]
+SCAN_DTYPES = ("float32", "half", "int8")
 
 SMALL_BATCH = 2  # up to this many queries go through float16, more through bfloat16
 
 
+def int8_rows(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 rows and their float32 scales (``rows ~ q * scale[:, None]``).
+
+    >>> q, scale = int8_rows(torch.tensor([[1.0, -0.5], [0.0, 0.0]]))
+    >>> q.tolist(), scale.tolist()
+    ([[127, -64], [0, 0]], [0.007874015718698502, 1.0])
+    """
+    peak = rows.float().abs().amax(dim=1)
+    scale = torch.where(peak > 0, peak / 127.0, torch.ones_like(peak))
+    return (rows.float() / scale[:, None]).round().clamp(-127, 127).to(torch.int8), scale
+
+
 class CatalogScan:
-    """Half-precision copies of ``matrix`` (``[N + 1, D]``, row 0 padding), kept in step
-    with it by :meth:`rebuild`, :meth:`grow` and :meth:`set_rows`."""
+    """Reduced-precision copies of ``matrix`` (``[N + 1, D]``, row 0 padding): float16 and
+    bfloat16 (``"half"``) or int8 and per-row scales (``"int8"``), kept in step with it by
+    :meth:`rebuild`, :meth:`grow` and :meth:`set_rows`."""
 
     def __init__(self, dtype: ScanDtype = "half") -> None:
+        if dtype not in SCAN_DTYPES:
+            raise ValueError(f"scan must be one of {', '.join(SCAN_DTYPES)}, got {dtype!r}")
         self.dtype = dtype
-        self.copies: dict[torch.dtype, Rows] = {}
+        self.copies: dict[torch.dtype, Rows] = {}  # int8: the codes and float32 the scales
 
     @property
     def exact(self) -> bool:
         return self.dtype == "float32"
 
+    def _converted(self, rows: torch.Tensor) -> dict[torch.dtype, torch.Tensor]:
+        if self.dtype == "int8":
+            codes, scales = int8_rows(rows)
+            return {torch.int8: codes, torch.float32: scales}
+        return {d: rows.to(d) for d in (torch.float16, torch.bfloat16)}
+
     def rebuild(self, matrix: torch.Tensor | None) -> None:
         """Copies of ``matrix`` (None: none, the pass is not used)."""
-        self.copies = ({d: Rows(matrix.to(d)) for d in (torch.float16, torch.bfloat16)}
+        self.copies = ({d: Rows(t) for d, t in self._converted(matrix).items()}
                        if matrix is not None and not self.exact else {})
 
     def grow(self, matrix: torch.Tensor) -> None:
         """After ``matrix`` grew (new rows at the end)."""
-        for d, copy in self.copies.items():
-            old = len(copy.data)
-            if len(matrix) > old:
-                copy.resize(len(matrix))[old:] = matrix[old:].to(d)
+        old = len(next(iter(self.copies.values())).data) if self.copies else len(matrix)
+        if len(matrix) <= old:
+            return
+        for d, t in self._converted(matrix[old:]).items():
+            self.copies[d].resize(len(matrix))[old:] = t
 
     def set_rows(self, idx: torch.Tensor, rows: torch.Tensor) -> None:
-        for d, copy in self.copies.items():
-            copy.data[idx] = rows.to(d)
+        for d, t in self._converted(rows).items():
+            self.copies[d].data[idx] = t
 
     def logits(self, queries: torch.Tensor) -> torch.Tensor:
         """``queries [B, D]`` against items ``1..N`` on a half copy: a contiguous float32
         ``[B, N]`` (the catalog as the left operand: measured faster for small ``B``)."""
+        if self.dtype == "int8":
+            scales = self.copies[torch.float32].data[1:].to(torch.bfloat16)
+            return torch._weight_int8pack_mm(queries.to(torch.bfloat16),
+                                             self.copies[torch.int8].data[1:], scales).float()
         dtype = torch.float16 if len(queries) <= SMALL_BATCH else torch.bfloat16
         items = self.copies[dtype].data[1:]
         return torch.mm(items, queries.T.to(dtype)).float().T.contiguous()

@@ -32,13 +32,14 @@ def _run(dtype: str, matrix: torch.Tensor, q: torch.Tensor,
     return scan.candidates(q, matrix, 1.0, [50] * len(q), excludes)
 
 
+@pytest.mark.parametrize("dtype", ["half", "int8"])
 @pytest.mark.parametrize("batched", [True, False])
-def test_half_candidates_and_normalizer_match_float32(batched: bool) -> None:
+def test_reduced_candidates_and_normalizer_match_float32(batched: bool, dtype: str) -> None:
     matrix, q, label, which = _planted()
     excludes = [np.array([1, 2, 3, 0]) + b for b in range(len(q))]
     exact = _run("float32", matrix, q, excludes)
-    approx = (_run("half", matrix, q, excludes) if batched else
-              [_run("half", matrix, q[b:b + 1], excludes[b:b + 1])[0] for b in range(len(q))])
+    approx = (_run(dtype, matrix, q, excludes) if batched else
+              [_run(dtype, matrix, q[b:b + 1], excludes[b:b + 1])[0] for b in range(len(q))])
     truth = torch.logsumexp(matrix[1:] @ q.T, 0)
     for b, ((pool32, lse32, _), (pool16, lse16, logits16)) in enumerate(
             zip(exact, approx, strict=True)):
@@ -51,9 +52,10 @@ def test_half_candidates_and_normalizer_match_float32(batched: bool) -> None:
         assert float(lse16) == pytest.approx(float(truth[b]), abs=2e-2)
 
 
-def test_copy_follows_new_and_changed_rows() -> None:
+@pytest.mark.parametrize("dtype", ["half", "int8"])
+def test_copy_follows_new_and_changed_rows(dtype: str) -> None:
     matrix, q, *_ = _planted(n=200)
-    scan = CatalogScan("half")
+    scan = CatalogScan(dtype)  # type: ignore[arg-type]
     scan.rebuild(matrix)
     grown = torch.cat([matrix, 10 * q[:1]])  # a new item right on query 0
     scan.grow(grown)
@@ -65,8 +67,9 @@ def test_copy_follows_new_and_changed_rows() -> None:
     assert pool.tolist() == [5, len(grown) - 1]
 
 
-def test_engine_recommends_the_same_with_either_scan(served: Served) -> None:
-    fast = Engine.from_bundle(served.bundle, IndexConfig(scan="half"))
+@pytest.mark.parametrize("dtype", ["half", "int8"])
+def test_engine_recommends_the_same_with_any_scan(served: Served, dtype: str) -> None:
+    fast = Engine.from_bundle(served.bundle, IndexConfig(scan=dtype))  # type: ignore[arg-type]
     exact = Engine.from_bundle(served.bundle, IndexConfig(scan="float32"))
     scen = fast.scenario(None)
     for user in served.data.user_ids[:10]:
@@ -79,8 +82,11 @@ def test_engine_recommends_the_same_with_either_scan(served: Served) -> None:
 
 
 def test_unknown_scan_is_refused() -> None:
-    with pytest.raises(ValueError, match=r"index\.scan"):
+    with pytest.raises(ValueError, match=r"index\.scan must be 'float32', 'half' or 'int8', "
+                                         r"got 'float16'"):
         IndexConfig(scan="float16")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"scan must be one of float32, half, int8"):
+        CatalogScan("int4")  # type: ignore[arg-type]
 
 
 def test_an_ann_engine_keeps_no_half_copies_and_ranks_as_the_exact_one(served: Served) -> None:
@@ -94,3 +100,13 @@ def test_an_ann_engine_keeps_no_half_copies_and_ranks_as_the_exact_one(served: S
         a = ann.recommend(ann.history(user), 5, scen, user=user)
         b = exact.recommend(exact.history(user), 5, scen, user=user)
         assert [h.item_id for h in a] == [h.item_id for h in b]
+
+
+def test_auto_scan_follows_the_bundle_tables() -> None:
+    from mtrec.serve.app import ServeSettings
+
+    int8_export = {"export": {"tables": "int8"}}
+    assert ServeSettings().index_config(int8_export).scan == "int8"
+    assert ServeSettings().index_config({"export": {"tables": "float16"}}).scan == "half"
+    assert ServeSettings().index_config({}).scan == "half"
+    assert ServeSettings(scan="float32").index_config(int8_export).scan == "float32"
