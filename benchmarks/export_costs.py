@@ -162,6 +162,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--items", type=int, default=300)
     parser.add_argument("--skip-serve", action="store_true")
+    parser.add_argument("--out", type=Path, default=RESULTS / "export_costs.json")
     args = parser.parse_args()
     started = time.time()
     result: dict[str, Any] = {
@@ -179,9 +180,8 @@ def main() -> None:
         result["serve"] = serve_rounds(args.bundle, args.exported, args.rounds, args.requests,
                                        args.items)
     result["seconds"] = round(time.time() - started, 1)
-    result["command"] = ("python -m benchmarks.export_costs --bundle BUNDLE "
-                         "--exported BUNDLE-export")
-    out = RESULTS / "export_costs.json"
+    result["command"] = "python -m benchmarks.export_costs " + " ".join(sys.argv[1:])
+    out = args.out
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: result[k] for k in ("size_ratio", "accuracy")}, indent=2))
     print(json.dumps(result["encode"]["median"]), result["encode"]["onnx_over_torch_fp32"])

@@ -5,7 +5,8 @@
 For the first ``--users`` bundle users (their precomputed states, the default scenario,
 seen items excluded): whether the exact float32 top 10 are among the 200 candidates the
 half-precision pass selects, and how far its softmax normalizer is from the exact one, for
-batches of 16 (bfloat16) and single queries (float16); the same for the int8 pass.  Writes
+batches of 16 (bfloat16) and single queries (float16); the same for the int8 pass; and how
+fast the half and int8 passes are, alone and inside a known user's recommendation.  Writes
 ``benchmarks/results/scan_accuracy.json``.
 """
 
@@ -57,15 +58,52 @@ def measure(bundle: Path, n_users: int, batch: int = 16) -> dict[str, Any]:
     return out
 
 
+def speed(bundle: Path, n_users: int, rounds: int = 4) -> dict[str, Any]:
+    """One thread, rounds interleaved (order alternating): the catalog pass alone for one
+    query, and a known user's whole recommendation in the engine (k=10), by pass."""
+    import statistics
+    import time
+
+    from mtrec.serve.engine import Engine
+    from mtrec.serve.index import IndexConfig
+
+    engines = {d: Engine.from_bundle(bundle, IndexConfig(scan=d))
+               for d in ("half", "int8")}
+    users = [str(u) for u in engines["half"].rec.catalog.user_ids[1: n_users + 1]]
+    query = torch.randn(1, engines["half"].catalog.matrix.shape[1])
+    per = max(1, len(users) // rounds)
+    recommend: dict[str, list[float]] = {d: [] for d in engines}
+    scan: dict[str, list[float]] = {d: [] for d in engines}
+    for r in range(rounds):
+        order = list(engines) if r % 2 == 0 else list(reversed(engines))
+        for name in order:
+            engine, scen = engines[name], engines[name].scenario(None)
+            for u in users[r * per: (r + 1) * per]:
+                history = engine.history(u)
+                started = time.perf_counter()
+                engine.recommend(history, 10, scen, user=u)
+                recommend[name].append(time.perf_counter() - started)
+                started = time.perf_counter()
+                engine.retrieval.scan.logits(query)
+                scan[name].append(time.perf_counter() - started)
+    med = {what: {d: round(statistics.median(v) * 1e3, 4) for d, v in got.items()}
+           for what, got in (("recommend_ms", recommend), ("pass_ms", scan))}
+    return {"users": len(users), "rounds": rounds, "median": med,
+            "recommend_int8_over_half": round(med["recommend_ms"]["int8"]
+                                              / med["recommend_ms"]["half"], 4)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundle", type=Path, default=Path(".mtrec/bundles/amazon-beauty"))
     parser.add_argument("--users", type=int, default=1024)
+    parser.add_argument("--speed-users", type=int, default=2000)
     args = parser.parse_args()
     torch.set_num_threads(1)
     record = {"command": "python -m benchmarks.scan_accuracy " + " ".join(sys.argv[1:]),
-              "machine": describe(("mtrec", "torch")), **measure(args.bundle, args.users)}
+              "machine": describe(("mtrec", "torch")), **measure(args.bundle, args.users),
+              "speed": speed(args.bundle, args.speed_users)}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "scan_accuracy.json").write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record, indent=2))
