@@ -25,11 +25,12 @@ import numpy as np
 import torch
 
 from mtrec import bundle
-from mtrec.export.tables import TABLE_KEYS, compress, restore, table_error
+from mtrec.export.tables import TABLE_KEYS, compress, narrowest, restore, table_error
 from mtrec.export.text import ExportError, OnnxTextEncoder, export_text_encoder
-from mtrec.tensor_files import save_weights
+from mtrec.tensor_files import load_weights, save_weights
 
-COPIED = ("catalog.json", "interactions.safetensors", "metrics.json", "history.csv")
+COPIED = ("catalog.json", "metrics.json", "history.csv")
+INTERACTIONS = "interactions.safetensors"  # rewritten with narrow integer types
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,9 @@ def copy_serving_files(src: Path, stage: Path) -> None:
     for name in COPIED:
         if (src / name).is_file():
             shutil.copy2(src / name, stage / name)
+    if (src / INTERACTIONS).is_file():
+        arrays = load_weights(src / INTERACTIONS)
+        save_weights(stage / INTERACTIONS, {k: narrowest(v) for k, v in arrays.items()})
 
 
 def export_bundle(src: Path, out: Path, config: ExportConfig) -> dict[str, Any]:

@@ -16,6 +16,7 @@ float32 weights, so the model loads as any bundle's.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 SCALE = "@scale"
@@ -67,3 +68,21 @@ def table_error(original: torch.Tensor, restored: torch.Tensor) -> dict[str, flo
     cos = torch.nn.functional.cosine_similarity(a[live], b[live], dim=1)
     return {"min_cosine": float(cos.min()) if live.any() else 1.0,
             "max_abs_error": float((a - b).abs().max()) if a.numel() else 0.0}
+
+
+def narrowest(values: torch.Tensor) -> torch.Tensor:
+    """An integer tensor in the narrowest signed type that holds every value exactly (the
+    bundle's interaction arrays: codes, bitmasks and offsets in int64 by default); other
+    tensors unchanged.  Reading widens them back (``mtrec.bundle.read_interactions``).
+
+    >>> narrowest(torch.tensor([0, 300, -2])).dtype, narrowest(torch.tensor([1.5])).dtype
+    (torch.int16, torch.float32)
+    """
+    if values.is_floating_point() or values.dtype == torch.bool or not values.numel():
+        return values
+    lo, hi = int(values.min()), int(values.max())
+    for dtype in (torch.int8, torch.int16, torch.int32):
+        info = np.iinfo(str(dtype).removeprefix("torch."))
+        if info.min <= lo and hi <= info.max:
+            return values.to(dtype)
+    return values

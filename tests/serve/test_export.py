@@ -42,6 +42,20 @@ def test_int8_tables_stay_within_half_a_step_per_row() -> None:
     assert torch.equal(back[3], torch.zeros(16)) and "t@scale" not in restore(packed)
 
 
+def test_interactions_are_stored_narrow_and_read_back_the_same(served: Served,
+                                                               exported: Path) -> None:
+    from mtrec import bundle as bundle_io
+    from mtrec.tensor_files import load_weights
+
+    stored = load_weights(exported / "interactions.safetensors")
+    assert stored["item"].dtype in (torch.int8, torch.int16)  # a tiny catalog's codes
+    assert stored["item"].element_size() < 8
+    original, again = (bundle_io.read_interactions(b) for b in (served.bundle, exported))
+    for name, values in vars(original).items():
+        np.testing.assert_array_equal(getattr(again, name), values)
+        assert getattr(again, name).dtype == values.dtype
+
+
 def test_exported_bundle_scores_as_the_original(served: Served, exported: Path) -> None:
     before, after = Recommender.load(served.bundle), Recommender.load(exported)
     users = list(before.catalog.user_ids[1:21])
