@@ -31,6 +31,9 @@ def serve(
     ] = "hnsw",
     codec: Annotated[str, typer.Option(
         help="The ivf index's codes: PQ<m> (m bytes per item), SQ8, SQ4, ...")] = "PQ112",
+    exact_max: Annotated[int, typer.Option(
+        help="Catalogs up to this many items are searched exactly; larger ones by --ann.")
+    ] = 200_000,
 ) -> None:
     """Serve recommendations over HTTP: /v1 API, OpenAPI docs at /docs, web page at /."""
     import os
@@ -51,11 +54,12 @@ def serve(
             raise ValueError(f"--scan must be auto, half, int8 or float32, got {scan!r}")
         from mtrec.serve.index import IndexConfig
 
-        IndexConfig(ann=ann, codec=codec)  # type: ignore[arg-type]  # checks both now
+        IndexConfig(ann=ann, codec=codec, exact_max=exact_max)  # type: ignore[arg-type]
     os.environ["MTREC_SERVE_BUNDLE"] = str(bundle.resolve())
     os.environ["MTREC_SERVE_STORE"] = str(store.resolve()) if store else ""
     os.environ["MTREC_SERVE_SCAN"] = scan
     os.environ["MTREC_SERVE_ANN"], os.environ["MTREC_SERVE_CODEC"] = ann, codec
+    os.environ["MTREC_SERVE_EXACT_MAX"] = str(exact_max)
     if api_key:
         os.environ["MTREC_API_KEY"] = api_key
     uvicorn.run("mtrec.serve.factory:app_from_env", factory=True, host=host, port=port,

@@ -63,6 +63,9 @@ class ServeSettings:
                                   "scan": os.environ.get("MTREC_SERVE_SCAN") or None,
                                   "ann": os.environ.get("MTREC_SERVE_ANN") or None,
                                   "codec": os.environ.get("MTREC_SERVE_CODEC") or None}
+        exact_max = os.environ.get("MTREC_SERVE_EXACT_MAX")
+        if exact_max:
+            values["exact_max"] = int(exact_max)
         values.update(overrides)
         return cls(**{k: v for k, v in values.items() if v is not None})
 

@@ -150,3 +150,14 @@ def test_a_codec_that_cannot_be_trained_is_named() -> None:
     config = IndexConfig(exact_max=10, ann="ivf", codec="PQ8", nlist=2)
     with pytest.raises(ValueError, match=r"index IVF2,PQ8 cannot be trained on 100 vectors"):
         ItemIndex(config).build(vectors, np.arange(1, 101))
+
+
+def test_serve_settings_carry_the_index_choice_to_workers(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from mtrec.serve.app import ServeSettings
+
+    monkeypatch.setenv("MTREC_SERVE_ANN", "ivf")
+    monkeypatch.setenv("MTREC_SERVE_CODEC", "SQ8")
+    monkeypatch.setenv("MTREC_SERVE_EXACT_MAX", "1000")
+    config = ServeSettings.from_env().index_config()
+    assert (config.ann, config.codec, config.exact_max) == ("ivf", "SQ8", 1000)
