@@ -69,8 +69,9 @@ class IndexConfig:
         if self.ann not in ("hnsw", "ivf"):
             raise ValueError(f"index.ann must be 'hnsw' or 'ivf', got {self.ann!r}")
         if not isinstance(self.codec, str) or not CODEC.match(self.codec):
-            raise ValueError(f"index.codec must be SQ8, SQ6, SQ4, SQfp16 or PQ<m>[x4|x8] "
-                             f"(FAISS names), got {self.codec!r}")
+            raise ValueError(f"index.codec must be SQ8, SQ6, SQ4, SQfp16, PQ<m>, PQ<m>x4 or "
+                             f"PQ<m>x8 (FAISS names; m divides the vectors' width), got "
+                             f"{self.codec!r}")
         minimum = {"exact_max": 0, "m": 1, "ef_construction": 1, "ef_search": 1, "seed": 0,
                    "num_threads": 0, "nlist": 0, "nprobe": 1, "rescore": 1,
                    "train_per_list": 39}

@@ -75,13 +75,17 @@ class CatalogScan:
 
     def grow(self, matrix: torch.Tensor) -> None:
         """After ``matrix`` grew (new rows at the end)."""
-        old = len(next(iter(self.copies.values())).data) if self.copies else len(matrix)
+        if not self.copies:  # float32, or an ANN index retrieves: no copies to keep
+            return
+        old = len(next(iter(self.copies.values())).data)
         if len(matrix) <= old:
             return
         for d, t in self._converted(matrix[old:]).items():
             self.copies[d].resize(len(matrix))[old:] = t
 
     def set_rows(self, idx: torch.Tensor, rows: torch.Tensor) -> None:
+        if not self.copies:
+            return
         for d, t in self._converted(rows).items():
             self.copies[d].data[idx] = t
 

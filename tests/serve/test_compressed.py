@@ -161,3 +161,26 @@ def test_serve_settings_carry_the_index_choice_to_workers(
     monkeypatch.setenv("MTREC_SERVE_EXACT_MAX", "1000")
     config = ServeSettings.from_env().index_config()
     assert (config.ann, config.codec, config.exact_max) == ("ivf", "SQ8", 1000)
+
+
+@pytest.mark.parametrize("config", [
+    IndexConfig(exact_max=20, ann="ivf", codec="SQ8", nlist=2, nprobe=2),
+    IndexConfig(exact_max=20, num_threads=1),  # HNSW
+    IndexConfig(scan="float32"),
+    IndexConfig(scan="int8"),
+], ids=["ivf", "hnsw", "float32", "int8"])
+def test_an_added_item_is_found_whatever_the_index_and_pass(served: Served,
+                                                            config: IndexConfig) -> None:
+    # regression (a new user's try): with no reduced-precision copies (an ANN index or the
+    # float32 pass), adding an item asked the catalog pass for copies it does not keep
+    from mtrec.serve.engine import NewItem
+    from mtrec.text.encoder import TextEncoder, TextEncoderConfig
+
+    encoder = TextEncoder.from_config(TextEncoderConfig(model=str(served.encoder_dir),
+                                                        bf16=False))
+    engine = Engine.from_bundle(served.bundle, config, encoder=encoder)
+    (code,) = engine.upsert_items([NewItem("fresh-1", "a fresh lavender soap bar")])
+    assert engine.retrieval.next_item.vector(code) == pytest.approx(
+        engine.catalog.matrix[code].numpy(), abs=1e-6)
+    found = engine.retrieval.search(engine.embed(["a fresh lavender soap bar"])[0], 1)[0]
+    assert found.tolist() == [code]
