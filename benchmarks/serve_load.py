@@ -295,6 +295,8 @@ def main() -> None:
     parser.add_argument("--ann", choices=("hnsw", "ivf"), default="hnsw",
                         help="the million-item index (ivf: compressed codes, re-scored)")
     parser.add_argument("--codec", default="PQ112", help="the ivf index's codes")
+    parser.add_argument("--out", type=Path, default=RESULTS / "serve_load.json",
+                        help="results file (a part run alone keeps the file's other parts)")
     parser.add_argument("--float32-sample", type=int, default=100_000,
                         help="items the float32 HNSW size is measured on (ivf runs)")
     args = parser.parse_args()
@@ -302,7 +304,7 @@ def main() -> None:
                "bundle": str(args.bundle), "machine": describe(
                    ("mtrec", "fastapi", "uvicorn", "uvloop", "httptools", "hnswlib", "torch")),
                "cpus": os.cpu_count()}
-    path = RESULTS / "serve_load.json"
+    path = args.out
     # each part carries its own command and machine: a part run alone keeps the other's
     record = json.loads(path.read_text()) if args.only and path.exists() else {}
     record.pop("command", None), record.pop("bundle", None), record.pop("machine", None)
@@ -317,7 +319,7 @@ def main() -> None:
             record[part]["float32_hnsw"] = f32
             record[part]["memory_vs_float32_hnsw"] = round(
                 record[part]["index_bytes_per_item"] / f32["index_bytes_per_item"], 4)
-    RESULTS.mkdir(exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record, indent=2))
 

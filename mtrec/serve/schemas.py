@@ -131,6 +131,8 @@ class Health(Strict):
     users: int
     tasks: list[str]
     events_stored: int
+    index: str  # next-item retrieval: exact, hnsw or ivf
+    scan: str  # the exact catalog pass: float32, half or int8 (unused past exact_max)
 
 
 class HistoryItem(Strict):

@@ -184,3 +184,15 @@ def test_an_added_item_is_found_whatever_the_index_and_pass(served: Served,
         engine.catalog.matrix[code].numpy(), abs=1e-6)
     found = engine.retrieval.search(engine.embed(["a fresh lavender soap bar"])[0], 1)[0]
     assert found.tolist() == [code]
+
+
+def test_health_says_which_index_and_pass_serve(served: Served) -> None:
+    from fastapi.testclient import TestClient
+
+    from mtrec.serve.app import ServeSettings, create_app
+
+    config = IndexConfig(exact_max=20, ann="ivf", codec="SQ8", nlist=2, scan="int8")
+    engine = Engine.from_bundle(served.bundle, config)
+    with TestClient(create_app(ServeSettings(), engine)) as client:
+        health = client.get("/v1/health").json()
+    assert (health["index"], health["scan"]) == ("ivf", "int8")

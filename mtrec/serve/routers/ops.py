@@ -15,7 +15,8 @@ def health(service: ServiceDep) -> s.Health:
     e = service.engine
     return s.Health(status="ok", items=len(e.catalog), users=len(e.rec.catalog.user_ids),
                     tasks=list(e.model.task_names),
-                    events_stored=service.log.count() if service.log else 0)
+                    events_stored=service.log.count() if service.log else 0,
+                    index=e.retrieval.next_item.kind_, scan=e.retrieval.scan.dtype)
 
 
 @router.get("/metrics", include_in_schema=False)
