@@ -175,7 +175,7 @@ def beauty(bundle: Path, requests: int, concurrency: int) -> dict[str, Any]:
 
 
 def million(bundle: Path, n_items: int, requests: int, ann: str = "hnsw",
-            codec: str = "PQ112") -> dict[str, Any]:
+            codec: str = "PQ112", float32_sample: int = 100_000) -> dict[str, Any]:
     import torch
     from fastapi.testclient import TestClient
 
@@ -215,21 +215,21 @@ def million(bundle: Path, n_items: int, requests: int, ann: str = "hnsw",
            "build_seconds": round(build_s, 1), "requests": requests, "sweep": sweep}
     if ann == "ivf":  # (the HNSW graph's size: float32_index_bytes, without a 2 GB save)
         memory = index.nbytes()
+        f32 = float32_index_bytes(engine.catalog.matrix[1: float32_sample + 1].numpy())
         out.update(index_config={"codec": codec, "nlist": lists_for(len(index), 0),
                                  "rescore": index.config.rescore},
-                   index_bytes=memory, index_bytes_per_item=round(memory / items, 1))
+                   index_bytes=memory, index_bytes_per_item=round(memory / items, 1),
+                   float32_hnsw=f32, memory_vs_float32_hnsw=round(
+                       memory / items / f32["index_bytes_per_item"], 4))
     return out
 
 
-def float32_index_bytes(bundle: Path, n_items: int, sample: int) -> dict[str, Any]:
+def float32_index_bytes(vectors: np.ndarray) -> dict[str, Any]:
     """The float32 HNSW index's bytes per item (hnswlib, M 32, as serving builds it), built
-    on the first ``sample`` items of the same grown catalog: its size is linear in items."""
-    from mtrec.serve.engine import Engine
+    on ``vectors`` (the first items of the same grown catalog): its size is linear in items."""
     from mtrec.serve.index import IndexConfig, ItemIndex
 
-    engine = Engine.from_bundle(bundle, IndexConfig(exact_max=n_items))  # no graph here
-    grow_synthetic(engine, n_items, seed=0)
-    vectors = engine.catalog.matrix[1: sample + 1].numpy()
+    sample = len(vectors)
     config = IndexConfig(exact_max=0)
     started = time.perf_counter()
     index = ItemIndex(config).build(vectors, np.arange(1, sample + 1, dtype=np.int64))
@@ -313,12 +313,8 @@ def main() -> None:
     if args.only in (None, "million"):
         part = "million" if args.ann == "hnsw" else "million_ivf"
         record[part] = {**context, **million(args.bundle, args.items,
-                                             min(args.requests, 2000), args.ann, args.codec)}
-        if args.ann == "ivf":
-            f32 = float32_index_bytes(args.bundle, args.items, args.float32_sample)
-            record[part]["float32_hnsw"] = f32
-            record[part]["memory_vs_float32_hnsw"] = round(
-                record[part]["index_bytes_per_item"] / f32["index_bytes_per_item"], 4)
+                                             min(args.requests, 2000), args.ann, args.codec,
+                                             args.float32_sample)}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record, indent=2))

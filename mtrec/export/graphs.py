@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mtrec.export.text import ExportError, _onnxruntime
+from mtrec.export.text import onnx_session
 from mtrec.models.model import Batch, ItemTables, MultiTaskRecommender, UserStates
 from mtrec.models.text_match import TextMatch
 
@@ -151,17 +151,7 @@ class _Graph:
     """An exported graph, loaded at once: a missing or corrupt file is an ExportError."""
 
     def __init__(self, file: Path, threads: int = 0) -> None:
-        ort = _onnxruntime()
-        if not file.is_file():
-            raise ExportError(f"{file}: missing from the exported bundle; export it again "
-                              "with `mtrec export`")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads  # 0: onnxruntime's default
-        try:
-            self.session = ort.InferenceSession(str(file), options,
-                                                providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own types for corrupt files
-            raise ExportError(f"{file}: cannot be loaded ({exc})") from exc
+        self.session = onnx_session(file, threads)
         self.file = file
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.outputs = [o.name for o in self.session.get_outputs()]

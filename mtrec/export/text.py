@@ -35,6 +35,21 @@ def _onnxruntime() -> Any:
     return onnxruntime
 
 
+def onnx_session(file: Path, threads: int = 0) -> Any:
+    """An onnxruntime session over ``file`` (``threads`` 0: its default), loaded now: a
+    missing or corrupt file is an :class:`ExportError` naming it."""
+    ort = _onnxruntime()
+    if not file.is_file():
+        raise ExportError(f"{file}: missing from the exported bundle; export it again with "
+                          "`mtrec export`")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own types for corrupt files
+        raise ExportError(f"{file}: cannot be loaded ({exc})") from exc
+
+
 class _Pooled(torch.nn.Module):
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
@@ -84,24 +99,18 @@ class OnnxTextEncoder:
 
     def __init__(self, folder: Path, max_length: int, batch_size: int, key: str,
                  threads: int = 0) -> None:
-        ort = _onnxruntime()
         from transformers import AutoTokenizer
 
-        model_file, tokenizer_dir = folder / MODEL_FILE, folder / TOKENIZER_DIR
-        for needed in (model_file, tokenizer_dir):
-            if not needed.exists():
-                raise ExportError(f"{needed}: missing from the exported bundle; export it "
-                                  "again with `mtrec export`")
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
+        tokenizer_dir = folder / TOKENIZER_DIR
+        self.session = onnx_session(folder / MODEL_FILE, threads)
+        if not tokenizer_dir.exists():
+            raise ExportError(f"{tokenizer_dir}: missing from the exported bundle; export it "
+                              "again with `mtrec export`")
         try:
-            self.session = ort.InferenceSession(str(model_file), options,
-                                                providers=["CPUExecutionProvider"])
             self.tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir),
                                                            local_files_only=True)
-        except Exception as exc:  # onnxruntime raises its own types for corrupt files
-            raise ExportError(f"{model_file}: cannot be loaded ({exc})") from exc
+        except Exception as exc:
+            raise ExportError(f"{tokenizer_dir}: cannot be loaded ({exc})") from exc
         self.max_length, self.batch_size, self.model_key = max_length, batch_size, key
         self.dim = int(self.encode(["probe"]).shape[1])
 

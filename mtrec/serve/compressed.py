@@ -31,7 +31,7 @@ def _faiss() -> Any:
     try:
         import faiss
     except ImportError as exc:  # pragma: no cover - a dependency of mtrec
-        raise RuntimeError("the ivfpq index needs faiss: pip install faiss-cpu") from exc
+        raise RuntimeError("the ivf index needs faiss: pip install faiss-cpu") from exc
     return faiss
 
 
@@ -69,8 +69,8 @@ class IvfStore:
             raise ValueError(f"index.codec {self.config.codec!r} does not fit vectors of "
                              f"dimension {self.dim} ({str(exc).splitlines()[-1]})") from exc
         if hasattr(index, "do_polysemous_training"):
-            # FAISS's default for PQ codes: a code-reordering pass (for Hamming filtering,
-            # unused here) that took 95 s of a 12,000-item build's 95 s
+            # FAISS's default for PQ codes: a code-reordering pass for Hamming filtering,
+            # unused here, that was most of a build's time
             index.do_polysemous_training = False
         rng = np.random.default_rng(self.config.seed)
         # enough for the lists and for the codes' own quantisers (256 centroids each)
