@@ -41,6 +41,7 @@ class TaskScores(Strict):
 class Because(Strict):
     item_id: str
     similarity: float
+    text: str = Field(description="the history item's title (empty: it has none)")
 
 
 class RecommendedItem(Strict):
@@ -138,6 +139,10 @@ class Health(Strict):
 class HistoryItem(Strict):
     item_id: str
     text: str
+    behaviors: list[str] = Field(description="what the user did with the item, e.g. "
+                                             "[\"view\", \"click\"] (a funnel on one item "
+                                             "is one interaction)")
+    ts: float | None = Field(description="seconds since the epoch; null: unknown")
 
 
 class HistoryResponse(Strict):

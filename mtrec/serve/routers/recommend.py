@@ -25,7 +25,7 @@ async def recommend(body: s.RecommendRequest, service: ServiceDep) -> Response:
         ask = _ask(service, body)
         # requests queued meanwhile share one pass over the catalog
         hits = await service.recommender.submit(ask)
-    return json_response(_recommended(body, hits, cold=not ask.history))
+    return json_response(_recommended(body, hits, cold=not ask.history, service=service))
 
 
 @router.post("/score", response_model=s.ScoreResponse)
@@ -60,8 +60,16 @@ def _ask(service: Service, body: s.RecommendRequest) -> Ask:
                scenario_given=body.scenario is not None)
 
 
-def _recommended(body: s.RecommendRequest, recs: list[Hit], cold: bool) -> s.RecommendResponse:
+def _recommended(body: s.RecommendRequest, recs: list[Hit], cold: bool,
+                 service: Service) -> s.RecommendResponse:
+    e = service.engine  # the explaining history items' titles: items are never removed
+
+    def title(item: str) -> str:
+        code = e.item_code.get(item)
+        return e.texts[code] if code is not None else ""
+
     return s.RecommendResponse(user_id=body.user_id, cold_start=cold, items=[
         s.RecommendedItem(item_id=r.item_id, score=r.score, scores=r.scores, text=r.text,
-                          because=[s.Because(item_id=i, similarity=v) for i, v in r.because])
+                          because=[s.Because(item_id=i, similarity=v, text=title(i))
+                                   for i, v in r.because])
         for r in recs])

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from mtrec.data.schema import BEHAVIORS
 from mtrec.serve import schemas as s
 from mtrec.serve.routers.common import K, ServiceDep, as_http
 
@@ -28,9 +29,12 @@ def history(user_id: str, service: ServiceDep) -> s.HistoryResponse:
     with as_http():
         if not e.knows_user(user_id):
             raise KeyError(f"unknown user {user_id!r}")
-        codes = [step.code for step in e.history(user_id)]
+        steps = e.history(user_id)
     return s.HistoryResponse(user_id=user_id, items=[
-        s.HistoryItem(item_id=e.item_ids[c], text=e.texts[c]) for c in codes])
+        s.HistoryItem(item_id=e.item_ids[step.code], text=e.texts[step.code],
+                      behaviors=[b for i, b in enumerate(BEHAVIORS) if step.bits >> i & 1],
+                      ts=float(step.ts) if step.ts >= 0 else None)
+        for step in steps])
 
 
 @router.get("/similar-users", response_model=s.UsersResponse)
