@@ -4,6 +4,7 @@
     python -m benchmarks scientific   # the same on Amazon Scientific (its own split)
     python -m benchmarks ml100k       # multi-task vs torch-rechub, rating vs Surprise
     python -m benchmarks jdata        # multi-task vs torch-rechub (buy / cart / collect)
+    python -m benchmarks poisoning    # fake users vs the defences (benchmarks/poisoning.py)
 
 Peers are installed on first use into their own virtualenvs under .mtrec/peers.  The
 README's results table is regenerated from the recorded results afterwards.
@@ -201,6 +202,13 @@ def run(name: str) -> Path:
 
 
 def main() -> None:
+    import sys
+
+    if sys.argv[1:2] == ["poisoning"]:  # its own options (--runs)
+        from benchmarks.poisoning import main as poisoning
+
+        poisoning(sys.argv[2:])
+        return
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("comparison", choices=sorted(COMPARISONS))

@@ -47,6 +47,68 @@ class WeightingConfig:
             raise ValueError(f"dwa_temperature must be > 0, got {self.dwa_temperature}")
 
 
+FILTERS = ("none", "cohort")
+
+
+@dataclass(frozen=True)
+class RobustConfig:
+    """Defences against poisoned training data, all off by default (README "Robustness").
+
+    - Adversarial training (APR, He et al. 2018): after the clean loss, the item-tower
+      vectors (what the user tower reads as inputs and the next-item task scores against)
+      are moved by ``adversarial_eps`` x their loss gradient, normalised per item, and
+      ``adversarial_weight`` x the loss at the moved vectors is added.  0 = off.
+    - Sequence augmentation of training sequences: with probability ``crop_prob`` only the
+      last ``crop_keep`` share is kept; each input is masked (dropped from the input, its
+      target kept) with probability ``mask_prob``; with probability ``reorder_prob`` a
+      window of ``reorder_share`` of the inputs is shuffled (targets that would see a later
+      item are dropped, so no example sees its future).
+    - ``user_filter = "cohort"``: users flagged by :func:`mtrec.train.robust.suspicious_users`
+      (members of an item's cohort of at least ``filter_min_users`` users whose other
+      items are, as a group, anomalously popular or unpopular: ``filter_z`` robust
+      deviations, or ``filter_share`` of members individually extreme) are left out of
+      training (they stay as histories in evaluation).
+    """
+
+    adversarial_eps: float = 0.0
+    adversarial_weight: float = 0.0
+    crop_prob: float = 0.0
+    crop_keep: float = 0.6
+    mask_prob: float = 0.0
+    reorder_prob: float = 0.0
+    reorder_share: float = 0.3
+    user_filter: str = "none"
+    filter_min_users: int = 20
+    filter_z: float = 3.5
+    filter_share: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("crop_prob", "mask_prob", "reorder_prob"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"train.robust.{name} must be in [0, 1), got "
+                                 f"{getattr(self, name)}")
+        for name in ("crop_keep", "reorder_share"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ValueError(f"train.robust.{name} must be in (0, 1], got "
+                                 f"{getattr(self, name)}")
+        if self.adversarial_eps < 0 or self.adversarial_weight < 0:
+            raise ValueError("train.robust.adversarial_eps and adversarial_weight must be >= 0")
+        if self.user_filter not in FILTERS:
+            raise ValueError(f"train.robust.user_filter must be one of {FILTERS}, got "
+                             f"{self.user_filter!r}")
+        if self.filter_min_users < 2 or self.filter_z <= 0 or not 0 < self.filter_share <= 1:
+            raise ValueError("train.robust.filter_min_users must be >= 2, filter_z > 0 and "
+                             "filter_share in (0, 1]")
+
+    @property
+    def adversarial(self) -> bool:
+        return self.adversarial_eps > 0 and self.adversarial_weight > 0
+
+    @property
+    def augments(self) -> bool:
+        return self.crop_prob > 0 or self.mask_prob > 0 or self.reorder_prob > 0
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 20
@@ -65,6 +127,7 @@ class TrainConfig:
     bf16: bool = True
     eval_batch_size: int = 512
     max_minutes: float = 0.0  # 0 = no limit
+    robust: RobustConfig = field(default_factory=RobustConfig)
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "patience"):

@@ -9,7 +9,7 @@ scored from the state after that history; the first one is the next-item target.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -19,6 +19,9 @@ from mtrec.data.split import TRAIN
 from mtrec.models.model import Batch
 from mtrec.models.user_tower import GAP_BUCKETS
 from mtrec.tasks.base import Labels
+
+# One training sequence (interaction indices) -> inputs and (targets, columns they are read at)
+Augment = Callable[[np.ndarray], tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]]
 
 
 def _grouped(data: Interactions, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -42,14 +45,18 @@ def gap_bucket(later: np.ndarray, earlier: np.ndarray) -> np.ndarray:
 
 class SequenceBatcher:
     def __init__(self, data: Interactions, max_len: int, labels: dict[str, Labels],
-                 train_parts: tuple[int, ...] = (TRAIN,)) -> None:
+                 train_parts: tuple[int, ...] = (TRAIN,),
+                 exclude: np.ndarray | None = None) -> None:
+        """``exclude``: per user code, users left out of training (still histories)."""
         self.data, self.max_len, self.labels = data, max_len, labels
+        self.exclude = exclude
         self._train = _grouped(data, np.isin(data.part, train_parts))
         self._history: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._targets: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def train_users(self) -> np.ndarray:
-        return np.flatnonzero(np.diff(self._train[1]) > 0)
+        has = np.diff(self._train[1]) > 0
+        return np.flatnonzero(has if self.exclude is None else has & ~self.exclude)
 
     def train_lengths(self) -> np.ndarray:
         """Input length per user code (for length-bucketed batches)."""
@@ -69,9 +76,13 @@ class SequenceBatcher:
             self._targets[part] = _grouped(self.data, self.data.part == part)
         return self._targets[part]
 
-    def train_batch(self, users: Sequence[int] | np.ndarray) -> Batch:
+    def train_batch(self, users: Sequence[int] | np.ndarray,
+                    augment: Augment | None = None) -> Batch:
         idx, off = self._train
         seqs = [idx[off[u]:off[u + 1]][-self.max_len:] for u in users]
+        if augment is not None:
+            pairs = [augment(s) for s in seqs]
+            return self._batch([a for a, _ in pairs], [t for _, t in pairs], "all")
         inputs = [s[:-1] for s in seqs]
         targets = [(s, np.arange(len(s))) for s in seqs]
         return self._batch(inputs, targets, "all")

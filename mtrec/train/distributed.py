@@ -45,8 +45,9 @@ def context() -> DistContext:
 
 
 
-def wrap(model: MultiTaskRecommender, ctx: DistContext) -> nn.Module:
-    engine: nn.Module = MultiTaskLoss(model)
+def wrap(model: MultiTaskRecommender, ctx: DistContext,
+         adversarial: tuple[float, float] | None = None) -> nn.Module:
+    engine: nn.Module = MultiTaskLoss(model, adversarial)
     if ctx.active:
         engine = nn.parallel.DistributedDataParallel(engine, find_unused_parameters=True)
     return engine

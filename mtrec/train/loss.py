@@ -22,11 +22,19 @@ def task_losses(model: MultiTaskRecommender, out: ModelOutput,
 
 
 class MultiTaskLoss(nn.Module):
-    """The model plus its task losses: ``forward(batch)`` returns ``{task: loss}``."""
+    """The model plus its task losses: ``forward(batch)`` returns ``{task: loss}``.
 
-    def __init__(self, model: MultiTaskRecommender) -> None:
+    ``adversarial = (eps, weight)`` adds APR adversarial training to each task's loss
+    (:func:`mtrec.train.robust.adversarial_losses`)."""
+
+    def __init__(self, model: MultiTaskRecommender,
+                 adversarial: tuple[float, float] | None = None) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.adversarial = model, adversarial
 
     def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        if self.adversarial is not None and self.model.training:
+            from mtrec.train.robust import adversarial_losses
+
+            return adversarial_losses(self.model, batch, *self.adversarial)
         return task_losses(self.model, self.model(batch), batch)

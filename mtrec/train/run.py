@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import platform
 import resource
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -118,7 +119,20 @@ def build(config: RunConfig, prepared: Prepared, vectors: torch.Tensor | None,
     if vectors is not None:  # items never seen in training are served from their text alone
         seen = np.bincount(data.item[data.part == TRAIN], minlength=cat.n_items + 1) > 0
         model.item_tower.set_text_only(torch.from_numpy(np.flatnonzero(~seen[1:]) + 1))
-    return model, SequenceBatcher(data, config.model.user.max_len, task_labels(model, data))
+    return model, SequenceBatcher(data, config.model.user.max_len, task_labels(model, data),
+                                  exclude=_filtered(config, data))
+
+
+def _filtered(config: RunConfig, data: Interactions) -> np.ndarray | None:
+    """Users the configured fake-user filter leaves out of training (None: no filter)."""
+    if config.train.robust.user_filter == "none":
+        return None
+    from mtrec.train.robust import suspicious_users
+
+    flagged = suspicious_users(data, config.train.robust)
+    print(f"user filter {config.train.robust.user_filter!r}: {int(flagged.sum()):,} of "
+          f"{len(flagged):,} users left out of training", file=sys.stderr, flush=True)
+    return flagged
 
 
 def task_labels(model: MultiTaskRecommender, data: Interactions) -> dict[str, Labels]:
@@ -132,10 +146,13 @@ def task_labels(model: MultiTaskRecommender, data: Interactions) -> dict[str, La
 
 
 def train_run(config: RunConfig, out_dir: Path, root: Path | None = None,
-              store_dir: Path | None = None, resume: bool = False) -> dict[str, Any]:
-    """Train, pick the best epoch on validation, evaluate valid and test, write the bundle."""
+              store_dir: Path | None = None, resume: bool = False,
+              prepared: Prepared | None = None) -> dict[str, Any]:
+    """Train, pick the best epoch on validation, evaluate valid and test, write the bundle
+    (``prepared``: an already prepared split to train on, e.g. one with injected users)."""
     started = time.perf_counter()
-    prepared = prepare_run(config, root, store_dir)
+    if prepared is None:
+        prepared = prepare_run(config, root, store_dir)
     torch.manual_seed(config.train.seed)
     np.random.seed(config.train.seed)
     tasks = checked_tasks(config, prepared)
@@ -192,7 +209,7 @@ def _refit(config: RunConfig, prepared: Prepared, vectors: torch.Tensor | None, 
     np.random.seed(config.train.seed)
     model, batcher = build(config, prepared, vectors)
     batcher = SequenceBatcher(prepared.interactions, config.model.user.max_len,
-                              batcher.labels, train_parts=(TRAIN, VALID))
+                              batcher.labels, train_parts=(TRAIN, VALID), exclude=batcher.exclude)
     weighting = build_weighting(config.weighting, model.task_names)
     train_config = replace(config.train, epochs=max(1, epochs), patience=10**6)
     Trainer(model, weighting, batcher, train_config, metric, None, out_dir / "refit").fit()

@@ -29,6 +29,7 @@ from mtrec.tasks import main_metric
 from mtrec.train import distributed as dist_utils
 from mtrec.train.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from mtrec.train.progress import EpochProgress
+from mtrec.train.robust import SequenceAugmenter
 from mtrec.train.weighting import GradNormWeighting, TaskWeighting
 
 
@@ -54,12 +55,17 @@ class Trainer:
         self.model, self.weighting, self.batcher = model, weighting, batcher
         self.config, self.metric, self.evaluate, self.out_dir = config, metric, evaluate, out_dir
         self.ctx = dist_utils.DistContext()
+        self.augment: SequenceAugmenter | None = None
 
     def fit(self, resume: bool = False) -> TrainResult:
         cfg, ctx = self.config, dist_utils.context()
         self.ctx = ctx
         users = self.batcher.train_users()
-        engine = dist_utils.wrap(self.model, ctx)
+        robust = cfg.robust
+        engine = dist_utils.wrap(self.model, ctx, (robust.adversarial_eps,
+                                                   robust.adversarial_weight)
+                                 if robust.adversarial else None)
+        self.augment = SequenceAugmenter(robust) if robust.augments else None
         optimizer = _optimizer(self.model, self.weighting, cfg)
         total = math.ceil(len(users) / cfg.batch_size) * cfg.epochs
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg.warmup_steps, total))
@@ -78,6 +84,8 @@ class Trainer:
         for epoch in range(first, cfg.epochs + 1):
             steps = dist_utils.sampler(users, ctx, cfg.seed, epoch, cfg.batch_size,
                                        self.batcher.train_lengths())
+            if self.augment is not None:  # the same draws after a resume
+                self.augment.reseed((cfg.seed, epoch, ctx.rank))
             losses = self._epoch(engine, optimizer, scheduler, steps, epoch)
             self.weighting.end_epoch(_mean_over_ranks(losses, ctx))
             row = self._validate(ctx, state, epoch, losses)
@@ -156,7 +164,7 @@ class Trainer:
                   if isinstance(self.weighting, GradNormWeighting) else None)
         with EpochProgress(epoch, len(order)) as progress:
             for step_users in order:
-                batch = self.batcher.train_batch(step_users)
+                batch = self.batcher.train_batch(step_users, self.augment)
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config.bf16):
                     raw = engine(batch)
                 losses = {k: v.float() for k, v in raw.items()}
