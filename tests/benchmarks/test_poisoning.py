@@ -1,0 +1,50 @@
+"""The poisoning benchmark's measures: the target's hit rate and the promotion summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.poisoning import RUNS, run_config, summary, target_hit_rate
+from mtrec.data.split import TEST
+from mtrec.run_config import load_run_config
+from mtrec.train.run import build, prepare_run
+from tests.planted import fast_torch, planted, tiny, write_store
+
+
+def test_target_hit_rate_counts_users_without_the_target_and_ranks_fully(
+        tmp_path: Path) -> None:
+    store = write_store(planted(n_users=60, n_items=30), tmp_path)
+    config = load_run_config(None, **tiny(store))
+    with fast_torch():
+        torch.manual_seed(0)
+        prepared = prepare_run(config, store_dir=tmp_path)
+        model, batcher = build(config, prepared, None)
+        target = int(np.bincount(prepared.interactions.item).argmax())
+        found = target_hit_rate(model, batcher, target, ks=(1, 10, 30), autocast=False)
+    users = batcher.eval_users(TEST)
+    _, history = batcher.eval_batch(users, TEST)
+    assert found["target_users"] == sum(target not in h for h in history) > 0
+    assert found["target_hr@1"] <= found["target_hr@10"] <= found["target_hr@30"] == 1.0
+    assert 0 <= found["target_mean_rank"] < 30
+
+
+def test_summary_is_the_promotion_and_what_each_defence_keeps() -> None:
+    runs = {"clean": {"target_hr@10": 0.01, "ndcg@10": 0.050},
+            "random": {"target_hr@10": 0.09, "ndcg@10": 0.049},
+            "random-filter": {"target_hr@10": 0.02, "ndcg@10": 0.0495}}
+    got = summary(runs)
+    assert set(got) == {"random"}
+    assert np.isclose(got["random"]["promotion_hr@10"], 0.08)
+    assert np.isclose(got["random"]["filter"]["promotion_kept"], 0.125)
+    assert np.isclose(got["random"]["filter"]["ndcg@10_vs_undefended"], 0.0495 / 0.049 - 1)
+    assert "adversarial" not in got["random"]
+
+
+def test_every_run_has_a_config() -> None:
+    for name in RUNS:
+        robust = run_config(name).train.robust
+        assert (robust.user_filter == "cohort") == name.endswith("-filter")
+        assert robust.adversarial == name.endswith("-adversarial")
