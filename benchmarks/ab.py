@@ -66,15 +66,17 @@ def serve_round(tree: Path, bundle: Path, users: list[str], port: int) -> dict[s
     from benchmarks.loadgen import post_json, run_load
 
     cmd = [sys.executable, "-m", "mtrec.cli", "serve", "--bundle", str(bundle.resolve()),
-           "--port", str(port), "--workers", "1",
+           "--port", str(port), "--workers", "1", "--api-key", "bench",
            "--store", str(Path(tempfile.mkdtemp()) / "events.db")]
+    key = {"X-API-Key": "bench"}  # reads need a key since issue 19 (older trees ignore it)
     proc = subprocess.Popen(cmd, cwd=tree, env=_env(tree), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     try:
         _wait(port, proc)
         bodies = [{"user_id": u, "k": 10} for u in users]
-        asyncio.run(run_load(port, (post_json("/v1/recommend", b) for b in bodies[:200]), 1))
-        result = asyncio.run(run_load(port, (post_json("/v1/recommend", b)
+        asyncio.run(run_load(port, (post_json("/v1/recommend", b, headers=key)
+                                    for b in bodies[:200]), 1))
+        result = asyncio.run(run_load(port, (post_json("/v1/recommend", b, headers=key)
                                              for b in bodies[200:]), 1))
     finally:
         proc.terminate()

@@ -117,8 +117,9 @@ def serve_round(bundle: Path, users: list[str], n_items: int, tag: str, port: in
     try:
         _wait(port, proc)
         bodies = [{"user_id": u, "k": 10} for u in users]
-        asyncio.run(run_load(port, (post_json("/v1/recommend", b) for b in bodies[:200]), 1))
-        recommend = asyncio.run(run_load(port, (post_json("/v1/recommend", b)
+        asyncio.run(run_load(port, (post_json("/v1/recommend", b, headers=key)
+                                    for b in bodies[:200]), 1))
+        recommend = asyncio.run(run_load(port, (post_json("/v1/recommend", b, headers=key)
                                                 for b in bodies[200:]), 1))
         items = ({"items": [{"item_id": f"{tag}-{i}",
                              "text": f"new arrival {i}: {random.Random(i).random():.6f} "

@@ -96,7 +96,8 @@ def _summary(result: LoadResult) -> dict[str, Any]:
 
 def _load(port: int, bodies: list[dict[str, Any]], concurrency: int) -> dict[str, Any]:
     """One ``/v1/recommend`` per body (each asks for k=10 and must get 10 items)."""
-    requests = (post_json("/v1/recommend", body) for body in bodies)
+    requests = (post_json("/v1/recommend", body, headers={"X-API-Key": KEY})
+                for body in bodies)
     result = asyncio.run(run_load(port, requests, concurrency,
                                   check=lambda status, body: body.count(b'"scores"') == 10))
     return {**_summary(result), "concurrency": concurrency}
@@ -191,10 +192,10 @@ def million(bundle: Path, n_items: int, requests: int, ann: str = "hnsw",
     grown = grow_synthetic(engine, n_items, seed=0)
     build_s = time.perf_counter() - started
     index = engine.retrieval.next_item
-    app = create_app(ServeSettings(), engine)
+    app = create_app(ServeSettings(api_key="bench"), engine)
     users = [str(u) for u in engine.rec.catalog.user_ids[:2000]]
     sweep = []
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost", headers={"X-API-Key": "bench"}) as client:
         for breadth in (NPROBE if ann == "ivf" else EF_SEARCH):  # recall against time
             if ann == "ivf":
                 index.set_nprobe(breadth)

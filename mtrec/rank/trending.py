@@ -25,16 +25,19 @@ class Trending:
         self.ref: float | None = None
         self.weights: dict[int, dict[int, float]] = defaultdict(lambda: defaultdict(float))
 
-    def add(self, scenario: int, code: int, ts: float | None = None) -> None:
-        """Count ``code`` at ``ts`` (None: now).  A time in the future counts as now: taken as
-        the reference it would decay every other count to nothing, for good."""
+    def add(self, scenario: int, code: int, ts: float | None = None,
+            weight: float = 1.0) -> None:
+        """Count ``code`` at ``ts`` (None: now) with ``weight``.  A time in the future counts
+        as now: taken as the reference it would decay every other count to nothing."""
+        if weight == 0:
+            return
         now = time.time()
         t = now if ts is None or not math.isfinite(ts) else min(ts, now)
         if self.ref is None:
             self.ref = t
         if t - self.ref > 50 * self.half_life_s:  # keep the weights in float range
             self._rebase(t)
-        self.weights[scenario][code] += 2.0 ** ((t - self.ref) / self.half_life_s)
+        self.weights[scenario][code] += weight * 2.0 ** ((t - self.ref) / self.half_life_s)
 
     def seed(self, scenarios: np.ndarray, codes: np.ndarray, ts: np.ndarray) -> None:
         """Counts from a training log, its latest time taken as now (live events then decay

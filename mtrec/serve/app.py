@@ -8,27 +8,34 @@ every error body is JSON ``{"error": ..., "detail": ...}``.
 from __future__ import annotations
 
 import gc
-import hmac
 import os
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mtrec.serve.batching import MicroBatcher
+from mtrec.serve.edges import BodyLimit, TrustedHosts
 from mtrec.serve.engine import Ask, Engine, Hit, NewItem
 from mtrec.serve.events import EventLog, StoredItem
+from mtrec.serve.guard import BurstRule, GuardConfig, TrendingGuard
 from mtrec.serve.index import IndexConfig
-from mtrec.serve.routers import build_router
+from mtrec.serve.keys import ApiKey, Keyring, all_scopes_key, load_keys
+from mtrec.serve.records import Event
+from mtrec.serve.routers import build_router, route_methods
 from mtrec.serve.telemetry import Measure, Telemetry
 
 WEB = Path(__file__).parent / "web"
@@ -36,7 +43,12 @@ WEB = Path(__file__).parent / "web"
 
 @dataclass(frozen=True)
 class ServeSettings:
-    api_key: str | None = None  # write endpoints need it in X-API-Key; None: writes refused
+    api_key: str | None = None  # one key with every scope (besides ``keys``)
+    keys: tuple[ApiKey, ...] = ()  # scoped keys (serve/keys.py); none at all: keyed routes 401
+    # Host headers served (``*`` any, ``*.shop.com``); others get 400 (DNS rebinding)
+    allowed_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
+    cors_origins: tuple[str, ...] = ()  # origins whose pages may call the API; none: closed
+    guard: GuardConfig = field(default_factory=GuardConfig)  # trending weights, quarantine
     max_body_bytes: int = 2_000_000
     torch_threads: int = 1  # per worker: latency over throughput of one request
     request_threads: int = 1  # requests computed at once per worker
@@ -60,18 +72,35 @@ class ServeSettings:
     @classmethod
     def from_env(cls, **overrides: Any) -> ServeSettings:
         values: dict[str, Any] = {"api_key": os.environ.get("MTREC_API_KEY") or None,
+                                  "keys": _env_keys(),
+                                  "allowed_hosts": _env_list("MTREC_ALLOWED_HOSTS"),
+                                  "cors_origins": _env_list("MTREC_CORS_ORIGINS"),
                                   "scan": os.environ.get("MTREC_SERVE_SCAN") or None,
                                   "ann": os.environ.get("MTREC_SERVE_ANN") or None,
                                   "codec": os.environ.get("MTREC_SERVE_CODEC") or None}
         exact_max = os.environ.get("MTREC_SERVE_EXACT_MAX")
         if exact_max:
             values["exact_max"] = int(exact_max)
+        burst = os.environ.get("MTREC_BURST_USERS")  # 0: the guard off
+        if burst:
+            values["guard"] = (GuardConfig(burst_users=int(burst)) if int(burst)
+                               else GuardConfig(enabled=False))
         values.update(overrides)
         return cls(**{k: v for k, v in values.items() if v is not None})
 
-    def key_ok(self, given: str | None) -> bool:
-        return (self.api_key is not None and given is not None
-                and hmac.compare_digest(given.encode(), self.api_key.encode()))
+    def keyring(self) -> Keyring:
+        extra = (all_scopes_key(self.api_key),) if self.api_key else ()
+        return Keyring(self.keys + extra)
+
+
+def _env_list(name: str) -> tuple[str, ...] | None:
+    value = os.environ.get(name)
+    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else None
+
+
+def _env_keys() -> tuple[ApiKey, ...] | None:
+    path = os.environ.get("MTREC_API_KEYS_FILE")
+    return load_keys(path) if path else None
 
 
 def create_app(settings: ServeSettings, bundle: str | Path | Engine,
@@ -97,7 +126,9 @@ def create_app(settings: ServeSettings, bundle: str | Path | Engine,
             _encoder(bundle, settings.torch_threads),
             settings.precompute_users)
         event_log = log if isinstance(log, EventLog) or log is None else EventLog(log)
-        app.state.service = Service(engine, event_log)
+        app.state.service = Service(engine, event_log, settings.guard,
+                                    {k.name: k.trending_budget for k in settings.keys
+                                     if k.trending_budget is not None})
         app.state.service.sync()
         engine.warm_up()
         # The start-up leaves ~400,000 objects (torch, the encoder, the catalog) that live as
@@ -110,14 +141,23 @@ def create_app(settings: ServeSettings, bundle: str | Path | Engine,
         if event_log is not None and event_log is not log:
             event_log.close()
 
-    app = FastAPI(title="mtrec", version="1", lifespan=lifespan,
-                  description="Multi-task recommendations: recommend, score, search, ingest.")
-    app.state.settings = settings
+    app = FastAPI(title="mtrec", version="1", lifespan=lifespan, docs_url=None,
+                  redoc_url=None, description=DESCRIPTION)
+    app.state.settings, app.state.keyring = settings, settings.keyring()
+    app.state.query_names = {}  # route path -> the query parameters it takes
     app.include_router(build_router(), prefix="/v1")
+    _unknown_routes(app)
     _error_handlers(app)
+    _tasks_in_schema(app, bundle)
+    _docs(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.state.telemetry = Telemetry()
     app.add_middleware(Measure, telemetry=app.state.telemetry)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
+                           allow_methods=["GET", "POST"], max_age=600,
+                           allow_headers=["X-API-Key", "Content-Type"])
+    app.add_middleware(TrustedHosts, allowed=settings.allowed_hosts)  # outermost
     if WEB.is_dir():
         app.mount("/", StaticFiles(directory=WEB, html=True), name="web")
     return app
@@ -126,8 +166,13 @@ def create_app(settings: ServeSettings, bundle: str | Path | Engine,
 class Service:
     """The engine plus the durable log it follows (shared by the routes)."""
 
-    def __init__(self, engine: Engine, log: EventLog | None) -> None:
+    def __init__(self, engine: Engine, log: EventLog | None,
+                 guard: GuardConfig | None = None,
+                 key_budgets: dict[str, float] | None = None) -> None:
         self.engine, self.log = engine, log
+        guard = guard or GuardConfig()
+        self.bursts = BurstRule(guard)
+        self.weights: TrendingGuard[Event] = TrendingGuard(guard, key_budgets)
         self.recommender: MicroBatcher[Ask, list[Hit]] = MicroBatcher(engine.recommend_many)
         self.seen_event, self.seen_item, self.seen_version = 0, 0, -1
         # requests run in a thread pool and each syncs first: without the lock two of them
@@ -166,9 +211,59 @@ class Service:
             self.seen_item = last_item
             last_event, events = self.log.tail(self.seen_event)
             if events:
-                self.engine.add_events([e for e in events
-                                        if e.item_id in self.engine.item_code])
+                self._apply(events)
             self.seen_event = last_event
+
+    def _apply(self, events: list[Event]) -> None:
+        """Apply the ``ok`` events with their trending weights; new users' ``ok`` and
+        quarantined events both feed the burst rule (every worker, the same decisions)."""
+        e, now = self.engine, time.time()
+        ok: list[Event] = []
+        weights: list[float] = []
+        for event in events:
+            if event.item_id not in e.item_code or event.status not in ("ok", "quarantined"):
+                continue
+            new = not e.in_bundle(event.user_id)
+            received = _arrival(event, now)
+            if new:
+                self.bursts.observe(event.item_id, event.user_id, received)
+            if event.status == "quarantined":  # a burst: what new users added is taken back
+                e.add_events(ok, weights)
+                ok, weights = [], []
+                taken = self.weights.revoke(event.item_id, received)
+                e.count_trending([t for _, t in taken], [-w for w, _ in taken])
+                continue
+            w = self.weights.weight(event.user_id, event.item_id, new, received, event.key)
+            if new and w > 0:
+                self.weights.credit(event.item_id, received, w, event)
+            ok.append(event)
+            weights.append(w)
+        e.add_events(ok, weights)
+
+    def store_events(self, batch: list[Event], key: str | None) -> Counter[str]:
+        """Store ``batch`` durably, new users' events on a bursting item quarantined; then
+        apply it.  Returns how many new events were stored with each status."""
+        assert self.log is not None
+        now = time.time()
+        with self.sync_lock:  # decisions in the log's order, after what is applied
+            marked = [replace(ev, key=key, received=now) for ev in batch]
+            marked = [replace(ev, status="quarantined", reason=BURST) if self.bursts.check(
+                ev.item_id, ev.user_id, not self.engine.in_bundle(ev.user_id), now) else ev
+                for ev in marked]
+            stored = self.log.append_counted(marked)  # durable before the 2xx
+        self.sync(force=True)
+        return stored
+
+
+BURST = "many new users on one item in a short window"
+
+
+def _arrival(event: Event, now: float) -> float:
+    """When the server got ``event`` (events stored before arrival times were kept: their
+    client time, else now)."""
+    if event.received is not None:
+        return event.received
+    return event.ts if event.ts is not None else now
 
 
 def _encoder(bundle: str | Path, threads: int = 0) -> Any:
@@ -210,51 +305,84 @@ def _error_handlers(app: FastAPI) -> None:
 
 
 def _reason(code: int) -> str:
-    return {400: "bad request", 401: "unauthorized", 404: "not found", 405: "method not allowed",
-            413: "request too large", 422: "invalid request"}.get(code, "error")
+    return {400: "bad request", 401: "unauthorized", 403: "forbidden", 404: "not found",
+            405: "method not allowed", 413: "request too large", 422: "invalid request",
+            429: "too many requests"}.get(code, "error")
 
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-
-
-class BodyLimit:
-    """Refuse request bodies over ``max_bytes`` with 413, declared or streamed."""
-
-    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]],
-                 max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(scope, receive, send)
-            return
-        seen = 0
-
-        async def counted() -> MutableMapping[str, Any]:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise _TooLarge
-            return message
+def _tasks_in_schema(app: FastAPI, bundle: str | Path | Engine) -> None:
+    """The OpenAPI names the served model's tasks as the only keys of ``objective`` (the
+    schema is per bundle; nothing when the bundle cannot be read yet)."""
+    if isinstance(bundle, Engine):
+        tasks = list(bundle.model.task_names)
+    else:
+        from mtrec import bundle as bundle_io
 
         try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await self._refuse(scope, receive, send)
+            tasks = list(bundle_io.read_meta(Path(bundle))["run"]["model"]["tasks"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+    plain = app.openapi
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = JSONResponse({"error": "request too large",
-                                 "detail": f"the body is over {self.max_bytes} bytes"},
-                                status_code=413)
-        await response(scope, receive, send)
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = plain()
+            prop = spec["components"]["schemas"]["RecommendRequest"]["properties"]["objective"]
+            for variant in prop["anyOf"]:
+                if variant.get("type") == "object":
+                    variant["propertyNames"] = {"enum": tasks}
+        return app.openapi_schema or plain()
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
-class _TooLarge(Exception):
-    pass
+def _unknown_routes(app: FastAPI) -> None:
+    """Under /v1, a known path with another method is 405 with ``Allow``, any other path 404
+    (not the web page's static files, which know GET and HEAD only)."""
+
+    known = route_methods("/v1")
+
+    @app.api_route("/v1/{rest:path}", include_in_schema=False,
+                   methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+    async def unknown(request: Request, rest: str) -> None:
+        path = request.url.path
+        allowed = sorted({m for pattern, methods in known if pattern.match(path)
+                          for m in methods})
+        if allowed:
+            raise HTTPException(405, f"{request.method} is not allowed on {path}; "
+                                     f"allowed: {', '.join(allowed)}",
+                                headers={"Allow": ", ".join(allowed)})
+        raise HTTPException(404, f"no route {path}")
+
+
+def _docs(app: FastAPI) -> None:
+    """Swagger UI at /docs and ReDoc at /redoc from the assets installed with the
+    ``fastapi-offline`` package: no CDN, so they work on a machine without internet."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("fastapi_offline")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("mtrec serve needs the fastapi-offline package for its docs "
+                          "pages' assets: pip install fastapi-offline")
+    assets = Path(next(iter(spec.submodule_search_locations))) / "static"
+    app.mount("/docs-assets", StaticFiles(directory=assets), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="mtrec API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs-assets/favicon.png")
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title="mtrec API",
+                              redoc_js_url="/docs-assets/redoc.standalone.js",
+                              redoc_favicon_url="/docs-assets/favicon.png", with_google_fonts=False)
+
+
+DESCRIPTION = """Multi-task recommendations: recommend, score, search, ingest.
+
+Routes that read user data need an API key with the `read` scope in `X-API-Key`; writes need
+`write:events` or `write:items`; `admin` has every scope.  Catalog reads (search, similar
+items, trending) and `/v1/health` are open.  Every error is `{"error": ..., "detail": ...}`."""

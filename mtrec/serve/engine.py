@@ -297,11 +297,27 @@ class Engine:
             raise ValueError("adding items needs a bundle trained with item text and an encoder")
         return self.encoder
 
-    def add_events(self, events: Sequence[Event]) -> None:
-        """Extend the users' sequences (call after the events are stored durably)."""
+    def add_events(self, events: Sequence[Event],
+                   trending: Sequence[float] | None = None) -> None:
+        """Extend the users' sequences (call after the events are stored durably), counting
+        each in trending with its weight in ``trending`` (None: 1 each)."""
+        if not events:
+            return
         codes = self.codes([e.item_id for e in events])
+        weights = [1.0] * len(events) if trending is None else trending
         with self.lock:
-            for event, code in zip(events, codes, strict=True):
+            for event, code, w in zip(events, codes, weights, strict=True):
                 scen = self.scenario(event.scenario)
                 self.histories.add(event, int(code), scen)
-                self.trending.add(scen, int(code), event.ts)
+                self.trending.add(scen, int(code), event.ts, w)
+
+    def count_trending(self, events: Sequence[Event], weights: Sequence[float]) -> None:
+        """Add ``weights`` (negative: take back) to the events' items in trending only."""
+        codes = self.codes([e.item_id for e in events])
+        with self.lock:
+            for event, code, w in zip(events, codes, weights, strict=True):
+                self.trending.add(self.scenario(event.scenario), int(code), event.ts, w)
+
+    def in_bundle(self, user: str) -> bool:
+        """Whether the bundle was trained on ``user`` (a user new to it is trusted less)."""
+        return self.histories.in_bundle(user) is not None

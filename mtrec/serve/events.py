@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -31,7 +33,11 @@ CREATE TABLE IF NOT EXISTS items (
     id INTEGER NOT NULL, vector BLOB, encoder TEXT);
 """
 # columns added since the first release: a store written before gets them on opening
-_ADDED = {"events": {"event_id": "TEXT"}, "items": {"vector": "BLOB", "encoder": "TEXT"}}
+_ADDED = {"events": {"event_id": "TEXT", "key": "TEXT", "received": "REAL",
+                     "status": "TEXT NOT NULL DEFAULT 'ok'", "reason": "TEXT"},
+          "items": {"vector": "BLOB", "encoder": "TEXT"}}
+_COLUMNS = "user_id, item_id, behavior, scenario, ts, event_id, key, received, status, reason"
+STATUSES = ("ok", "quarantined", "released", "dropped")
 
 
 class StoredItem(NamedTuple):
@@ -67,20 +73,29 @@ class EventLog:
     def append(self, events: Sequence[Event]) -> int:
         """Store ``events`` in one transaction (all or none); returns how many were new
         (an event whose ``event_id`` is already stored is skipped)."""
-        rows = [(e.user_id, e.item_id, e.behavior, e.scenario, e.ts, e.event_id)
-                for e in events]
+        return sum(self.append_counted(events).values())
+
+    def append_counted(self, events: Sequence[Event]) -> Counter[str]:
+        """:meth:`append`, returning how many new events were stored with each status."""
         with self._lock:
             self._con.execute("BEGIN IMMEDIATE")
-            before = self._con.total_changes
             try:
-                self._con.executemany(
-                    "INSERT INTO events (user_id, item_id, behavior, scenario, ts, event_id) "
-                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING", rows)
+                stored = self._insert(events)
             except BaseException:
                 self._con.execute("ROLLBACK")
                 raise
-            stored = self._con.total_changes - before
             self._con.execute("COMMIT")
+        return stored
+
+    def _insert(self, events: Sequence[Event]) -> Counter[str]:
+        stored: Counter[str] = Counter()
+        sql = (f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+               "ON CONFLICT (event_id) DO NOTHING")
+        for e in events:
+            before = self._con.total_changes
+            self._con.execute(sql, (e.user_id, e.item_id, e.behavior, e.scenario, e.ts,
+                                    e.event_id, e.key, e.received, e.status, e.reason))
+            stored[e.status] += self._con.total_changes - before
         return stored
 
     def version(self) -> int:
@@ -90,17 +105,53 @@ class EventLog:
             return int(self._con.execute("PRAGMA data_version").fetchone()[0])
 
     def tail(self, after: int) -> tuple[int, list[Event]]:
-        """Events with row id > ``after``, and the last row id seen."""
+        """Events with row id > ``after`` (any status: apply the ``ok`` ones), and the last
+        row id seen."""
         with self._lock:
-            rows = self._con.execute(
-                "SELECT id, user_id, item_id, behavior, scenario, ts, event_id FROM events "
-                "WHERE id > ? ORDER BY id", (after,)).fetchall()
+            rows = self._con.execute(f"SELECT id, {_COLUMNS} FROM events WHERE id > ? "
+                                     "ORDER BY id", (after,)).fetchall()
         last = rows[-1][0] if rows else after
         return last, [Event(*r[1:]) for r in rows]
 
-    def count(self) -> int:
+    def count(self, status: str | None = None) -> int:
+        """Stored events (with ``status``; None: all of them)."""
+        where, args = ("WHERE status = ?", (status,)) if status else ("", ())
         with self._lock:
-            return int(self._con.execute("SELECT count(*) FROM events").fetchone()[0])
+            return int(self._con.execute(f"SELECT count(*) FROM events {where}",
+                                         args).fetchone()[0])
+
+    def quarantined(self, after: int = 0, limit: int = 100) -> list[tuple[int, Event]]:
+        """Quarantined events with row id > ``after``, oldest first, with their row ids."""
+        with self._lock:
+            rows = self._con.execute(
+                f"SELECT id, {_COLUMNS} FROM events WHERE status = 'quarantined' AND id > ? "
+                "ORDER BY id LIMIT ?", (after, limit)).fetchall()
+        return [(r[0], Event(*r[1:])) for r in rows]
+
+    def review(self, ids: Sequence[int], release: bool) -> int:
+        """Release quarantined events (each is appended again as ``ok``, so every worker
+        applies it; the original row is marked ``released``) or drop them (kept, marked
+        ``dropped``, never applied).  Returns how many were quarantined; others are left."""
+        marks = ",".join("?" * len(ids))
+        with self._lock:
+            self._con.execute("BEGIN IMMEDIATE")
+            try:
+                rows = self._con.execute(
+                    f"SELECT id, {_COLUMNS} FROM events WHERE status = 'quarantined' "
+                    f"AND id IN ({marks}) ORDER BY id", list(ids)).fetchall()
+                found = [r[0] for r in rows]
+                if release:  # the copy takes the client's event_id (retries still dedupe)
+                    self._con.executemany("UPDATE events SET status = 'released', "
+                                          "event_id = NULL WHERE id = ?", [(i,) for i in found])
+                    self._insert([replace(Event(*r[1:]), status="ok") for r in rows])
+                else:
+                    self._con.executemany("UPDATE events SET status = 'dropped' WHERE id = ?",
+                                          [(i,) for i in found])
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+            self._con.execute("COMMIT")
+        return len(found)
 
     def put_items(self, items: Sequence[StoredItem]) -> None:
         """Remember added items so other workers and a restart add them too."""

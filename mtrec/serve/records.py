@@ -33,6 +33,10 @@ class Event:
     scenario: str | None = None
     ts: float | None = None  # seconds since the epoch
     event_id: str | None = None  # the client's id: stored once however often it is posted
+    key: str | None = None  # the name of the API key that posted it
+    received: float | None = None  # the server's clock when it was posted
+    status: str = "ok"  # ok (applied), quarantined, released (a copy applied), dropped
+    reason: str | None = None  # why it was quarantined
 
 
 Ask = RankRequest  # one recommendation request (the ranking pipeline's)

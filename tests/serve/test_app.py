@@ -25,6 +25,7 @@ from mtrec.text.encoder import TextEncoder, TextEncoderConfig
 from tests.serve.conftest import Served
 
 KEY = {"X-API-Key": "secret"}
+LOCAL = "http://localhost"  # a Host the server trusts by default
 
 
 @pytest.fixture()
@@ -33,7 +34,7 @@ def client(served: Served, tmp_path: Path) -> Iterator[TestClient]:
                                                         bf16=False))
     engine = Engine.from_bundle(served.bundle, encoder=encoder)
     app = create_app(ServeSettings(api_key="secret"), engine, EventLog(tmp_path / "ev.db"))
-    with TestClient(app, raise_server_exceptions=False) as c:
+    with TestClient(app, raise_server_exceptions=False, base_url=LOCAL, headers=KEY) as c:
         yield c
 
 
@@ -114,7 +115,7 @@ def test_posted_events_change_the_next_recommendation(client: TestClient,
     picked = before[0]["item_id"]
     events = [{"user_id": user, "item_id": picked, "behavior": "click"}]
     assert client.post("/v1/events", json={"events": events}, headers=KEY).json() == {
-        "stored": 1, "duplicates": 0}
+        "stored": 1, "duplicates": 0, "quarantined": 0}
     after = client.post("/v1/recommend", json={"user_id": user, "k": 10}).json()["items"]
     assert picked not in [r["item_id"] for r in after]  # now seen, so excluded
     history = client.get(f"/v1/users/{user}/history").json()["items"]
@@ -129,11 +130,11 @@ def test_a_retried_batch_with_event_ids_is_stored_once(client: TestClient,
     events = [{"user_id": user, "item_id": i, "event_id": f"retry-{n}"}
               for n, i in enumerate(items[:2])]
     first = client.post("/v1/events", json={"events": events}, headers=KEY).json()
-    assert first == {"stored": 2, "duplicates": 0}
+    assert first == {"stored": 2, "duplicates": 0, "quarantined": 0}
     # the client lost that answer and posts again, with one more event
     again = [*events, {"user_id": user, "item_id": items[2], "event_id": "retry-2"}]
     assert client.post("/v1/events", json={"events": again}, headers=KEY).json() == {
-        "stored": 1, "duplicates": 2}
+        "stored": 1, "duplicates": 2, "quarantined": 0}
     history = [i["item_id"] for i in client.get(f"/v1/users/{user}/history").json()["items"]]
     assert history[-3:] == list(items) and len(history) == known + 3
     assert client.get("/v1/health").json()["events_stored"] == 3
@@ -180,7 +181,8 @@ BAD: list[tuple[str, str, dict[str, Any], int]] = [
     ("post", "/v1/recommend", {"json": {"user_id": "u", "objective": {"fly": 1.0}}}, 422),
     ("get", "/v1/similar-items?item_id=nope", {}, 404),
     ("get", "/v1/search?q=", {}, 422),
-    ("post", "/v1/events", {"json": {"events": [{"user_id": "u", "item_id": "x"}]}}, 401),
+    ("post", "/v1/events", {"json": {"events": [{"user_id": "u", "item_id": "x"}]},
+                            "headers": {"X-API-Key": ""}}, 401),
     ("post", "/v1/events", {"json": {"events": []}, "headers": KEY}, 422),
     ("post", "/v1/items", {"json": {"items": [{"item_id": "a", "text": "t"}]},
                            "headers": {"X-API-Key": "wrong"}}, 401),

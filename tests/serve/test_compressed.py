@@ -193,6 +193,6 @@ def test_health_says_which_index_and_pass_serve(served: Served) -> None:
 
     config = IndexConfig(exact_max=20, ann="ivf", codec="SQ8", nlist=2, scan="int8")
     engine = Engine.from_bundle(served.bundle, config)
-    with TestClient(create_app(ServeSettings(), engine)) as client:
+    with TestClient(create_app(ServeSettings(), engine), base_url="http://localhost") as client:
         health = client.get("/v1/health").json()
     assert (health["index"], health["scan"]) == ("ivf", "int8")

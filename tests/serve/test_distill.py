@@ -104,7 +104,7 @@ def test_the_distilled_bundle_serves_with_the_student(student_bundle: Path,
     table = bundle_io.read_weights(student_bundle)["item_tower.text_vectors"]
     assert np.allclose(table[1:6].numpy(), student.encode(texts[1:6]), atol=1e-4)
     app = create_app(ServeSettings(api_key="k"), str(student_bundle), tmp_path / "ev.db")
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:
         added = client.post("/v1/items", headers={"x-api-key": "k"},
                             json={"items": [{"item_id": "new-1", "text": "red lipstick"}]})
         assert added.status_code == 200, added.text

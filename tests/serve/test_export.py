@@ -88,7 +88,7 @@ def test_onnx_encoder_matches_the_torch_encoder(served: Served, exported: Path) 
 
 def test_the_service_runs_an_exported_bundle(exported: Path, tmp_path: Path) -> None:
     app = create_app(ServeSettings(api_key="secret"), str(exported), tmp_path / "ev.db")
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost", headers={"x-api-key": "secret"}) as client:
         added = client.post("/v1/items", headers={"x-api-key": "secret"},
                             json={"items": [{"item_id": "new-1", "text": "red lipstick"}]})
         assert added.status_code == 200, added.text

@@ -30,7 +30,8 @@ def both(served: Served) -> Iterator[tuple[Recommender, TestClient]]:
     # the exact float32 catalog pass, as offline (the half-precision pass is checked for
     # candidate recall in benchmarks/scan_accuracy.py)
     engine = Engine(Recommender.load(served.bundle), IndexConfig(scan="float32"))
-    with TestClient(create_app(ServeSettings(scan="float32"), engine)) as client:
+    with TestClient(create_app(ServeSettings(scan="float32", api_key="k"), engine),
+                    base_url="http://localhost", headers={"X-API-Key": "k"}) as client:
         yield rec, client
 
 
@@ -128,7 +129,8 @@ def test_the_bundle_saves_and_applies_its_ranking_stages(served: Served,
     assert diverse[0].item_id == plain[0].item_id  # the best stays first
     assert all(not r.because for r in diverse)  # no explain stage configured
     engine = Engine(rec, IndexConfig(scan="float32"))
-    with TestClient(create_app(ServeSettings(scan="float32"), engine)) as client:
+    with TestClient(create_app(ServeSettings(scan="float32", api_key="k"), engine),
+                    base_url="http://localhost", headers={"X-API-Key": "k"}) as client:
         online = client.post("/v1/recommend", json={"user_id": user, "k": 5}).json()["items"]
     assert [r["item_id"] for r in online] == [r.item_id for r in diverse]
     config["run"]["rank"] = {"stages": ["blend", "rerank"]}

@@ -1,20 +1,25 @@
-"""What every router shares: the service dependency, the write-key check, JSON replies and
-the one place engine errors become HTTP errors (``KeyError`` -> 404, ``ValueError`` ->
-422)."""
+"""What every router shares: the service dependency, the key and scope check, the documented
+errors, JSON replies and the one place engine errors become HTTP errors (``KeyError`` -> 404,
+``ValueError`` -> 422)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Depends, Header, HTTPException, Query, Request, Response
+from fastapi import Depends, HTTPException, Query, Request, Response, Security
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from fastapi.security import APIKeyHeader
 from pydantic import BaseModel
 
 from mtrec.serve import schemas as s
+from mtrec.serve.keys import Keyring
 
 if TYPE_CHECKING:
-    from mtrec.serve.app import ServeSettings, Service
+    from mtrec.serve.app import Service
 
 K = Annotated[int, Query(ge=1, le=s.MAX_K)]
 
@@ -45,18 +50,87 @@ def as_http() -> Iterator[None]:
         raise HTTPException(422, str(exc)) from exc
 
 
-def check_key(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> None:
-    """Write routes need the server's API key in ``X-API-Key``."""
-    settings: ServeSettings = request.app.state.settings
-    if settings.api_key is None:
-        raise HTTPException(401, "writes are disabled: the server has no API key "
-                                 "(set MTREC_API_KEY or --api-key)")
-    if not settings.key_ok(x_api_key):
-        raise HTTPException(401, "missing or wrong X-API-Key header",
-                            headers={"WWW-Authenticate": "X-API-Key"})
+KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False,
+                          description="an API key with the scope the route needs")
 
 
-WRITER = [Depends(check_key)]
+def needs(scope: str) -> Any:
+    """A route dependency: the request's ``X-API-Key`` is a known key with ``scope`` and
+    within its rate (401 no or unknown key, 403 lacking the scope, 429 over the rate)."""
+
+    async def check(request: Request,
+                    key: Annotated[str | None, Security(KEY_HEADER)] = None) -> None:
+        ring: Keyring = request.app.state.keyring
+        if not ring:
+            raise HTTPException(401, f"this route needs a key with the {scope!r} scope and "
+                                     "the server has none (--keys FILE or --api-key)",
+                                headers=CHALLENGE)
+        found = ring.find(key)
+        if found is None:
+            raise HTTPException(401, "missing or unknown X-API-Key header", headers=CHALLENGE)
+        if not found.allows(scope):
+            raise HTTPException(403, f"key {found.name!r} lacks the {scope!r} scope")
+        wait = ring.wait(found)
+        if wait > 0:
+            raise HTTPException(429, f"key {found.name!r} is over its rate of {found.rate:g} "
+                                     "requests per second",
+                                headers={"Retry-After": str(max(1, math.ceil(wait)))})
+        request.state.key = found
+
+    return Depends(check)
+
+
+CHALLENGE = {"WWW-Authenticate": "X-API-Key"}
+_ERROR = {"model": s.ErrorBody}
+# every route: the errors any request may get (documented with the one error body)
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {**_ERROR, "description": "a Host the server does not serve, or a body that is "
+                                   "not UTF-8 JSON text"},
+    404: {**_ERROR, "description": "an unknown user, item, scenario or path"},
+    413: {**_ERROR, "description": "the body is over the server's limit"},
+    422: {**_ERROR, "description": "the request does not fit the schema or the model"},
+}
+# routes with a key: also these
+KEYED: dict[int | str, dict[str, Any]] = {
+    401: {**_ERROR, "description": "no X-API-Key, or one the server does not know"},
+    403: {**_ERROR, "description": "the key lacks the route's scope"},
+    429: {**_ERROR, "description": "the key is over its rate; retry after `Retry-After` s",
+          "headers": {"Retry-After": {"schema": {"type": "integer"},
+                                      "description": "seconds to wait"}}},
+}
+
+
+async def known_query(request: Request) -> None:
+    """Query parameters the route does not take are refused (as unknown body fields are):
+    a misspelt ``?kk=5`` would otherwise be ignored without a word."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute) or not request.query_params:
+        return
+    cache: dict[str, frozenset[str]] = request.app.state.query_names
+    names = cache.get(route.path)
+    if names is None:
+        names = cache[route.path] = frozenset(_query_params(route.dependant))
+    unknown = sorted(set(request.query_params) - names)
+    if unknown:
+        raise HTTPException(422, f"unknown query parameter(s) {', '.join(map(repr, unknown))}; "
+                                 f"this route takes: {', '.join(sorted(names)) or 'none'}")
+
+
+def _query_params(dependant: Dependant) -> Iterator[str]:
+    yield from (p.alias for p in dependant.query_params)
+    for sub in dependant.dependencies:
+        yield from _query_params(sub)
+
+
+OPEN: dict[str, Any] = {"dependencies": [Depends(known_query)]}  # a route anyone may call
+
+
+def scoped(scope: str) -> dict[str, Any]:
+    """The route arguments of a route that needs ``scope``: its key check (before anything
+    else is looked at), its query check and its errors."""
+    return {"dependencies": [needs(scope), Depends(known_query)], "responses": KEYED,
+            "openapi_extra": {"x-scope": scope},
+            "description": f"Needs an API key with the `{scope}` scope."}
 
 
 def scored_items(service: Service, hits: list[tuple[str, float]]) -> s.ItemsResponse:

@@ -9,26 +9,26 @@ from fastapi import APIRouter, Query
 from mtrec.serve import schemas as s
 from mtrec.serve.events import StoredItem
 from mtrec.serve.records import NewItem
-from mtrec.serve.routers.common import WRITER, K, ServiceDep, as_http, scored_items
+from mtrec.serve.routers.common import OPEN, K, ServiceDep, as_http, scoped, scored_items
 
 router = APIRouter()
 
 
-@router.get("/similar-items", response_model=s.ItemsResponse)
+@router.get("/similar-items", response_model=s.ItemsResponse, **OPEN)
 def similar_items(service: ServiceDep, item_id: Annotated[str, Query(min_length=1)],
                   k: K = 10) -> s.ItemsResponse:
     with as_http():
         return scored_items(service, service.engine.similar_items(item_id, k))
 
 
-@router.get("/search", response_model=s.ItemsResponse)
+@router.get("/search", response_model=s.ItemsResponse, **OPEN)
 def search(service: ServiceDep, q: Annotated[str, Query(min_length=1, max_length=1000)],
            k: K = 10) -> s.ItemsResponse:
     with as_http():
         return scored_items(service, service.engine.search(q, k))
 
 
-@router.get("/trending", response_model=s.ItemsResponse)
+@router.get("/trending", response_model=s.ItemsResponse, **OPEN)
 def trending(service: ServiceDep, scenario: str | None = None, k: K = 10) -> s.ItemsResponse:
     e = service.engine
     with as_http():
@@ -37,7 +37,7 @@ def trending(service: ServiceDep, scenario: str | None = None, k: K = 10) -> s.I
     return scored_items(service, hits)
 
 
-@router.post("/items", response_model=s.ItemsWritten, dependencies=WRITER)
+@router.post("/items", response_model=s.ItemsWritten, **scoped("write:items"))
 def items(body: s.ItemsRequest, service: ServiceDep) -> s.ItemsWritten:
     new = [NewItem(i.item_id, i.text, i.category) for i in body.items]
     e = service.engine

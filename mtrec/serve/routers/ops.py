@@ -5,17 +5,18 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from mtrec.serve import schemas as s
-from mtrec.serve.routers.common import ServiceDep
+from mtrec.serve.routers.common import OPEN, ServiceDep
 
 router = APIRouter()
 
 
-@router.get("/health", response_model=s.Health)
+@router.get("/health", response_model=s.Health, **OPEN)
 def health(service: ServiceDep) -> s.Health:
     e = service.engine
     return s.Health(status="ok", items=len(e.catalog), users=len(e.rec.catalog.user_ids),
                     tasks=list(e.model.task_names),
                     events_stored=service.log.count() if service.log else 0,
+                    events_quarantined=service.log.count("quarantined") if service.log else 0,
                     index=e.retrieval.next_item.kind_, scan=e.retrieval.scan.dtype)
 
 

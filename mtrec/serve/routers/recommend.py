@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response
 
 from mtrec.serve import schemas as s
 from mtrec.serve.records import Ask, Hit
-from mtrec.serve.routers.common import ServiceDep, as_http, json_response
+from mtrec.serve.routers.common import ServiceDep, as_http, json_response, scoped
 
 if TYPE_CHECKING:
     from mtrec.serve.app import Service
@@ -19,7 +19,7 @@ router = APIRouter()
 
 # The hot read routes are ``async``: they compute in the event loop (a worker computes one
 # batch at a time, on one core), without two thread hops per request.
-@router.post("/recommend", response_model=s.RecommendResponse)
+@router.post("/recommend", response_model=s.RecommendResponse, **scoped("read"))
 async def recommend(body: s.RecommendRequest, service: ServiceDep) -> Response:
     with as_http():
         ask = _ask(service, body)
@@ -28,7 +28,7 @@ async def recommend(body: s.RecommendRequest, service: ServiceDep) -> Response:
     return json_response(_recommended(body, hits, cold=not ask.history, service=service))
 
 
-@router.post("/score", response_model=s.ScoreResponse)
+@router.post("/score", response_model=s.ScoreResponse, **scoped("read"))
 async def score(body: s.ScoreRequest, service: ServiceDep) -> Response:
     e = service.engine
     with as_http():

@@ -8,22 +8,22 @@ from fastapi import APIRouter, Query
 
 from mtrec.data.schema import BEHAVIORS
 from mtrec.serve import schemas as s
-from mtrec.serve.routers.common import K, ServiceDep, as_http
+from mtrec.serve.routers.common import K, ServiceDep, as_http, scoped
 
 router = APIRouter()
 
 
-@router.get("/users", response_model=s.UsersResponse)
+@router.get("/users", response_model=s.UsersResponse, **scoped("read"))
 def users(service: ServiceDep,
           limit: Annotated[int, Query(ge=1, le=1000)] = 20) -> s.UsersResponse:
-    """Some known user ids (score = how many interactions), for pickers."""
+    # some known user ids (score = how many interactions), for pickers
     e = service.engine
     ids = list(e.rec.catalog.user_ids[:limit])
     return s.UsersResponse(users=[s.ScoredUser(user_id=str(u), score=len(e.history(str(u))))
                                   for u in ids])
 
 
-@router.get("/users/{user_id}/history", response_model=s.HistoryResponse)
+@router.get("/users/{user_id}/history", response_model=s.HistoryResponse, **scoped("read"))
 def history(user_id: str, service: ServiceDep) -> s.HistoryResponse:
     e = service.engine
     with as_http():
@@ -37,7 +37,7 @@ def history(user_id: str, service: ServiceDep) -> s.HistoryResponse:
         for step in steps])
 
 
-@router.get("/similar-users", response_model=s.UsersResponse)
+@router.get("/similar-users", response_model=s.UsersResponse, **scoped("read"))
 def similar_users(service: ServiceDep, user_id: Annotated[str, Query(min_length=1)],
                   k: K = 10) -> s.UsersResponse:
     with as_http():

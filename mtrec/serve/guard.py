@@ -1,0 +1,147 @@
+"""Abuse resistance of the online signals: how much each posted event moves trending, and
+which events are quarantined (stored, never applied, until an admin releases them).
+
+Two parts, both fed the event log in its order, so every worker (and a restart) reaches the
+same decisions:
+
+* :class:`BurstRule` (at write time): when ``burst_users`` different *new* users (users the
+  bundle does not know) interact with one item within ``burst_window_s`` seconds of arrival,
+  that new user's event and every later one by a new user on that item in the window are
+  quarantined.  Users the bundle knows are never quarantined by it.  Arrival times are the
+  server's clock, not the client's ``ts``, which the client chooses.
+* :class:`TrendingGuard` (when an event is applied): an event's weight in trending is 1 for a
+  user the bundle knows and ``new_user_weight`` for a new one; one user counts once per item
+  in ``pair_window_s`` (repeats add nothing), at most ``user_budget`` per hour in all, and a
+  key with a ``trending_budget`` moves trending by at most that much per hour.  When the
+  burst rule trips on an item, what new users added to that item's trending within the
+  window is taken back (:meth:`TrendingGuard.revoke`): a detected burst counts for nothing.
+
+>>> rule = BurstRule(GuardConfig(burst_users=3, burst_window_s=60.0))
+>>> [rule.check("i1", f"fake{n}", new=True, received=float(n)) for n in range(4)]
+[False, False, True, True]
+>>> rule.check("i1", "regular", new=False, received=4.0)
+False
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+HOUR_S = 3600.0
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class GuardConfig:
+    enabled: bool = True
+    new_user_weight: float = 0.2  # trending weight of an event by a user the bundle lacks
+    pair_window_s: float = 86_400.0  # a user counts once per item in this window
+    user_budget: float = 20.0  # trending weight one user may add per hour
+    burst_users: int = 20  # this many new users on one item within burst_window_s ...
+    burst_window_s: float = 3600.0  # ... quarantine new users' events on that item
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.new_user_weight <= 1.0:
+            raise ValueError(f"new_user_weight must be in [0, 1], got {self.new_user_weight}")
+        for name in ("pair_window_s", "user_budget", "burst_window_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.burst_users < 2:
+            raise ValueError(f"burst_users must be >= 2, got {self.burst_users}")
+
+
+class BurstRule:
+    """Distinct new users per item within the window, by arrival time."""
+
+    def __init__(self, config: GuardConfig) -> None:
+        self.config = config
+        self.recent: dict[str, dict[str, float]] = defaultdict(dict)  # item -> user -> time
+
+    def observe(self, item: str, user: str, received: float) -> None:
+        """A stored event by a new user (applied or quarantined); idempotent."""
+        users = self.recent[item]
+        users[user] = max(received, users.get(user, received))
+
+    def check(self, item: str, user: str, new: bool, received: float) -> bool:
+        """Whether this event is to be quarantined (it is observed either way)."""
+        if not new or not self.config.enabled:
+            return False
+        self.observe(item, user, received)
+        users = self.recent[item]
+        start = received - self.config.burst_window_s
+        if len(users) >= self.config.burst_users:  # prune only when it may matter
+            for old in [u for u, t in users.items() if t < start]:
+                del users[old]
+        return len(users) >= self.config.burst_users
+
+
+@dataclass
+class _Spent:
+    hour: float = -1.0
+    weight: float = 0.0
+
+    def room(self, now: float, budget: float) -> float:
+        hour = now // HOUR_S
+        if hour != self.hour:
+            self.hour, self.weight = hour, 0.0
+        return max(0.0, budget - self.weight)
+
+
+class TrendingGuard(Generic[T]):
+    """Each applied event's weight in trending (see the module's doc); what new users added
+    is remembered per item (with a ``tag``, the event) for the burst window."""
+
+    def __init__(self, config: GuardConfig, key_budgets: dict[str, float] | None = None) -> None:
+        self.config, self.key_budgets = config, key_budgets or {}
+        self.pairs: dict[tuple[str, str], float] = {}  # (user, item) -> last counted
+        self.users: dict[str, _Spent] = defaultdict(_Spent)
+        self.keys: dict[str, _Spent] = defaultdict(_Spent)
+        self.credits: dict[str, list[tuple[float, float, T]]] = defaultdict(list)
+
+    def revoke(self, item: str, now: float) -> list[tuple[float, T]]:
+        """Take back what new users added to ``item`` within the burst window: the
+        (weight, tag) pairs to subtract.  Later new users' events are quarantined."""
+        start = now - self.config.burst_window_s
+        taken = [(w, tag) for t, w, tag in self.credits.pop(item, []) if t >= start]
+        return taken
+
+    def credit(self, item: str, received: float, weight: float, tag: T) -> None:
+        """Remember a new user's ``weight`` on ``item`` (for :meth:`revoke`)."""
+        kept = self.credits[item]
+        if len(kept) >= 64 and kept[0][0] < received - self.config.burst_window_s:
+            start = received - self.config.burst_window_s
+            kept[:] = [c for c in kept if c[0] >= start]
+        kept.append((received, weight, tag))
+
+    def weight(self, user: str, item: str, new: bool, received: float,
+               key: str | None = None) -> float:
+        c = self.config
+        if not c.enabled:
+            return 1.0
+        last = self.pairs.get((user, item))
+        if last is not None and received - last < c.pair_window_s:
+            return 0.0
+        w = min(c.new_user_weight if new else 1.0,
+                self.users[user].room(received, c.user_budget))
+        budget = self.key_budgets.get(key) if key is not None else None
+        if budget is not None:
+            w = min(w, self.keys[key].room(received, budget))  # type: ignore[index]
+        if w > 0:
+            self.pairs[(user, item)] = received
+            self.users[user].weight += w
+            if budget is not None:
+                self.keys[key].weight += w  # type: ignore[index]
+        if len(self.pairs) > 1_000_000:
+            self._forget(received)
+        return w
+
+    def _forget(self, now: float) -> None:
+        """Drop pairs and spends that no longer matter (memory stays bounded)."""
+        start = now - self.config.pair_window_s
+        self.pairs = {p: t for p, t in self.pairs.items() if t >= start}
+        hour = now // HOUR_S
+        for spent in (self.users, self.keys):
+            for name in [n for n, s in spent.items() if s.hour != hour]:
+                del spent[name]
