@@ -10,9 +10,10 @@ Two ``mtrec serve`` processes over the same bundle, one worker each, on loopback
 * ``baseline``: the code of git revision ``REV`` (a worktree, run with the same virtualenv),
   where reads needed no key.
 
-``--rounds`` rounds alternate between them, each ``/v1/recommend`` for ``--requests``
+After a warm-up round each (not measured), ``--rounds`` rounds alternate between them,
+each ``/v1/recommend`` for ``--requests``
 known users (a shuffle, the same in both) at ``--concurrency`` keep-alive connections
-(:mod:`benchmarks.loadgen`).  Writes ``benchmarks/results/serve_keys.json``: errors,
+(:mod:`benchmarks.loadgen`).  Writes ``benchmarks/results/serve_keys_<REV>.json``: errors,
 client and server (``Server-Timing``) latency percentiles per side and their p50 ratio.
 """
 
@@ -96,8 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=10_000, help="per side")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: benchmarks/results/serve_keys_<baseline>.json")
     args = parser.parse_args(argv)
+    out = args.out or RESULTS.with_name(f"serve_keys_{args.baseline}.json")
     work = Path(tempfile.mkdtemp())
     base_src = work / "baseline"
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base_src),
@@ -112,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         procs["baseline"] = _start(base_src, args.bundle, ports["baseline"], [])
         results: dict[str, list[LoadResult]] = {"keys": [], "baseline": []}
         headers = {"keys": {"X-API-Key": secret}, "baseline": {}}
+        for side in ("keys", "baseline"):  # warm-up, not measured
+            _round(ports[side], users[-per_round:], args.concurrency, headers[side])
         for n in range(args.rounds):
             batch = [users[(n * per_round + i) % len(users)] for i in range(per_round)]
             order = ("keys", "baseline") if n % 2 == 0 else ("baseline", "keys")
@@ -135,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
               "p50_ratio_server": round(sides["keys"]["server_ms"]["p50"]
                                         / sides["baseline"]["server_ms"]["p50"], 3),
               "machine": describe(("mtrec", "fastapi", "uvicorn", "torch"))}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: v for k, v in report.items() if k != "machine"}, indent=2))
     return 0
 

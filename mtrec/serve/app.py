@@ -19,15 +19,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mtrec.serve.batching import MicroBatcher
+from mtrec.serve.docs import DESCRIPTION, docs_pages, patch_openapi, unknown_routes
 from mtrec.serve.edges import BodyLimit, TrustedHosts
 from mtrec.serve.engine import Ask, Engine, Hit, NewItem
 from mtrec.serve.events import EventLog, StoredItem
@@ -35,7 +35,7 @@ from mtrec.serve.guard import BurstRule, GuardConfig, TrendingGuard
 from mtrec.serve.index import IndexConfig
 from mtrec.serve.keys import ApiKey, Keyring, all_scopes_key, load_keys
 from mtrec.serve.records import Event
-from mtrec.serve.routers import build_router, route_methods
+from mtrec.serve.routers import build_router
 from mtrec.serve.telemetry import Measure, Telemetry
 
 WEB = Path(__file__).parent / "web"
@@ -146,10 +146,10 @@ def create_app(settings: ServeSettings, bundle: str | Path | Engine,
     app.state.settings, app.state.keyring = settings, settings.keyring()
     app.state.query_names = {}  # route path -> the query parameters it takes
     app.include_router(build_router(), prefix="/v1")
-    _unknown_routes(app)
+    unknown_routes(app)
     _error_handlers(app)
-    _tasks_in_schema(app, bundle)
-    _docs(app)
+    patch_openapi(app, bundle)
+    docs_pages(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.state.telemetry = Telemetry()
     app.add_middleware(Measure, telemetry=app.state.telemetry)
@@ -309,80 +309,3 @@ def _reason(code: int) -> str:
             405: "method not allowed", 413: "request too large", 422: "invalid request",
             429: "too many requests"}.get(code, "error")
 
-
-def _tasks_in_schema(app: FastAPI, bundle: str | Path | Engine) -> None:
-    """The OpenAPI names the served model's tasks as the only keys of ``objective`` (the
-    schema is per bundle; nothing when the bundle cannot be read yet)."""
-    if isinstance(bundle, Engine):
-        tasks = list(bundle.model.task_names)
-    else:
-        from mtrec import bundle as bundle_io
-
-        try:
-            tasks = list(bundle_io.read_meta(Path(bundle))["run"]["model"]["tasks"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return
-    plain = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            spec = plain()
-            prop = spec["components"]["schemas"]["RecommendRequest"]["properties"]["objective"]
-            for variant in prop["anyOf"]:
-                if variant.get("type") == "object":
-                    variant["propertyNames"] = {"enum": tasks}
-        return app.openapi_schema or plain()
-
-    app.openapi = openapi  # type: ignore[method-assign]
-
-
-def _unknown_routes(app: FastAPI) -> None:
-    """Under /v1, a known path with another method is 405 with ``Allow``, any other path 404
-    (not the web page's static files, which know GET and HEAD only)."""
-
-    known = route_methods("/v1")
-
-    @app.api_route("/v1/{rest:path}", include_in_schema=False,
-                   methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
-    async def unknown(request: Request, rest: str) -> None:
-        path = request.url.path
-        allowed = sorted({m for pattern, methods in known if pattern.match(path)
-                          for m in methods})
-        if allowed:
-            raise HTTPException(405, f"{request.method} is not allowed on {path}; "
-                                     f"allowed: {', '.join(allowed)}",
-                                headers={"Allow": ", ".join(allowed)})
-        raise HTTPException(404, f"no route {path}")
-
-
-def _docs(app: FastAPI) -> None:
-    """Swagger UI at /docs and ReDoc at /redoc from the assets installed with the
-    ``fastapi-offline`` package: no CDN, so they work on a machine without internet."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("fastapi_offline")
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("mtrec serve needs the fastapi-offline package for its docs "
-                          "pages' assets: pip install fastapi-offline")
-    assets = Path(next(iter(spec.submodule_search_locations))) / "static"
-    app.mount("/docs-assets", StaticFiles(directory=assets), name="docs-assets")
-
-    @app.get("/docs", include_in_schema=False)
-    async def swagger() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="mtrec API",
-                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
-                                   swagger_css_url="/docs-assets/swagger-ui.css",
-                                   swagger_favicon_url="/docs-assets/favicon.png")
-
-    @app.get("/redoc", include_in_schema=False)
-    async def redoc() -> HTMLResponse:
-        return get_redoc_html(openapi_url="/openapi.json", title="mtrec API",
-                              redoc_js_url="/docs-assets/redoc.standalone.js",
-                              redoc_favicon_url="/docs-assets/favicon.png", with_google_fonts=False)
-
-
-DESCRIPTION = """Multi-task recommendations: recommend, score, search, ingest.
-
-Routes that read user data need an API key with the `read` scope in `X-API-Key`; writes need
-`write:events` or `write:items`; `admin` has every scope.  Catalog reads (search, similar
-items, trending) and `/v1/health` are open.  Every error is `{"error": ..., "detail": ...}`."""

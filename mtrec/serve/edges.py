@@ -15,6 +15,14 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+def header(scope: Scope, name: bytes) -> bytes | None:
+    """The first value of header ``name`` (lowercase, as ASGI gives names)."""
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return bytes(value)
+    return None
+
+
 async def refuse(scope: Scope, receive: Receive, send: Send, status: int, error: str,
                  detail: str) -> None:
     await JSONResponse({"error": error, "detail": detail}, status_code=status)(
@@ -33,7 +41,7 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers", [])).get(b"content-length")
+        declared = header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._refuse(scope, receive, send)
             return
@@ -108,7 +116,7 @@ class TrustedHosts:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        raw = dict(scope.get("headers", [])).get(b"host", b"").decode("latin-1")
+        raw = (header(scope, b"host") or b"").decode("latin-1")
         if not host_allowed(host_name(raw), self.allowed):
             await refuse(scope, receive, send, 400, "bad request",
                          f"host {raw!r} is not served here (allowed: "
