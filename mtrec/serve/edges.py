@@ -31,8 +31,9 @@ async def refuse(scope: Scope, receive: Receive, send: Send, status: int, error:
 
 class BodyLimit:
     """Refuse request bodies over ``max_bytes`` with 413, declared (``Content-Length``) or
-    streamed (chunked).  The body is read here, up to the limit, before the app sees it:
-    refused while the app parses it, it would be the app's 400 "error parsing the body"."""
+    streamed (chunked).  A body without a declared length is read here, up to the limit,
+    before the app sees it: refused while the app parses it, it would be the app's 400
+    "error parsing the body"."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app, self.max_bytes = app, max_bytes
@@ -42,8 +43,11 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = header(scope, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(scope, receive, send)
+        if declared is not None and declared.isdigit():
+            if int(declared) > self.max_bytes:
+                await self._refuse(scope, receive, send)
+            else:  # the server reads no more than declared: nothing to count
+                await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []
         seen, more = 0, True
