@@ -12,7 +12,9 @@ For each case a fresh server (in process, over the bundle, with an empty event s
 
 Cases: the issue's attack (50 new users, 200 events each) with the guard off and on; with
 the guard on, 10,000 new users with one event each, and 19 new users (one under the burst
-rule) with all 10,000 events.  Writes ``benchmarks/results/trending_attack.json``.
+rule) with all 10,000 events.  Then a known user's history: 20 purchase events posted at
+once, guard off and on, and how many of their 10 recommendations survive.  Writes
+``benchmarks/results/trending_attack.json``.
 """
 
 from __future__ import annotations
@@ -91,6 +93,26 @@ def run_case(bundle: Path, case: Case, seed: int = 0) -> dict[str, Any]:
             "seconds": round(time.perf_counter() - started, 1)}
 
 
+def history_case(bundle: Path, guard: bool, seed: int = 0) -> dict[str, Any]:
+    """20 purchase events posted at once for a known user (items they never had, drawn with
+    ``seed``): how many of their 10 recommendations survive."""
+    store = Path(tempfile.mkdtemp()) / "events.db"
+    with _client(bundle, store, guard) as client:
+        engine = client.app.state.service.engine
+        rng = np.random.default_rng(seed)
+        user = str(rng.choice(engine.rec.catalog.user_ids))
+        seen = {h["item_id"] for h in client.get(f"/v1/users/{user}/history").json()["items"]}
+        pool = [i for i in engine.item_ids[1:] if i not in seen]
+        items = [str(i) for i in rng.choice(pool, 20, replace=False)]
+        ask = {"user_id": user, "k": 10}
+        before = [r["item_id"] for r in client.post("/v1/recommend", json=ask).json()["items"]]
+        answer = client.post("/v1/events", json={"events": [
+            {"user_id": user, "item_id": i, "behavior": "purchase"} for i in items]}).json()
+        after = [r["item_id"] for r in client.post("/v1/recommend", json=ask).json()["items"]]
+    return {"case": f"20 purchases for a known user, guard {'on' if guard else 'off'}",
+            "user": user, "answer": answer, "recommendations_kept": len(set(before) & set(after))}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", type=Path, default=Path(".mtrec/bundles/amazon-beauty"))
@@ -102,10 +124,13 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(run_case(args.bundle, case))
         print(json.dumps({k: rows[-1][k] for k in ("case", "top10_unchanged",
                                                    "target_rank_after", "quarantined")}))
+    history = [history_case(args.bundle, guard) for guard in (False, True)]
+    for row in history:
+        print(json.dumps(row))
     report = {"benchmark": "trending_attack",
               "command": "python -m benchmarks.trending_attack --bundle "
                          f"{args.bundle}", "bundle": str(args.bundle),
-              "events_per_attack": EVENTS, "seed": 0, "cases": rows,
+              "events_per_attack": EVENTS, "seed": 0, "cases": rows, "history": history,
               "guarded_cases_unchanged": all(r["top10_unchanged"] for r in rows if r["guard"]),
               "wall_s": round(time.perf_counter() - started, 1), "machine": describe()}
     args.out.parent.mkdir(parents=True, exist_ok=True)

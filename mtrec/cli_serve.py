@@ -43,6 +43,9 @@ def serve(
         help="Quarantine new users' events on an item once this many different new users "
              "hit it within an hour; 0 turns the guard off (trending weights as well).")
     ] = 20,
+    user_burst: Annotated[int, typer.Option(
+        help="Events a known user may get within a minute; the rest of a burst is "
+             "quarantined.")] = 10,
     exact_max: Annotated[int, typer.Option(
         help="Catalogs up to this many items are searched exactly; larger ones by --ann.")
     ] = 200_000,
@@ -62,6 +65,8 @@ def serve(
             exported_encoder(bundle, meta, threads=1)
         if burst_users == 1 or burst_users < 0:
             raise ValueError(f"--burst-users must be 0 (off) or >= 2, got {burst_users}")
+        if user_burst < 1:
+            raise ValueError(f"--user-burst must be >= 1, got {user_burst}")
         if workers < 1:
             raise ValueError(f"--workers must be >= 1, got {workers}")
         if scan not in ("auto", "half", "int8", "float32"):
@@ -84,6 +89,7 @@ def serve(
     os.environ["MTREC_SERVE_ANN"], os.environ["MTREC_SERVE_CODEC"] = ann, codec
     os.environ["MTREC_SERVE_EXACT_MAX"] = str(exact_max)
     os.environ["MTREC_BURST_USERS"] = str(burst_users)
+    os.environ["MTREC_USER_BURST"] = str(user_burst)
     if api_key:
         os.environ["MTREC_API_KEY"] = api_key
     uvicorn.run("mtrec.serve.factory:app_from_env", factory=True, host=host, port=port,

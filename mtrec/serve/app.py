@@ -31,7 +31,7 @@ from mtrec.serve.docs import DESCRIPTION, docs_pages, patch_openapi, unknown_rou
 from mtrec.serve.edges import BodyLimit, TrustedHosts
 from mtrec.serve.engine import Ask, Engine, Hit, NewItem
 from mtrec.serve.events import EventLog, StoredItem
-from mtrec.serve.guard import BurstRule, GuardConfig, TrendingGuard
+from mtrec.serve.guard import AccountRule, BurstRule, GuardConfig, TrendingGuard
 from mtrec.serve.index import IndexConfig
 from mtrec.serve.keys import ApiKey, Keyring, all_scopes_key, load_keys
 from mtrec.serve.records import Event
@@ -81,16 +81,24 @@ class ServeSettings:
         exact_max = os.environ.get("MTREC_SERVE_EXACT_MAX")
         if exact_max:
             values["exact_max"] = int(exact_max)
-        burst = os.environ.get("MTREC_BURST_USERS")  # 0: the guard off
-        if burst:
-            values["guard"] = (GuardConfig(burst_users=int(burst)) if int(burst)
-                               else GuardConfig(enabled=False))
+        values["guard"] = _env_guard()
         values.update(overrides)
         return cls(**{k: v for k, v in values.items() if v is not None})
 
     def keyring(self) -> Keyring:
         extra = (all_scopes_key(self.api_key),) if self.api_key else ()
         return Keyring(self.keys + extra)
+
+
+def _env_guard() -> GuardConfig | None:
+    burst, user = os.environ.get("MTREC_BURST_USERS"), os.environ.get("MTREC_USER_BURST")
+    if burst == "0":  # the guard off
+        return GuardConfig(enabled=False)
+    if not (burst or user):
+        return None
+    default = GuardConfig()
+    return replace(default, burst_users=int(burst) if burst else default.burst_users,
+                   user_burst=int(user) if user else default.user_burst)
 
 
 def _env_list(name: str) -> tuple[str, ...] | None:
@@ -170,8 +178,8 @@ class Service:
                  guard: GuardConfig | None = None,
                  key_budgets: dict[str, float] | None = None) -> None:
         self.engine, self.log = engine, log
-        guard = guard or GuardConfig()
-        self.bursts = BurstRule(guard)
+        self.guard = guard = guard or GuardConfig()
+        self.bursts, self.accounts = BurstRule(guard), AccountRule(guard)
         self.weights: TrendingGuard[Event] = TrendingGuard(guard, key_budgets)
         self.recommender: MicroBatcher[Ask, list[Hit]] = MicroBatcher(engine.recommend_many)
         self.seen_event, self.seen_item, self.seen_version = 0, 0, -1
@@ -227,6 +235,8 @@ class Service:
             received = _arrival(event, now)
             if new:
                 self.bursts.observe(event.item_id, event.user_id, received)
+            elif event.status == "ok" and self.guard.enabled:
+                self.accounts.observe(event.user_id, received)
             if event.status == "quarantined":  # a burst: what new users added is taken back
                 e.add_events(ok, weights)
                 ok, weights = [], []
@@ -240,22 +250,36 @@ class Service:
             weights.append(w)
         e.add_events(ok, weights)
 
+    def _marked(self, batch: list[Event], now: float) -> list[Event]:
+        """``batch`` with the events the burst rules hold marked ``quarantined``."""
+        room: dict[str, int] = {}
+        out = []
+        for ev in batch:
+            new = not self.engine.in_bundle(ev.user_id)
+            if self.bursts.check(ev.item_id, ev.user_id, new, now):
+                ev = replace(ev, status="quarantined", reason=BURST)
+            elif not new and self.guard.enabled:
+                left = room.get(ev.user_id, self.accounts.room(ev.user_id, now))
+                room[ev.user_id] = left - 1
+                if left <= 0:
+                    ev = replace(ev, status="quarantined", reason=ACCOUNT_BURST)
+            out.append(ev)
+        return out
+
     def store_events(self, batch: list[Event], key: str | None) -> Counter[str]:
         """Store ``batch`` durably, new users' events on a bursting item quarantined; then
         apply it.  Returns how many new events were stored with each status."""
         assert self.log is not None
         now = time.time()
         with self.sync_lock:  # decisions in the log's order, after what is applied
-            marked = [replace(ev, key=key, received=now) for ev in batch]
-            marked = [replace(ev, status="quarantined", reason=BURST) if self.bursts.check(
-                ev.item_id, ev.user_id, not self.engine.in_bundle(ev.user_id), now) else ev
-                for ev in marked]
+            marked = self._marked([replace(ev, key=key, received=now) for ev in batch], now)
             stored = self.log.append_counted(marked)  # durable before the 2xx
         self.sync(force=True)
         return stored
 
 
 BURST = "many new users on one item in a short window"
+ACCOUNT_BURST = "more events for one known user than the per-minute cap"
 
 
 def _arrival(event: Event, now: float) -> float:

@@ -9,6 +9,9 @@ same decisions:
   that new user's event and every later one by a new user on that item in the window are
   quarantined.  Users the bundle knows are never quarantined by it.  Arrival times are the
   server's clock, not the client's ``ts``, which the client chooses.
+* :class:`AccountRule` (at write time): a user the bundle knows gets at most ``user_burst``
+  events applied within ``user_window_s`` seconds of arrival; the rest of a burst is
+  quarantined (a write key cannot rewrite an established user's recent history at once).
 * :class:`TrendingGuard` (when an event is applied): an event's weight in trending is 1 for a
   user the bundle knows and ``new_user_weight`` for a new one; one user counts once per item
   in ``pair_window_s`` (repeats add nothing), at most ``user_budget`` per hour in all, and a
@@ -25,7 +28,7 @@ False
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -41,15 +44,48 @@ class GuardConfig:
     user_budget: float = 20.0  # trending weight one user may add per hour
     burst_users: int = 20  # this many new users on one item within burst_window_s ...
     burst_window_s: float = 3600.0  # ... quarantine new users' events on that item
+    user_burst: int = 10  # a known user's events applied within user_window_s; more: held
+    user_window_s: float = 60.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.new_user_weight <= 1.0:
             raise ValueError(f"new_user_weight must be in [0, 1], got {self.new_user_weight}")
-        for name in ("pair_window_s", "user_budget", "burst_window_s"):
+        for name in ("pair_window_s", "user_budget", "burst_window_s", "user_window_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.burst_users < 2:
             raise ValueError(f"burst_users must be >= 2, got {self.burst_users}")
+        if self.user_burst < 1:
+            raise ValueError(f"user_burst must be >= 1, got {self.user_burst}")
+
+
+class AccountRule:
+    """Events applied to each known user's history within the window, by arrival time: a
+    burst on an established account (its history is what its recommendations read) beyond
+    ``user_burst`` is held.
+
+    >>> rule = AccountRule(GuardConfig(user_burst=2, user_window_s=60.0))
+    >>> rule.observe("u", 0.0); rule.observe("u", 1.0)
+    >>> rule.room("u", 30.0), rule.room("u", 61.0), rule.room("v", 30.0)
+    (0, 1, 2)
+    """
+
+    def __init__(self, config: GuardConfig) -> None:
+        self.config = config
+        self.applied: dict[str, deque[float]] = defaultdict(deque)
+
+    def observe(self, user: str, received: float) -> None:
+        """An event applied to a known user's history (from the log: once per row)."""
+        self.applied[user].append(received)
+
+    def room(self, user: str, received: float) -> int:
+        """How many more events of ``user`` may be applied in the window ending now."""
+        times = self.applied.get(user)
+        if not times:
+            return self.config.user_burst
+        while times and times[0] <= received - self.config.user_window_s:
+            times.popleft()
+        return max(0, self.config.user_burst - len(times))
 
 
 class BurstRule:

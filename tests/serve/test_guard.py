@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from mtrec.serve.app import ServeSettings, create_app
 from mtrec.serve.engine import Engine
 from mtrec.serve.events import EventLog
-from mtrec.serve.guard import BurstRule, GuardConfig, TrendingGuard
+from mtrec.serve.guard import AccountRule, BurstRule, GuardConfig, TrendingGuard
 from tests.serve.conftest import Served
 
 KEY = {"X-API-Key": "secret"}
@@ -71,7 +71,8 @@ def test_without_the_guard_the_attack_wins(served: Served, store: Path) -> None:
         assert _top(client, 1) == [target]
 
 
-def test_known_users_are_never_held_and_count_fully(served: Served, store: Path) -> None:
+def test_known_users_are_not_held_by_the_item_rule_and_count_fully(served: Served,
+                                                                    store: Path) -> None:
     with _client(served, store) as client:
         target = _least_popular(client)
         known = served.data.user_ids[:40]
@@ -141,3 +142,31 @@ def test_trending_guard_weights() -> None:
 def test_guard_config_refuses_bad_values(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=field):
         GuardConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_a_burst_on_a_known_users_history_is_capped(served: Served, store: Path) -> None:
+    """Regression (issue 19): 20 purchase events posted at once for an existing user
+    replaced all 10 of their recommendations; now 10 a minute are applied, the rest held."""
+    user = served.data.user_ids[5]
+    with _client(served, store) as client:
+        before = client.get(f"/v1/users/{user}/history").json()["items"]
+        items = [i for i in served.data.item_ids if i not in {h["item_id"] for h in before}]
+        events = [{"user_id": user, "item_id": i, "behavior": "purchase"} for i in items[:20]]
+        r = client.post("/v1/events", json={"events": events}).json()
+        assert r["stored"] == 20 and r["quarantined"] == 10
+        after = client.get(f"/v1/users/{user}/history").json()["items"]
+        assert [h["item_id"] for h in after[len(before):]] == items[:10]
+        held = client.get("/v1/quarantine").json()["events"]
+        assert [e["item_id"] for e in held] == items[10:20]
+        # one more now is held as well: the minute is not over
+        more = client.post("/v1/events", json={"events": events[:1]}).json()
+        assert more["quarantined"] == 1
+
+
+def test_account_rule_counts_only_its_window() -> None:
+    rule = AccountRule(GuardConfig(user_burst=3, user_window_s=10.0))
+    for t in (0.0, 1.0, 2.0):
+        rule.observe("u", t)
+    assert rule.room("u", 5.0) == 0
+    assert rule.room("u", 10.5) == 1  # the event at 0 s left the window
+    assert rule.room("u", 20.0) == 3
