@@ -26,13 +26,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from benchmarks.loadgen import LoadResult, post_json, run_load
 from benchmarks.machine import describe
-from benchmarks.serve_load import _free_port, _percentiles, _users
+from benchmarks.serve_load import _free_port, _percentiles, _users, wait_healthy
 
 RESULTS = Path(__file__).parent / "results" / "serve_keys.json"
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,23 +48,12 @@ def _keys_file(work: Path) -> tuple[Path, str]:
 
 
 def _start(src: Path, bundle: Path, port: int, extra: list[str]) -> subprocess.Popen[bytes]:
-    import httpx
-
     env = {**os.environ, "PYTHONPATH": str(src)}
     cmd = [sys.executable, "-m", "mtrec.cli", "serve", "--bundle", str(bundle.resolve()),
            "--port", str(port), "--workers", "1", *extra]
     proc = subprocess.Popen(cmd, cwd=src, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    proc.kill()
-    tail = proc.stderr.read().decode()[-2000:] if proc.stderr else ""
-    raise RuntimeError(f"server in {src} did not start: {tail}")
+    return wait_healthy(proc, port, 240.0)
 
 
 def _round(port: int, users: list[str], concurrency: int,

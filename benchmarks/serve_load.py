@@ -66,9 +66,15 @@ def _start(bundle: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
            "--port", str(port), "--workers", str(workers), "--api-key", KEY,
            "--store", str(Path(tempfile.mkdtemp()) / "events.db")]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return wait_healthy(proc, port, 180.0)
+
+
+def wait_healthy(proc: subprocess.Popen[bytes], port: int,
+                 timeout: float) -> subprocess.Popen[bytes]:
+    """``proc`` once its server answers ``/v1/health``; killed, with its stderr, if not."""
     import httpx
 
-    deadline = time.time() + 180
+    deadline = time.time() + timeout
     while time.time() < deadline:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=1).status_code == 200:
@@ -76,7 +82,8 @@ def _start(bundle: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
         except httpx.HTTPError:
             time.sleep(0.5)
     proc.kill()
-    raise RuntimeError(f"server did not start: {proc.stderr.read().decode()[-2000:]}")
+    tail = proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+    raise RuntimeError(f"server on port {port} did not start: {tail}")
 
 
 def _users(bundle: Path) -> list[str]:
