@@ -190,13 +190,38 @@ def filter_flags(clean: Prepared) -> dict[str, dict[str, int]]:
     return out
 
 
+def markdown_table(record: dict[str, Any]) -> str:
+    """The recorded runs as the README's Markdown table."""
+    runs, rows = record["runs"], []
+    clean = runs.get("clean", {}).get("target_hr@10")
+    head = ("| run | fake users left in training | target HR@10 | target HR@50 | promotion "
+            "HR@10 | clean NDCG@10 | Recall@10 | epochs (best) | train s |\n"
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name in RUNS:
+        run = runs.get(name)
+        if run is None:
+            continue
+        left = run["fake_users"] - run.get("filter", {}).get("flagged_fake", 0)
+        lift = "-" if clean is None or name == "clean" else f"{run['target_hr@10'] - clean:+.4f}"
+        rows.append(f"| {name} | {left} | {run['target_hr@10']:.4f} | {run['target_hr@50']:.4f} "
+                    f"| {lift} | {run['ndcg@10']:.4f} | {run['recall@10']:.4f} "
+                    f"| {run['epochs_run']} ({run['best_epoch']}) | {run['train_seconds']:.0f} |")
+    return "\n".join([head, *rows])
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks poisoning",
                                      description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", default=",".join(DEFAULT_RUNS),
                         help=f"comma-separated, of {', '.join(RUNS)}")
-    names = [n for n in parser.parse_args(argv).runs.split(",") if n]
+    parser.add_argument("--table", action="store_true",
+                        help="print the recorded runs as a Markdown table and stop")
+    args = parser.parse_args(argv)
+    if args.table:
+        print(markdown_table(json.loads(RESULTS.read_text())))
+        return
+    names = [n for n in args.runs.split(",") if n]
     unknown = [n for n in names if n not in RUNS]
     if unknown:
         parser.error(f"unknown run(s) {unknown}; known: {', '.join(RUNS)}")

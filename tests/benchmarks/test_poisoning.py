@@ -48,3 +48,15 @@ def test_every_run_has_a_config() -> None:
         robust = run_config(name).train.robust
         assert (robust.user_filter == "cohort") == name.endswith("-filter")
         assert robust.adversarial == name.endswith("-adversarial")
+
+
+def test_markdown_table_has_a_row_per_recorded_run() -> None:
+    from benchmarks.poisoning import markdown_table
+
+    run = {"fake_users": 224, "target_hr@10": 0.05, "target_hr@50": 0.1, "ndcg@10": 0.05,
+           "recall@10": 0.09, "epochs_run": 10, "best_epoch": 7, "train_seconds": 600.0}
+    record = {"runs": {"clean": {**run, "fake_users": 0, "target_hr@10": 0.0},
+                       "random-filter": {**run, "filter": {"flagged_fake": 220}}}}
+    lines = markdown_table(record).splitlines()
+    assert len(lines) == 4 and lines[2].startswith("| clean | 0 |")
+    assert lines[3].startswith("| random-filter | 4 | 0.0500 | 0.1000 | +0.0500 |")
