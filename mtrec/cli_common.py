@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -73,7 +74,8 @@ def _user_errors() -> Iterator[None]:
         yield
     except USER_ERRORS as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        _err().print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+        _err().print(f"[bold red]error:[/] {escape(str(message))}", markup=True,
+                     highlight=False)
         raise typer.Exit(2) from None
 
 

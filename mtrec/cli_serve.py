@@ -74,13 +74,14 @@ def serve(
         from mtrec.serve.index import IndexConfig
 
         IndexConfig(ann=ann, codec=codec, exact_max=exact_max)  # type: ignore[arg-type]
-        if keys is not None:
-            from mtrec.serve.keys import load_keys
+        from mtrec.serve.keys import load_keys
 
-            load_keys(keys)  # a bad file is named now, not in each worker
+        if keys is not None:
             os.environ["MTREC_API_KEYS_FILE"] = str(keys.resolve())
-    hosts = allowed_host or ["localhost", "127.0.0.1", "::1"] + (
-        [] if host in ("0.0.0.0", "::", "") else [host])
+        if os.environ.get("MTREC_API_KEYS_FILE"):  # a bad file is named now, not per worker
+            load_keys(os.environ["MTREC_API_KEYS_FILE"])
+    hosts = allowed_host or list(dict.fromkeys(["localhost", "127.0.0.1", "::1"] + (
+        [] if host in ("0.0.0.0", "::", "") else [host])))
     os.environ["MTREC_ALLOWED_HOSTS"] = ",".join(hosts)
     os.environ["MTREC_CORS_ORIGINS"] = ",".join(cors_origin or [])
     os.environ["MTREC_SERVE_BUNDLE"] = str(bundle.resolve())
@@ -96,6 +97,9 @@ def serve(
                 workers=workers, log_level="warning")
 
 
+DEFAULT_TRENDING_BUDGET = 100.0
+
+
 def key(
     name: Annotated[str, typer.Option(help="The key's name (logs and error messages).")],
     scopes: Annotated[str, typer.Option(
@@ -104,7 +108,8 @@ def key(
         help="Requests per second for this key (default: unlimited).")] = None,
     burst: Annotated[int | None, typer.Option(help="Requests at once over the rate.")] = None,
     trending_budget: Annotated[float | None, typer.Option(
-        help="How much this key's events may move trending per hour (default: no cap).")
+        help="How much this key's events may move trending per hour (one known user's "
+             "event counts 1). Default for a write:events key: 100; 0: no cap.")
     ] = None,
     file: Annotated[Path | None, typer.Option(
         help="Append the key's table to this key file (created owner-only).")] = None,
@@ -117,7 +122,10 @@ def key(
     with _user_errors():
         secret = new_key()
         entry: dict[str, Any] = {"name": name, "sha256": hash_key(secret),
-                 "scopes": [s.strip() for s in scopes.split(",") if s.strip()]}
+                                 "scopes": [s.strip() for s in scopes.split(",") if s.strip()]}
+        if trending_budget is None and "write:events" in entry["scopes"]:
+            trending_budget = DEFAULT_TRENDING_BUDGET  # a leaked key cannot take trending
+        trending_budget = trending_budget or None  # 0: no cap
         entry.update({k: v for k, v in (("rate", rate), ("burst", burst),
                                         ("trending_budget", trending_budget)) if v is not None})
         made: ApiKey = parse_key(entry, "--name/--scopes/--rate/--burst/--trending-budget")

@@ -55,6 +55,14 @@ class Trending:
             for code in np.flatnonzero(sums):
                 per[int(code)] += float(sums[code])
 
+    def weight_of(self, code: int, now: float | None = None) -> float:
+        """``code``'s decayed count at ``now`` (None: the clock), over all scenarios."""
+        if self.ref is None:
+            return 0.0
+        t = time.time() if now is None else now
+        total = sum(per.get(code, 0.0) for per in self.weights.values())
+        return total * 2.0 ** ((self.ref - t) / self.half_life_s)
+
     def _rebase(self, new_ref: float) -> None:
         assert self.ref is not None
         factor = 2.0 ** ((self.ref - new_ref) / self.half_life_s)

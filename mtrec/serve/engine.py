@@ -318,6 +318,14 @@ class Engine:
             for event, code, w in zip(events, codes, weights, strict=True):
                 self.trending.add(self.scenario(event.scenario), int(code), event.ts, w)
 
+    def trending_weight(self, item: str) -> float:
+        """The item's trending weight now (its decayed count over all scenarios)."""
+        code = self.item_code.get(item)
+        if code is None:
+            return 0.0
+        with self.lock:
+            return self.trending.weight_of(code)
+
     def in_bundle(self, user: str) -> bool:
         """Whether the bundle was trained on ``user`` (a user new to it is trusted less)."""
         return self.histories.in_bundle(user) is not None

@@ -5,7 +5,8 @@ survives a SIGKILL of the server.  Several server processes may share one file: 
 ``tail``s the rows it has not seen yet (by row id) before answering, so an event posted to
 one worker shows in the next recommendation from any of them.
 
-An event may carry the client's ``event_id``: one already stored is not stored again, so a
+An event may carry the client's ``event_id`` (unique per API key): one already stored is
+not stored again, so a
 client that lost the answer to a POST (a timeout, a server crash) can post the same batch
 again without doubling anything.
 """
@@ -14,8 +15,9 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
@@ -57,7 +59,7 @@ class EventLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._con = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False,
                                     isolation_level=None)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # append_decided's callback may read
         with self._lock:
             self._con.execute("PRAGMA journal_mode=WAL")
             self._con.execute("PRAGMA synchronous=FULL")
@@ -67,8 +69,11 @@ class EventLog:
                 for column, kind in added.items():
                     if column not in columns:
                         self._con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-            self._con.execute("CREATE UNIQUE INDEX IF NOT EXISTS events_event_id "
-                              "ON events (event_id)")  # NULLs never conflict
+            # a client's event ids are its key's own: one key cannot shadow another's events
+            self._con.execute("DROP INDEX IF EXISTS events_event_id")
+            self._con.execute("CREATE UNIQUE INDEX IF NOT EXISTS events_key_event_id "
+                              "ON events (coalesce(key, ''), event_id)")  # NULLs never conflict
+            self._con.execute("CREATE INDEX IF NOT EXISTS events_status ON events (status)")
 
     def append(self, events: Sequence[Event]) -> int:
         """Store ``events`` in one transaction (all or none); returns how many were new
@@ -87,10 +92,28 @@ class EventLog:
             self._con.execute("COMMIT")
         return stored
 
+    def append_decided(self, after: int,
+                       decide: Callable[[int, list[Event]], Sequence[Event]]) -> Counter[str]:
+        """Store what ``decide(last, rows)`` returns, called inside the write transaction
+        with the rows stored after row ``after`` (by other connections) and the last row id:
+        no other writer can store anything between what it saw and what it stores."""
+        with self._lock:
+            self._con.execute("BEGIN IMMEDIATE")
+            try:
+                rows = self._con.execute(f"SELECT id, {_COLUMNS} FROM events WHERE id > ? "
+                                         "ORDER BY id", (after,)).fetchall()
+                last = rows[-1][0] if rows else after
+                stored = self._insert(decide(last, [Event(*r[1:]) for r in rows]))
+            except BaseException:
+                self._con.execute("ROLLBACK")
+                raise
+            self._con.execute("COMMIT")
+        return stored
+
     def _insert(self, events: Sequence[Event]) -> Counter[str]:
         stored: Counter[str] = Counter()
         sql = (f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-               "ON CONFLICT (event_id) DO NOTHING")
+               "ON CONFLICT DO NOTHING")
         for e in events:
             before = self._con.total_changes
             self._con.execute(sql, (e.user_id, e.item_id, e.behavior, e.scenario, e.ts,
@@ -114,8 +137,9 @@ class EventLog:
         return last, [Event(*r[1:]) for r in rows]
 
     def count(self, status: str | None = None) -> int:
-        """Stored events (with ``status``; None: all of them)."""
-        where, args = ("WHERE status = ?", (status,)) if status else ("", ())
+        """Stored events (with ``status``; None: all of them, a released event once)."""
+        where, args = (("WHERE status = ?", (status,)) if status
+                       else ("WHERE status != 'released'", ()))
         with self._lock:
             return int(self._con.execute(f"SELECT count(*) FROM events {where}",
                                          args).fetchone()[0])
@@ -143,7 +167,9 @@ class EventLog:
                 if release:  # the copy takes the client's event_id (retries still dedupe)
                     self._con.executemany("UPDATE events SET status = 'released', "
                                           "event_id = NULL WHERE id = ?", [(i,) for i in found])
-                    self._insert([replace(Event(*r[1:]), status="ok") for r in rows])
+                    now = time.time()  # applied as if just posted
+                    self._insert([replace(Event(*r[1:]), status="ok", received=now)
+                                  for r in rows])
                 else:
                     self._con.executemany("UPDATE events SET status = 'dropped' WHERE id = ?",
                                           [(i,) for i in found])

@@ -5,17 +5,20 @@ Two parts, both fed the event log in its order, so every worker (and a restart) 
 same decisions:
 
 * :class:`BurstRule` (at write time): when ``burst_users`` different *new* users (users the
-  bundle does not know) interact with one item within ``burst_window_s`` seconds of arrival,
-  that new user's event and every later one by a new user on that item in the window are
-  quarantined.  Users the bundle knows are never quarantined by it.  Arrival times are the
-  server's clock, not the client's ``ts``, which the client chooses.
+  bundle does not know) interact with one item within ``burst_window_s`` seconds of arrival
+  (or ``burst_ratio`` times the item's trending weight, if more: a popular item's usual
+  crowd of new customers is no burst), that new user's event and every later one by a new
+  user on that item in the window are quarantined.  Users the bundle knows are never held
+  by it.  Arrival times are the server's clock, not the client's ``ts``.
 * :class:`AccountRule` (at write time): a user the bundle knows gets at most ``user_burst``
   events applied within ``user_window_s`` seconds of arrival; the rest of a burst is
   quarantined (a write key cannot rewrite an established user's recent history at once).
 * :class:`TrendingGuard` (when an event is applied): an event's weight in trending is 1 for a
   user the bundle knows and ``new_user_weight`` for a new one; one user counts once per item
-  in ``pair_window_s`` (repeats add nothing), at most ``user_budget`` per hour in all, and a
-  key with a ``trending_budget`` moves trending by at most that much per hour.  When the
+  in ``pair_window_s`` (repeats add nothing), at most ``user_budget`` per hour in all; new
+  users together add at most ``new_item_budget`` to one item a day (a slow trickle of fake
+  users under the burst rule stays small); a key with a ``trending_budget`` moves trending
+  by at most that much per hour.  When the
   burst rule trips on an item, what new users added to that item's trending within the
   window is taken back (:meth:`TrendingGuard.revoke`): a detected burst counts for nothing.
 
@@ -28,11 +31,11 @@ False
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
+from collections import OrderedDict, defaultdict, deque
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-HOUR_S = 3600.0
+HOUR_S, DAY_S = 3600.0, 86_400.0
 T = TypeVar("T")
 
 
@@ -44,17 +47,24 @@ class GuardConfig:
     user_budget: float = 20.0  # trending weight one user may add per hour
     burst_users: int = 20  # this many new users on one item within burst_window_s ...
     burst_window_s: float = 3600.0  # ... quarantine new users' events on that item
+    burst_ratio: float = 0.5  # ... or this many times the item's trending weight, if more
+    new_item_budget: float = 5.0  # trending weight new users may add to one item a day
+    max_pairs: int = 1_000_000  # (user, item) pairs remembered for pair_window_s
     user_burst: int = 10  # a known user's events applied within user_window_s; more: held
     user_window_s: float = 60.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.new_user_weight <= 1.0:
             raise ValueError(f"new_user_weight must be in [0, 1], got {self.new_user_weight}")
-        for name in ("pair_window_s", "user_budget", "burst_window_s", "user_window_s"):
+        for name in ("pair_window_s", "user_budget", "burst_window_s", "user_window_s",
+                     "new_item_budget"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.burst_users < 2:
             raise ValueError(f"burst_users must be >= 2, got {self.burst_users}")
+        if self.burst_ratio < 0 or self.max_pairs < 2:
+            raise ValueError(f"burst_ratio must be >= 0 and max_pairs >= 2, got "
+                             f"{self.burst_ratio}, {self.max_pairs}")
         if self.user_burst < 1:
             raise ValueError(f"user_burst must be >= 1, got {self.user_burst}")
 
@@ -89,39 +99,46 @@ class AccountRule:
 
 
 class BurstRule:
-    """Distinct new users per item within the window, by arrival time."""
+    """Distinct new users per item within the window, by arrival time, oldest first (an
+    event is checked in constant time, however many users an item has)."""
 
     def __init__(self, config: GuardConfig) -> None:
         self.config = config
-        self.recent: dict[str, dict[str, float]] = defaultdict(dict)  # item -> user -> time
+        self.recent: dict[str, OrderedDict[str, float]] = defaultdict(OrderedDict)
 
     def observe(self, item: str, user: str, received: float) -> None:
-        """A stored event by a new user (applied or quarantined); idempotent."""
+        """A stored event by a new user (applied or held); idempotent."""
         users = self.recent[item]
-        users[user] = max(received, users.get(user, received))
+        if received >= users.get(user, received):
+            users[user] = received
+            users.move_to_end(user)
 
-    def check(self, item: str, user: str, new: bool, received: float) -> bool:
-        """Whether this event is to be quarantined (it is observed either way)."""
+    def check(self, item: str, user: str, new: bool, received: float,
+              usual: float = 0.0) -> bool:
+        """Whether this event is to be quarantined (it is observed either way): ``usual`` is
+        the item's trending weight now; a burst is ``burst_users`` new users, or
+        ``burst_ratio`` times the usual, whichever is more."""
         if not new or not self.config.enabled:
             return False
         self.observe(item, user, received)
         users = self.recent[item]
         start = received - self.config.burst_window_s
-        if len(users) >= self.config.burst_users:  # prune only when it may matter
-            for old in [u for u, t in users.items() if t < start]:
-                del users[old]
-        return len(users) >= self.config.burst_users
+        while users and next(iter(users.values())) < start:
+            users.popitem(last=False)
+        return len(users) >= max(self.config.burst_users, self.config.burst_ratio * usual)
 
 
 @dataclass
 class _Spent:
-    hour: float = -1.0
+    """What a user, key or item added in the current period (an hour or a day)."""
+
+    period: float = -1.0
     weight: float = 0.0
 
-    def room(self, now: float, budget: float) -> float:
-        hour = now // HOUR_S
-        if hour != self.hour:
-            self.hour, self.weight = hour, 0.0
+    def room(self, now: float, budget: float, length: float = HOUR_S) -> float:
+        period = now // length
+        if period != self.period:
+            self.period, self.weight = period, 0.0
         return max(0.0, budget - self.weight)
 
 
@@ -134,6 +151,7 @@ class TrendingGuard(Generic[T]):
         self.pairs: dict[tuple[str, str], float] = {}  # (user, item) -> last counted
         self.users: dict[str, _Spent] = defaultdict(_Spent)
         self.keys: dict[str, _Spent] = defaultdict(_Spent)
+        self.items: dict[str, _Spent] = defaultdict(_Spent)  # new users' credit, per day
         self.credits: dict[str, list[tuple[float, float, T]]] = defaultdict(list)
 
     def revoke(self, item: str, now: float) -> list[tuple[float, T]]:
@@ -161,23 +179,32 @@ class TrendingGuard(Generic[T]):
             return 0.0
         w = min(c.new_user_weight if new else 1.0,
                 self.users[user].room(received, c.user_budget))
+        if new:  # new users together move one item by at most new_item_budget a day
+            w = min(w, self.items[item].room(received, c.new_item_budget, DAY_S))
         budget = self.key_budgets.get(key) if key is not None else None
         if budget is not None:
             w = min(w, self.keys[key].room(received, budget))  # type: ignore[index]
         if w > 0:
+            self.pairs.pop((user, item), None)  # re-inserted last: the dict is oldest first
             self.pairs[(user, item)] = received
             self.users[user].weight += w
+            if new:
+                self.items[item].weight += w
             if budget is not None:
                 self.keys[key].weight += w  # type: ignore[index]
-        if len(self.pairs) > 1_000_000:
-            self._forget(received)
+            if len(self.pairs) > c.max_pairs:
+                self._forget(received)
         return w
 
     def _forget(self, now: float) -> None:
-        """Drop pairs and spends that no longer matter (memory stays bounded)."""
-        start = now - self.config.pair_window_s
-        self.pairs = {p: t for p, t in self.pairs.items() if t >= start}
-        hour = now // HOUR_S
-        for spent in (self.users, self.keys):
-            for name in [n for n, s in spent.items() if s.hour != hour]:
+        """Drop the oldest pairs, those out of the window and then down to half the cap, and
+        spends of past periods (memory stays bounded; called once per max_pairs / 2 counts).
+        A pair dropped inside its window may count once more."""
+        start, keep = now - self.config.pair_window_s, self.config.max_pairs // 2
+        pairs = self.pairs
+        while pairs and (len(pairs) > keep or next(iter(pairs.values())) < start):
+            del pairs[next(iter(pairs))]
+        for spent, length in ((self.users, HOUR_S), (self.keys, HOUR_S), (self.items, DAY_S)):
+            period = now // length
+            for name in [n for n, s in spent.items() if s.period != period]:
                 del spent[name]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 import secrets
 import time
 import tomllib
@@ -33,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 SCOPES = ("read", "write:events", "write:items", "admin")  # admin: every scope
+NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")  # written into TOML unescaped
+MIN_RATE = 0.001  # per second (one request in ~17 minutes): Retry-After stays finite
 FIELDS = {"name", "sha256", "scopes", "rate", "burst", "trending_budget"}
 
 
@@ -84,8 +87,9 @@ def parse_key(entry: Any, where: str) -> ApiKey:
     if unknown:
         raise ValueError(f"{where}: unknown field(s) {sorted(unknown)}; known: {sorted(FIELDS)}")
     name, digest, scopes = entry.get("name"), entry.get("sha256"), entry.get("scopes")
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"{where}: field 'name' must be a non-empty string, got {name!r}")
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise ValueError(f"{where}: field 'name' must be 1-64 letters, digits, '_', '-', '.' "
+                         f"or ':', got {name!r}")
     if not (isinstance(digest, str) and len(digest) == 64
             and all(c in "0123456789abcdef" for c in digest)):
         raise ValueError(f"{where} ({name}): field 'sha256' must be 64 lowercase hex digits "
@@ -96,9 +100,9 @@ def parse_key(entry: Any, where: str) -> ApiKey:
     rate, burst, budget = entry.get("rate"), entry.get("burst"), entry.get("trending_budget")
     for field_name, value in (("rate", rate), ("trending_budget", budget)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
-                                  or not math.isfinite(value) or value <= 0):
-            raise ValueError(f"{where} ({name}): field {field_name!r} must be a positive "
-                             f"number, got {value!r}")
+                                  or not math.isfinite(value) or not MIN_RATE <= value <= 1e9):
+            raise ValueError(f"{where} ({name}): field {field_name!r} must be a number from "
+                             f"{MIN_RATE:g} to 1e9, got {value!r}")
     if burst is not None and (isinstance(burst, bool) or not isinstance(burst, int)
                               or burst < 1):
         raise ValueError(f"{where} ({name}): field 'burst' must be an integer >= 1, "
@@ -114,6 +118,8 @@ def load_keys(path: str | Path) -> tuple[ApiKey, ...]:
         data = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise ValueError(f"key file {path} does not exist") from None
+    except OSError as exc:
+        raise ValueError(f"key file {path} cannot be read: {exc.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"key file {path} is not valid TOML: {exc}") from None
     entries = data.get("key")

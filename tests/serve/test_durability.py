@@ -19,9 +19,9 @@ import pytest
 import torch
 
 from benchmarks import serve_durability as durability
-from mtrec.serve.app import Service
 from mtrec.serve.engine import Engine, Event
 from mtrec.serve.events import EventLog, StoredItem
+from mtrec.serve.service import Service
 from mtrec.text.encoder import TextEncoder, TextEncoderConfig
 from tests.serve.conftest import Served
 

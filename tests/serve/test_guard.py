@@ -96,7 +96,7 @@ def test_review_releases_or_drops_held_events(served: Served, store: Path) -> No
         client.post("/v1/quarantine/review", json={"ids": ids[1:], "action": "drop"})
         assert client.get("/v1/quarantine").json()["count"] == 0
         assert client.get("/v1/users/new-2/history").status_code == 404  # never applied
-        assert client.get("/v1/health").json()["events_stored"] == 5  # nothing lost
+        assert client.get("/v1/health").json()["events_stored"] == 4  # all kept, counted once
         again = client.post("/v1/events", json={"events": events}).json()  # retried
         assert again["stored"] == 0 and again["duplicates"] == 4
 
@@ -170,3 +170,98 @@ def test_account_rule_counts_only_its_window() -> None:
     assert rule.room("u", 5.0) == 0
     assert rule.room("u", 10.5) == 1  # the event at 0 s left the window
     assert rule.room("u", 20.0) == 3
+
+
+# Regressions from the review of the guard (each names what it found)
+
+
+def test_forgetting_pairs_is_amortised(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the cap, every event rebuilt the 1M-pair map (0.2 s per event)."""
+    guard: TrendingGuard[str] = TrendingGuard(GuardConfig(max_pairs=100, user_budget=1e9))
+    calls = []
+    forget = guard._forget
+    monkeypatch.setattr(guard, "_forget", lambda now: (calls.append(now), forget(now)))
+    for n in range(1000):
+        guard.weight(f"u{n}", "i", new=False, received=float(n))  # all inside the window
+        assert len(guard.pairs) <= 100
+    assert len(calls) <= 1000 // 50
+
+
+def test_a_popular_items_usual_crowd_of_new_customers_is_no_burst() -> None:
+    rule = BurstRule(GuardConfig(burst_users=20, burst_ratio=0.5))
+    held = [rule.check("hit", f"new{n}", new=True, received=0.0, usual=100.0)
+            for n in range(49)]
+    assert not any(held)  # 49 < 0.5 * 100
+    assert rule.check("hit", "new49", new=True, received=0.0, usual=100.0)
+    cold = [rule.check("cold", f"new{n}", new=True, received=0.0, usual=0.0)
+            for n in range(20)]
+    assert cold.index(True) == 19
+
+
+def test_new_users_move_one_item_by_a_bounded_amount_a_day() -> None:
+    """19 new users an hour stayed under the burst rule and took #1 in 84 hours."""
+    guard: TrendingGuard[str] = TrendingGuard(GuardConfig(new_item_budget=5.0))
+    per_day: dict[int, float] = {}
+    for hour in range(96):
+        for n in range(19):
+            w = guard.weight(f"h{hour}-{n}", "target", new=True, received=hour * 3600.0 + n)
+            per_day[hour // 24] = per_day.get(hour // 24, 0.0) + w
+    assert all(total == pytest.approx(5.0) for total in per_day.values())
+
+
+def test_a_held_account_event_does_not_take_back_new_users_credit(served: Served,
+                                                                  store: Path) -> None:
+    """Only a burst of new users takes credit back; an account's 11th event did too."""
+    with _client(served, store) as client:
+        engine = client.app.state.service.engine
+        target = _least_popular(client)
+        client.post("/v1/events", json={"events": [
+            {"user_id": f"new-{n}", "item_id": target} for n in range(15)]})
+        credited = engine.trending_weight(target)
+        user = served.data.user_ids[7]
+        filler = [i for i in served.data.item_ids if i != target][:10]
+        r = client.post("/v1/events", json={"events": [
+            {"user_id": user, "item_id": i} for i in [*filler, target]]}).json()
+        assert r["quarantined"] == 1
+        assert engine.trending_weight(target) == pytest.approx(credited, rel=1e-6)
+
+
+def test_a_reviewed_burst_is_still_taken_back_after_a_restart(served: Served,
+                                                              store: Path) -> None:
+    guard = GuardConfig(burst_users=3)
+    with _client(served, store, guard=guard) as client:
+        target = _least_popular(client)
+        before = client.app.state.service.engine.trending_weight(target)
+        client.post("/v1/events", json={"events": [
+            {"user_id": f"new-{n}", "item_id": target} for n in range(3)]})
+        ids = [e["id"] for e in client.get("/v1/quarantine").json()["events"]]
+        client.post("/v1/quarantine/review", json={"ids": ids, "action": "drop"})
+    with _client(served, store, guard=guard) as client:
+        after = client.app.state.service.engine.trending_weight(target)
+        assert after == pytest.approx(before, rel=1e-6, abs=1e-9)
+
+
+def test_two_workers_cannot_both_pass_a_burst(served: Served, store: Path) -> None:
+    """Each decided from what it had applied before the request: 2 x 19 new users passed."""
+    from mtrec.serve.records import Event
+    from mtrec.serve.service import Service
+
+    guard = GuardConfig(burst_users=5)
+    workers = [Service(Engine.from_bundle(served.bundle), EventLog(store), guard)
+               for _ in range(2)]
+    target = served.data.item_ids[0]
+    held = 0
+    for w, worker in enumerate(workers):  # the second has not synced the first's rows
+        batch = [Event(f"w{w}-new-{n}", target) for n in range(4)]
+        held += worker.store_events(batch, key=None)["quarantined"]
+    assert held == 4  # the 5th to 8th new users
+
+
+def test_event_ids_are_unique_per_key(tmp_path: Path) -> None:
+    """One key could silently block another client's events by reusing its event ids."""
+    from mtrec.serve.records import Event
+
+    log = EventLog(tmp_path / "ev.db")
+    assert log.append([Event("u", "i", key="a", event_id="order-1")]) == 1
+    assert log.append([Event("v", "i", key="b", event_id="order-1")]) == 1
+    assert log.append([Event("u", "i", key="a", event_id="order-1")]) == 0

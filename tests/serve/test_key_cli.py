@@ -54,3 +54,14 @@ def test_serve_stops_on_a_bad_key_file_or_guard_option(served: Served, tmp_path:
                                  *args])
     assert result.exit_code != 0 and message in result.stderr, result.output
     assert "Traceback" not in result.output
+
+
+def test_a_write_key_gets_a_trending_budget_unless_told_otherwise() -> None:
+    """A leaked write:events key could put any item in the top 10 with real user ids."""
+    made = runner.invoke(app, ["key", "--name", "w", "--scopes", "write:events"])
+    assert "trending_budget = 100.0" in made.stdout
+    uncapped = runner.invoke(app, ["key", "--name", "w", "--scopes", "write:events",
+                                   "--trending-budget", "0"])
+    assert "trending_budget" not in uncapped.stdout
+    reader = runner.invoke(app, ["key", "--name", "r", "--scopes", "read"])
+    assert "trending_budget" not in reader.stdout

@@ -198,3 +198,23 @@ def test_cors_allows_the_configured_origins_only(engine: Engine) -> None:
         other = client.options("/v1/recommend", headers={"Origin": "https://evil.example",
                                                          **PREFLIGHT})
         assert "access-control-allow-origin" not in other.headers
+
+
+@pytest.mark.parametrize(("entry", "named"), [
+    ({"name": 'x"y'}, "'name'"),
+    ({"rate": 5e-324}, "'rate'"),
+    ({"trending_budget": 1e12}, "'trending_budget'"),
+])
+def test_keys_that_would_break_the_file_or_the_server_are_refused(entry: dict[str, Any],
+                                                                  named: str) -> None:
+    """A quote in a name wrote an unreadable file; a rate of 5e-324 answered 500."""
+    from mtrec.serve.keys import parse_key
+
+    base = {"name": "k", "sha256": "0" * 64, "scopes": ["read"]}
+    with pytest.raises(ValueError, match=named):
+        parse_key({**base, **entry}, "test")
+
+
+def test_a_directory_as_key_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="cannot be read"):
+        load_keys(tmp_path)

@@ -18,7 +18,7 @@ from mtrec.serve import schemas as s
 from mtrec.serve.keys import Keyring
 
 if TYPE_CHECKING:
-    from mtrec.serve.app import Service
+    from mtrec.serve.service import Service
 
 K = Annotated[int, Query(ge=1, le=s.MAX_K)]
 
@@ -69,7 +69,7 @@ def needs(scope: str) -> Any:
         if wait > 0:
             raise HTTPException(429, f"key {found.name!r} is over its rate of {found.rate:g} "
                                      "requests per second",
-                                headers={"Retry-After": str(max(1, math.ceil(wait)))})
+                                headers={"Retry-After": str(max(1, math.ceil(min(wait, 1e6))))})
         request.state.key = found
         check_query(request)
 
@@ -127,8 +127,9 @@ OPEN: dict[str, Any] = {"dependencies": [Depends(known_query)]}  # a route anyon
 
 
 def scoped(scope: str) -> dict[str, Any]:
-    """The route arguments of a route that needs ``scope``: its key check (before anything
-    else is looked at), its query check and its errors."""
+    """The route arguments of a route that needs ``scope``: its key check (before the
+    query and the body's fields are checked; a body that is not JSON at all is refused
+    first, 422), its query check and its errors."""
     return {"dependencies": [needs(scope), Depends(known_query)], "responses": KEYED,
             "openapi_extra": {"x-scope": scope, "security": [{SCHEME: []}]},
             "description": f"Needs an API key with the `{scope}` scope."}

@@ -12,7 +12,7 @@ from mtrec.serve.records import Ask, Hit
 from mtrec.serve.routers.common import ServiceDep, as_http, json_response, scoped
 
 if TYPE_CHECKING:
-    from mtrec.serve.app import Service
+    from mtrec.serve.service import Service
 
 router = APIRouter()
 
