@@ -17,13 +17,12 @@ from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mtrec.serve.docs import DESCRIPTION, docs_pages, patch_openapi, unknown_routes
-from mtrec.serve.edges import BodyLimit, TrustedHosts
+from mtrec.serve.edges import BodyLimit, JsonCORS, TrustedHosts
 from mtrec.serve.engine import Engine
 from mtrec.serve.events import EventLog
 from mtrec.serve.guard import GuardConfig
@@ -157,7 +156,7 @@ def create_app(settings: ServeSettings, bundle: str | Path | Engine,
     app.state.telemetry = Telemetry()
     app.add_middleware(Measure, telemetry=app.state.telemetry)
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
+        app.add_middleware(JsonCORS, allow_origins=list(settings.cors_origins),
                            allow_methods=["GET", "POST"], max_age=600,
                            allow_headers=["X-API-Key", "Content-Type"])
     app.add_middleware(TrustedHosts, allowed=settings.allowed_hosts)  # outermost

@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.datastructures import Headers
+from starlette.middleware.cors import CORSMiddleware
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -127,3 +129,14 @@ class TrustedHosts:
                          f"{', '.join(self.allowed)}; see --allowed-host)")
             return
         await self.app(scope, receive, send)
+
+
+class JsonCORS(CORSMiddleware):
+    """Starlette's CORS, with a refused preflight answered in the API's JSON error body."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        return JSONResponse({"error": "bad request", "detail": bytes(response.body).decode()},
+                            status_code=response.status_code)

@@ -198,6 +198,8 @@ def test_cors_allows_the_configured_origins_only(engine: Engine) -> None:
         other = client.options("/v1/recommend", headers={"Origin": "https://evil.example",
                                                          **PREFLIGHT})
         assert "access-control-allow-origin" not in other.headers
+        assert other.status_code == 400 and other.json() == {
+            "error": "bad request", "detail": "Disallowed CORS origin"}
 
 
 @pytest.mark.parametrize(("entry", "named"), [
