@@ -96,6 +96,8 @@ class Service:
                     taken = self.weights.revoke(event.item_id, received)
                     e.count_trending([t for _, t in taken], [-w for w, _ in taken])
                 continue
+            if event.ts is None and event.received is not None:  # the same time on replay
+                event = replace(event, ts=event.received)
             w = self.weights.weight(event.user_id, event.item_id, new, received, event.key)
             if new and w > 0:
                 self.weights.credit(event.item_id, received, w, event)

@@ -4,6 +4,7 @@ restart; known users are never held; released events are applied, dropped ones k
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -265,3 +266,16 @@ def test_event_ids_are_unique_per_key(tmp_path: Path) -> None:
     assert log.append([Event("u", "i", key="a", event_id="order-1")]) == 1
     assert log.append([Event("v", "i", key="b", event_id="order-1")]) == 1
     assert log.append([Event("u", "i", key="a", event_id="order-1")]) == 0
+
+
+def test_an_event_without_ts_keeps_its_arrival_time_across_restarts(served: Served,
+                                                                     store: Path) -> None:
+    """It was counted as "now" again at every restart (history time and trending)."""
+    user, item = served.data.user_ids[8], served.data.item_ids[3]
+    with _client(served, store) as client:
+        client.post("/v1/events", json={"events": [{"user_id": user, "item_id": item}]})
+        first = client.get(f"/v1/users/{user}/history").json()["items"][-1]["ts"]
+    time.sleep(1.1)  # the history keeps whole seconds
+    with _client(served, store) as client:
+        again = client.get(f"/v1/users/{user}/history").json()["items"][-1]["ts"]
+    assert first is not None and again == first
