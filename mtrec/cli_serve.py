@@ -76,10 +76,11 @@ def serve(
         IndexConfig(ann=ann, codec=codec, exact_max=exact_max)  # type: ignore[arg-type]
         from mtrec.serve.keys import load_keys
 
-        if keys is not None:
-            os.environ["MTREC_API_KEYS_FILE"] = str(keys.resolve())
-        if os.environ.get("MTREC_API_KEYS_FILE"):  # a bad file is named now, not per worker
-            load_keys(os.environ["MTREC_API_KEYS_FILE"])
+        keys_file = str(keys.resolve()) if keys else os.environ.get("MTREC_API_KEYS_FILE")
+        if keys_file:  # a bad file is named now, not in each worker
+            load_keys(keys_file)
+    if keys_file:
+        os.environ["MTREC_API_KEYS_FILE"] = keys_file
     hosts = allowed_host or list(dict.fromkeys(["localhost", "127.0.0.1", "::1"] + (
         [] if host in ("0.0.0.0", "::", "") else [host])))
     os.environ["MTREC_ALLOWED_HOSTS"] = ",".join(hosts)

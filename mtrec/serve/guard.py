@@ -76,7 +76,7 @@ class AccountRule:
 
     >>> rule = AccountRule(GuardConfig(user_burst=2, user_window_s=60.0))
     >>> rule.observe("u", 0.0); rule.observe("u", 1.0)
-    >>> rule.room("u", 30.0), rule.room("u", 61.0), rule.room("v", 30.0)
+    >>> rule.room("u", 30.0), rule.room("u", 60.5), rule.room("v", 30.0)
     (0, 1, 2)
     """
 

@@ -3,6 +3,7 @@ hashes, never keys; a bad file or option stops ``serve`` before any worker start
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
@@ -46,7 +47,11 @@ def test_key_refuses_bad_options(args: list[str], message: str) -> None:
     (["--user-burst", "0"], "--user-burst"),
 ])
 def test_serve_stops_on_a_bad_key_file_or_guard_option(served: Served, tmp_path: Path,
-                                                       extra: list[str], message: str) -> None:
+                                                       extra: list[str], message: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # serve hands its settings to uvicorn's workers in the environment: kept to this test
+    for name in ("MTREC_API_KEYS_FILE", "MTREC_SERVE_BUNDLE", "MTREC_BURST_USERS"):
+        monkeypatch.delenv(name, raising=False)
     keys = tmp_path / "keys.toml"
     keys.write_text("[[key]]\nname = 'a'\nsha256 = 'not-hex'\nscopes = ['read']\n")
     args = [str(keys) if a == "KEYS" else a for a in extra]
@@ -54,6 +59,7 @@ def test_serve_stops_on_a_bad_key_file_or_guard_option(served: Served, tmp_path:
                                  *args])
     assert result.exit_code != 0 and message in result.stderr, result.output
     assert "Traceback" not in result.output
+    assert "MTREC_API_KEYS_FILE" not in os.environ  # a refused file is not left behind
 
 
 def test_a_write_key_gets_a_trending_budget_unless_told_otherwise() -> None:
