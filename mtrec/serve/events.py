@@ -78,30 +78,20 @@ class EventLog:
     def append(self, events: Sequence[Event]) -> int:
         """Store ``events`` in one transaction (all or none); returns how many were new
         (an event whose ``event_id`` is already stored is skipped)."""
-        return sum(self.append_counted(events).values())
-
-    def append_counted(self, events: Sequence[Event]) -> Counter[str]:
-        """:meth:`append`, returning how many new events were stored with each status."""
-        with self._lock:
-            self._con.execute("BEGIN IMMEDIATE")
-            try:
-                stored = self._insert(events)
-            except BaseException:
-                self._con.execute("ROLLBACK")
-                raise
-            self._con.execute("COMMIT")
-        return stored
+        return sum(self.append_decided(0, lambda _last, _rows: events, tail=False).values())
 
     def append_decided(self, after: int,
-                       decide: Callable[[int, list[Event]], Sequence[Event]]) -> Counter[str]:
+                       decide: Callable[[int, list[Event]], Sequence[Event]],
+                       tail: bool = True) -> Counter[str]:
         """Store what ``decide(last, rows)`` returns, called inside the write transaction
         with the rows stored after row ``after`` (by other connections) and the last row id:
-        no other writer can store anything between what it saw and what it stores."""
+        no other writer can store anything between what it saw and what it stores (``tail``
+        False: no rows are read).  Returns how many new events were stored per status."""
         with self._lock:
             self._con.execute("BEGIN IMMEDIATE")
             try:
                 rows = self._con.execute(f"SELECT id, {_COLUMNS} FROM events WHERE id > ? "
-                                         "ORDER BY id", (after,)).fetchall()
+                                         "ORDER BY id", (after,)).fetchall() if tail else []
                 last = rows[-1][0] if rows else after
                 stored = self._insert(decide(last, [Event(*r[1:]) for r in rows]))
             except BaseException:

@@ -32,6 +32,7 @@ False
 from __future__ import annotations
 
 from collections import OrderedDict, defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -114,10 +115,10 @@ class BurstRule:
             users.move_to_end(user)
 
     def check(self, item: str, user: str, new: bool, received: float,
-              usual: float = 0.0) -> bool:
-        """Whether this event is to be quarantined (it is observed either way): ``usual`` is
-        the item's trending weight now; a burst is ``burst_users`` new users, or
-        ``burst_ratio`` times the usual, whichever is more."""
+              usual: Callable[[], float] = lambda: 0.0) -> bool:
+        """Whether this event is to be quarantined (it is observed either way): ``usual()``
+        is the item's trending weight now (asked only from ``burst_users`` new users on); a
+        burst is ``burst_users`` new users, or ``burst_ratio`` times the usual, if more."""
         if not new or not self.config.enabled:
             return False
         self.observe(item, user, received)
@@ -125,7 +126,8 @@ class BurstRule:
         start = received - self.config.burst_window_s
         while users and next(iter(users.values())) < start:
             users.popitem(last=False)
-        return len(users) >= max(self.config.burst_users, self.config.burst_ratio * usual)
+        return (len(users) >= self.config.burst_users
+                and len(users) >= self.config.burst_ratio * usual())
 
 
 @dataclass

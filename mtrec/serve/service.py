@@ -8,6 +8,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 
@@ -111,7 +112,7 @@ class Service:
         out = []
         for ev in batch:
             new = not self.engine.in_bundle(ev.user_id)
-            usual = self.engine.trending_weight(ev.item_id) if new else 0.0
+            usual = partial(self.engine.trending_weight, ev.item_id)
             if self.bursts.check(ev.item_id, ev.user_id, new, now, usual):
                 ev = replace(ev, status="quarantined", reason=BURST)
             elif not new and self.guard.enabled:

@@ -190,11 +190,11 @@ def test_forgetting_pairs_is_amortised(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_a_popular_items_usual_crowd_of_new_customers_is_no_burst() -> None:
     rule = BurstRule(GuardConfig(burst_users=20, burst_ratio=0.5))
-    held = [rule.check("hit", f"new{n}", new=True, received=0.0, usual=100.0)
+    held = [rule.check("hit", f"new{n}", new=True, received=0.0, usual=lambda: 100.0)
             for n in range(49)]
     assert not any(held)  # 49 < 0.5 * 100
-    assert rule.check("hit", "new49", new=True, received=0.0, usual=100.0)
-    cold = [rule.check("cold", f"new{n}", new=True, received=0.0, usual=0.0)
+    assert rule.check("hit", "new49", new=True, received=0.0, usual=lambda: 100.0)
+    cold = [rule.check("cold", f"new{n}", new=True, received=0.0, usual=lambda: 0.0)
             for n in range(20)]
     assert cold.index(True) == 19
 

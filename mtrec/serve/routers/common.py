@@ -127,10 +127,10 @@ OPEN: dict[str, Any] = {"dependencies": [Depends(known_query)]}  # a route anyon
 
 
 def scoped(scope: str) -> dict[str, Any]:
-    """The route arguments of a route that needs ``scope``: its key check (before the
-    query and the body's fields are checked; a body that is not JSON at all is refused
-    first, 422), its query check and its errors."""
-    return {"dependencies": [needs(scope), Depends(known_query)], "responses": KEYED,
+    """The route arguments of a route that needs ``scope``: its key check, then its query
+    check (both before the body's fields are checked; a body that is not JSON at all is
+    refused first, 422), and its errors."""
+    return {"dependencies": [needs(scope)], "responses": KEYED,  # it checks the query too
             "openapi_extra": {"x-scope": scope, "security": [{SCHEME: []}]},
             "description": f"Needs an API key with the `{scope}` scope."}
 
