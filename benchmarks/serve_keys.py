@@ -8,13 +8,19 @@ Two ``mtrec serve`` processes over the same bundle, one worker each, on loopback
 * ``keys``: this checkout, ``--keys FILE`` with a ``read`` key limited to 100,000 requests
   per second (the bucket is taken on every request; the limit is not reached);
 * ``baseline``: the code of git revision ``REV`` (a worktree, run with the same virtualenv),
-  where reads needed no key.
+  where reads needed no key (``--baseline-keys``: it gets the same key file, for a
+  revision that has keys; ``--baseline HEAD --baseline-keys`` is an A/A control).
 
-After a warm-up round each (not measured), ``--rounds`` rounds alternate between them,
-each ``/v1/recommend`` for ``--requests``
-known users (a shuffle, the same in both) at ``--concurrency`` keep-alive connections
-(:mod:`benchmarks.loadgen`).  Writes ``benchmarks/results/serve_keys_<REV>.json``: errors,
-client and server (``Server-Timing``) latency percentiles per side and their p50 ratio.
+Two processes running the same code differ by up to ~7 % in throughput on this 2-core
+machine (placement, caches), and the one started first tends to be the slower: one pair of
+processes cannot resolve a 10 % difference.  So ``--pairs`` pairs are started in turn, the
+start order alternating, each pair getting ``--rounds`` rounds that alternate which side
+goes first, after a warm-up round each (not measured); each round is ``/v1/recommend`` for
+``--requests / (pairs * rounds)`` known users (a shuffle, the same on both sides) at
+``--concurrency`` keep-alive connections (:mod:`benchmarks.loadgen`).  Writes
+``benchmarks/results/serve_keys_<REV>.json``: errors, client and server
+(``Server-Timing``) latency percentiles per side over every pair, their p50 ratio, and each
+pair's ratio.
 """
 
 from __future__ import annotations
@@ -77,13 +83,50 @@ def _side(results: list[LoadResult]) -> dict[str, Any]:
                                     / sum(r.wall_s for r in results), 1)}
 
 
+def _pair(base_src: Path, args: argparse.Namespace, keys: Path, secret: str,
+          batches: list[list[str]], keys_first: bool) -> dict[str, list[LoadResult]]:
+    """One pair of servers, started in the given order, over ``batches`` (rounds)."""
+    extra = {"keys": ["--keys", str(keys)],
+             "baseline": ["--keys", str(keys)] if args.baseline_keys else []}
+    src = {"keys": ROOT, "baseline": base_src}
+    headers = {"keys": {"X-API-Key": secret},
+               "baseline": {"X-API-Key": secret} if args.baseline_keys else {}}
+    order = ("keys", "baseline") if keys_first else ("baseline", "keys")
+    ports = {side: _free_port() for side in order}
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    results: dict[str, list[LoadResult]] = {"keys": [], "baseline": []}
+    try:
+        for side in order:
+            procs[side] = _start(src[side], args.bundle, ports[side], extra[side])
+        for side in order:  # warm-up, not measured
+            _round(ports[side], batches[-1], args.concurrency, headers[side])
+        for n, batch in enumerate(batches):
+            for side in (order if n % 2 == 0 else order[::-1]):
+                results[side].append(_round(ports[side], batch, args.concurrency,
+                                            headers[side]))
+    finally:
+        for proc in procs.values():
+            proc.terminate()
+            proc.wait(timeout=60)
+    return results
+
+
+def _p50_ratio(results: dict[str, list[LoadResult]]) -> float:
+    p50 = {side: _percentiles([x for r in rs for x in r.client_ms])["p50"]
+           for side, rs in results.items()}
+    return round(p50["keys"] / p50["baseline"], 3)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", type=Path, default=Path(".mtrec/bundles/amazon-beauty"))
     parser.add_argument("--baseline", required=True,
                         help="git revision of the service before keys (e.g. 86a64d9)")
+    parser.add_argument("--baseline-keys", action="store_true",
+                        help="the baseline has keys too (HEAD: an A/A control)")
     parser.add_argument("--requests", type=int, default=10_000, help="per side")
-    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--pairs", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=4, help="per pair")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--out", type=Path, default=None,
                         help="default: benchmarks/results/serve_keys_<baseline>.json")
@@ -95,38 +138,37 @@ def main(argv: list[str] | None = None) -> int:
                     args.baseline], check=True, capture_output=True)
     keys, secret = _keys_file(work)
     users = _users(args.bundle)
-    per_round = args.requests // args.rounds
-    ports = {"keys": _free_port(), "baseline": _free_port()}
-    procs = {}
+    per_round = args.requests // (args.pairs * args.rounds)
+    results: dict[str, list[LoadResult]] = {"keys": [], "baseline": []}
+    pair_ratios = []
     try:
-        procs["keys"] = _start(ROOT, args.bundle, ports["keys"], ["--keys", str(keys)])
-        procs["baseline"] = _start(base_src, args.bundle, ports["baseline"], [])
-        results: dict[str, list[LoadResult]] = {"keys": [], "baseline": []}
-        headers = {"keys": {"X-API-Key": secret}, "baseline": {}}
-        for side in ("keys", "baseline"):  # warm-up, not measured
-            _round(ports[side], users[-per_round:], args.concurrency, headers[side])
-        for n in range(args.rounds):
-            batch = [users[(n * per_round + i) % len(users)] for i in range(per_round)]
-            order = ("keys", "baseline") if n % 2 == 0 else ("baseline", "keys")
-            for side in order:
-                results[side].append(_round(ports[side], batch, args.concurrency,
-                                            headers[side]))
+        for p in range(args.pairs):
+            first = (p * args.rounds) * per_round
+            batches = [[users[(first + n * per_round + i) % len(users)]
+                        for i in range(per_round)] for n in range(args.rounds)]
+            pair = _pair(base_src, args, keys, secret, batches, keys_first=p % 2 == 0)
+            pair_ratios.append(_p50_ratio(pair))
+            for side, rs in pair.items():
+                results[side].extend(rs)
+            print(f"pair {p + 1}/{args.pairs}: client p50 ratio {pair_ratios[-1]}", flush=True)
     finally:
-        for proc in procs.values():
-            proc.terminate()
-            proc.wait(timeout=60)
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
                         str(base_src)], check=False, capture_output=True)
     sides = {side: _side(r) for side, r in results.items()}
     report = {"benchmark": "serve_keys",
               "command": f"python -m benchmarks.serve_keys --bundle {args.bundle} "
-                         f"--baseline {args.baseline} --requests {args.requests} "
+                         f"--baseline {args.baseline} "
+                         + ("--baseline-keys " if args.baseline_keys else "")
+                         + f"--requests {args.requests} --pairs {args.pairs} "
                          f"--rounds {args.rounds} --concurrency {args.concurrency}",
-              "bundle": str(args.bundle), "baseline_revision": args.baseline, **sides,
-              "p50_ratio_client": round(sides["keys"]["client_ms"]["p50"]
-                                        / sides["baseline"]["client_ms"]["p50"], 3),
+              "bundle": str(args.bundle), "baseline_revision": args.baseline,
+              "baseline_has_keys": args.baseline_keys, **sides,
+              "p50_ratio_client": _p50_ratio(results),
+              "p50_ratio_client_per_pair": pair_ratios,
               "p50_ratio_server": round(sides["keys"]["server_ms"]["p50"]
                                         / sides["baseline"]["server_ms"]["p50"], 3),
+              "throughput_ratio": round(sides["keys"]["throughput_rps"]
+                                        / sides["baseline"]["throughput_rps"], 3),
               "machine": describe(("mtrec", "fastapi", "uvicorn", "torch"))}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")

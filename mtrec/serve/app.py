@@ -28,7 +28,7 @@ from mtrec.serve.events import EventLog
 from mtrec.serve.guard import GuardConfig
 from mtrec.serve.index import IndexConfig
 from mtrec.serve.keys import ApiKey, Keyring, all_scopes_key, load_keys
-from mtrec.serve.routers import build_router
+from mtrec.serve.routers import include_routes
 from mtrec.serve.service import Service
 from mtrec.serve.telemetry import Measure, Telemetry
 
@@ -147,7 +147,7 @@ def create_app(settings: ServeSettings, bundle: str | Path | Engine,
                   redoc_url=None, description=DESCRIPTION)
     app.state.settings, app.state.keyring = settings, settings.keyring()
     app.state.query_names = {}  # route path -> the query parameters it takes
-    app.include_router(build_router(), prefix="/v1")
+    include_routes(app)
     unknown_routes(app)
     _error_handlers(app)
     patch_openapi(app, bundle)

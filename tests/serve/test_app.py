@@ -229,3 +229,22 @@ def test_engine_state_matches_the_offline_recommender(served: Served) -> None:
         served_query = engine.state(engine.history(user), scen).query
         offline_query = engine.rec.state(engine.rec.steps(user), scen).query
         assert torch.allclose(served_query, offline_query, atol=1e-5)
+
+
+def test_the_recommend_reply_built_without_validation_fits_its_schema(
+        client: TestClient, served: Served) -> None:
+    """``_recommended`` builds its reply with ``model_construct`` (no validation): every value
+    must already be what the strict schema takes (str and float, not numpy scalars)."""
+    from mtrec.serve import schemas as s
+    from mtrec.serve.routers.recommend import _ask, _recommended
+
+    service = client.app.state.service  # type: ignore[attr-defined]
+    for body in (s.RecommendRequest(user_id=served.data.user_ids[0], k=5),
+                 s.RecommendRequest(items=list(served.data.item_ids[:2]), k=3),
+                 s.RecommendRequest(user_id="nobody", k=2)):
+        ask = _ask(service, body)
+        hits = service.engine.recommend_many([ask])[0]
+        reply = _recommended(body, hits, cold=not ask.history, service=service)
+        checked = s.RecommendResponse.model_validate(reply.model_dump(), strict=True)
+        assert checked == reply and len(checked.items) == body.k
+        assert isinstance(checked.items[0].score, float)

@@ -97,6 +97,35 @@ def test_every_route_checks_its_scope(client: TestClient, served: Served) -> Non
             assert status not in (401, 403, 429), (method, path, good, status)
 
 
+def test_the_key_is_checked_before_the_body_is_read(client: TestClient) -> None:
+    """Regression: a keyed route answered a body that was not JSON with 422 before it
+    looked at the key (the check was a dependency, solved after the body is parsed)."""
+    for path in ("/v1/recommend", "/v1/events", "/v1/items", "/v1/quarantine/review"):
+        r = client.post(path, content=b"{not json", headers={"Content-Type": "application/json"})
+        assert r.status_code == 401, (path, r.text)
+    # with the right key, the same body is the client's error, said as such
+    r = client.post("/v1/recommend", content=b"{not json",
+                    headers={"Content-Type": "application/json", "X-API-Key": KEYS["read"]})
+    assert r.status_code == 422 and r.json()["error"] == "invalid request"
+
+
+def test_a_route_outside_the_guarded_route_class_is_refused_at_start(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from fastapi import APIRouter
+
+    from mtrec.serve import routers
+
+    plain = APIRouter()
+
+    @plain.get("/leak")
+    def leak() -> dict[str, str]:  # a route that would skip the key check
+        return {}
+
+    monkeypatch.setattr(routers, "ROUTERS", (*routers.ROUTERS, plain))
+    with pytest.raises(TypeError, match="/leak is not a GuardedRoute"):
+        routers.include_routes(FastAPI())
+
+
 def test_a_server_without_keys_refuses_user_data_and_says_why(engine: Engine,
                                                               served: Served) -> None:
     with _client(engine) as client:

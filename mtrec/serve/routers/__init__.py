@@ -6,22 +6,27 @@ from __future__ import annotations
 
 import re
 
-from fastapi import APIRouter
+from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.routing import compile_path
 
 from mtrec.serve.routers import events, items, ops, recommend, review, users
-from mtrec.serve.routers.common import ERRORS
+from mtrec.serve.routers.common import ERRORS, GuardedRoute
 
 ROUTERS = (ops.router, recommend.router, items.router, users.router, events.router,
            review.router)
 
 
-def build_router() -> APIRouter:
-    router = APIRouter(responses=ERRORS)
+def include_routes(app: FastAPI, prefix: str = "/v1") -> None:
+    """Every resource's routes under ``prefix``, each router included directly (one level
+    of nesting: FastAPI matches each level per request).  A route that is not a
+    :class:`GuardedRoute` would skip the key check: refused here."""
     for sub in ROUTERS:
-        router.include_router(sub)
-    return router
+        for route in sub.routes:
+            if isinstance(route, APIRoute) and not isinstance(route, GuardedRoute):
+                raise TypeError(f"route {route.path} is not a GuardedRoute: build its "
+                                "router with APIRouter(route_class=GuardedRoute)")
+        app.include_router(sub, prefix=prefix, responses=ERRORS)
 
 
 def route_methods(prefix: str) -> list[tuple[re.Pattern[str], frozenset[str]]]:

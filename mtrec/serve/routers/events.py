@@ -7,9 +7,9 @@ from fastapi import APIRouter, HTTPException, Request
 from mtrec.serve import schemas as s
 from mtrec.serve.engine import Engine
 from mtrec.serve.records import Event
-from mtrec.serve.routers.common import ServiceDep, as_http, scoped
+from mtrec.serve.routers.common import GuardedRoute, ServiceDep, as_http, scoped
 
-router = APIRouter()
+router = APIRouter(route_class=GuardedRoute)
 
 
 @router.post("/events", response_model=s.EventsWritten, **scoped("write:events"))

@@ -9,9 +9,17 @@ from fastapi import APIRouter, Query
 from mtrec.serve import schemas as s
 from mtrec.serve.events import StoredItem
 from mtrec.serve.records import NewItem
-from mtrec.serve.routers.common import OPEN, K, ServiceDep, as_http, scoped, scored_items
+from mtrec.serve.routers.common import (
+    OPEN,
+    GuardedRoute,
+    K,
+    ServiceDep,
+    as_http,
+    scoped,
+    scored_items,
+)
 
-router = APIRouter()
+router = APIRouter(route_class=GuardedRoute)
 
 
 @router.get("/similar-items", response_model=s.ItemsResponse, **OPEN)

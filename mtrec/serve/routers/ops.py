@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from mtrec.serve import schemas as s
-from mtrec.serve.routers.common import OPEN, ServiceDep
+from mtrec.serve.routers.common import OPEN, GuardedRoute, ServiceDep
 
-router = APIRouter()
+router = APIRouter(route_class=GuardedRoute)
 
 
 @router.get("/health", response_model=s.Health, **OPEN)

@@ -8,9 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 
 from mtrec.serve import schemas as s
-from mtrec.serve.routers.common import ServiceDep, scoped
+from mtrec.serve.routers.common import GuardedRoute, ServiceDep, scoped
 
-router = APIRouter()
+router = APIRouter(route_class=GuardedRoute)
 
 
 @router.get("/quarantine", response_model=s.QuarantineResponse, **scoped("admin"))

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Query
 
 from mtrec.data.schema import BEHAVIORS
 from mtrec.serve import schemas as s
-from mtrec.serve.routers.common import K, ServiceDep, as_http, scoped
+from mtrec.serve.routers.common import GuardedRoute, K, ServiceDep, as_http, scoped
 
-router = APIRouter()
+router = APIRouter(route_class=GuardedRoute)
 
 
 @router.get("/users", response_model=s.UsersResponse, **scoped("read"))
