@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -51,8 +55,6 @@ def serve(
     ] = 200_000,
 ) -> None:
     """Serve recommendations over HTTP: /v1 API, OpenAPI docs at /docs, web page at /."""
-    import os
-
     import uvicorn
 
     with _user_errors():
@@ -94,8 +96,25 @@ def serve(
     os.environ["MTREC_USER_BURST"] = str(user_burst)
     if api_key:
         os.environ["MTREC_API_KEY"] = api_key
-    uvicorn.run("mtrec.serve.factory:app_from_env", factory=True, host=host, port=port,
-                workers=workers, log_level="warning")
+    with _shared_rates(workers):
+        uvicorn.run("mtrec.serve.factory:app_from_env", factory=True, host=host, port=port,
+                    workers=workers, log_level="warning")
+
+
+@contextmanager
+def _shared_rates(workers: int) -> Iterator[None]:
+    """With several workers, the file their key rate limits share (removed at the end)."""
+    if workers == 1:
+        os.environ.pop("MTREC_RATE_FILE", None)
+        yield
+        return
+    fd, path = tempfile.mkstemp(prefix="mtrec-rates-")
+    os.close(fd)
+    os.environ["MTREC_RATE_FILE"] = path
+    try:
+        yield
+    finally:
+        Path(path).unlink(missing_ok=True)
 
 
 DEFAULT_TRENDING_BUDGET = 100.0
@@ -116,8 +135,6 @@ def key(
         help="Append the key's table to this key file (created owner-only).")] = None,
 ) -> None:
     """Make an API key: prints the key once (only its hash is stored) and its TOML table."""
-    import os
-
     from mtrec.serve.keys import ApiKey, hash_key, load_keys, new_key, parse_key
 
     with _user_errors():

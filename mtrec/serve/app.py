@@ -39,6 +39,7 @@ WEB = Path(__file__).parent / "web"
 class ServeSettings:
     api_key: str | None = None  # one key with every scope (besides ``keys``)
     keys: tuple[ApiKey, ...] = ()  # scoped keys (serve/keys.py); none at all: keyed routes 401
+    rate_file: str | None = None  # the key rate limits shared by workers (serve/ratelimit.py)
     # Host headers served (``*`` any, ``*.shop.com``); others get 400 (DNS rebinding)
     allowed_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
     cors_origins: tuple[str, ...] = ()  # origins whose pages may call the API; none: closed
@@ -67,6 +68,7 @@ class ServeSettings:
     def from_env(cls, **overrides: Any) -> ServeSettings:
         values: dict[str, Any] = {"api_key": os.environ.get("MTREC_API_KEY") or None,
                                   "keys": _env_keys(),
+                                  "rate_file": os.environ.get("MTREC_RATE_FILE") or None,
                                   "allowed_hosts": _env_list("MTREC_ALLOWED_HOSTS"),
                                   "cors_origins": _env_list("MTREC_CORS_ORIGINS"),
                                   "scan": os.environ.get("MTREC_SERVE_SCAN") or None,
@@ -81,7 +83,7 @@ class ServeSettings:
 
     def keyring(self) -> Keyring:
         extra = (all_scopes_key(self.api_key),) if self.api_key else ()
-        return Keyring(self.keys + extra)
+        return Keyring(self.keys + extra, self.rate_file)
 
 
 def _env_guard() -> GuardConfig | None:

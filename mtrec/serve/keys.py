@@ -29,9 +29,11 @@ import re
 import secrets
 import time
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from mtrec.serve.ratelimit import Bucket, SharedBuckets
 
 SCOPES = ("read", "write:events", "write:items", "admin")  # admin: every scope
 NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")  # written into TOML unescaped
@@ -135,34 +137,17 @@ def load_keys(path: str | Path) -> tuple[ApiKey, ...]:
     return keys
 
 
-@dataclass
-class Bucket:
-    """A token bucket: ``burst`` tokens, refilled at ``rate`` per second."""
-
-    rate: float
-    burst: float
-    tokens: float = field(default=-1.0)
-    last: float = 0.0
-
-    def take(self, now: float) -> float:
-        """0 when a token was taken, else the seconds until one is there."""
-        if self.tokens < 0:
-            self.tokens, self.last = self.burst, now
-        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return 0.0
-        return (1.0 - self.tokens) / self.rate
-
-
 class Keyring:
-    """The server's keys by hash, and a rate bucket for each limited key (per worker)."""
+    """The server's keys by hash, and a rate bucket for each limited key: in this process,
+    or in ``rate_file`` when several workers share the limits (serve/ratelimit.py)."""
 
-    def __init__(self, keys: list[ApiKey] | tuple[ApiKey, ...]) -> None:
+    def __init__(self, keys: list[ApiKey] | tuple[ApiKey, ...],
+                 rate_file: str | Path | None = None) -> None:
         self.by_hash = {k.sha256: k for k in keys}
-        self.buckets = {k.sha256: Bucket(k.rate, float(k.burst or max(1.0, k.rate)))
-                        for k in keys if k.rate is not None}
+        limits = {k.sha256: (k.rate, float(k.burst or max(1.0, k.rate)))
+                  for k in keys if k.rate is not None}
+        self.buckets = {digest: Bucket(*limit) for digest, limit in limits.items()}
+        self.shared = SharedBuckets(rate_file, limits) if rate_file and limits else None
 
     def __bool__(self) -> bool:
         return bool(self.by_hash)
@@ -173,4 +158,7 @@ class Keyring:
     def wait(self, key: ApiKey, now: float | None = None) -> float:
         """0 when ``key`` may make a request now (a token is taken), else seconds to wait."""
         bucket = self.buckets.get(key.sha256)
-        return 0.0 if bucket is None else bucket.take(time.monotonic() if now is None else now)
+        if bucket is None:
+            return 0.0
+        now = time.monotonic() if now is None else now
+        return bucket.take(now) if self.shared is None else self.shared.take(key.sha256, now)
