@@ -111,13 +111,13 @@ class RobustConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 20
+    epochs: int = 0  # 0: from the data (mtrec/train/budget.py), else the most epochs
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 0.05
     warmup_steps: int = 200
     clip_norm: float = 5.0
-    patience: int = 3
+    patience: int = 0  # epochs without a validation gain; 0: from the data (budget.py)
     # "auto": the task's main metric (next_item/ndcg@10, rating/rmse, <binary>/auc,
     # engagement/log_count_rmse) for one task; "mean" over tasks for several.
     metric: str = "auto"
@@ -130,9 +130,12 @@ class TrainConfig:
     robust: RobustConfig = field(default_factory=RobustConfig)
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "patience"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("epochs", "patience"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"train.{name} must be >= 1, or 0 for a value from the "
+                                 f"data, got {getattr(self, name)}")
+        if self.batch_size < 1:
+            raise ValueError(f"train.batch_size must be >= 1, got {self.batch_size}")
         if self.eval_batch_size < 1 or self.warmup_steps < 0:
             raise ValueError("train.eval_batch_size must be >= 1 and train.warmup_steps >= 0")
         if self.lr <= 0:

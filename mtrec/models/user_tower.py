@@ -21,21 +21,25 @@ GAP_BUCKETS = 20  # time-gap buckets, shared with mtrec.models.batches
 
 @dataclass(frozen=True)
 class UserTowerConfig:
-    max_len: int = 50
+    max_len: int = 0  # the history window; 0: from the data (mtrec/train/budget.py)
     layers: int = 2
     heads: int = 2
     dropout: float = 0.3
     ffn_mult: int = 4
 
     def __post_init__(self) -> None:
-        if self.max_len < 2:
-            raise ValueError(f"user.max_len must be >= 2, got {self.max_len}")
+        if self.max_len == 1 or self.max_len < 0:
+            raise ValueError(f"user.max_len must be >= 2, or 0 for a window from the data, "
+                             f"got {self.max_len}")
 
 
 class UserTower(nn.Module):
     bits: torch.Tensor
     def __init__(self, config: UserTowerConfig, dim: int, n_scenarios: int) -> None:
         super().__init__()
+        if config.max_len < 2:
+            raise ValueError("user.max_len is 0 (a window from the data): give it, or resolve "
+                             "it from the training data first (mtrec.train.budget)")
         self.config = config
         self.bos = nn.Parameter(torch.randn(dim) * 0.02)
         self.position = nn.Embedding(config.max_len, dim)

@@ -32,6 +32,7 @@ from mtrec.models.model import MultiTaskRecommender, TextTuner, build_model, tas
 from mtrec.run_config import RunConfig
 from mtrec.tasks import Task, TaskError, build_tasks, check_task_names, main_metric, task_class
 from mtrec.tasks.base import Labels
+from mtrec.train.budget import Budget, resolve_budget, still_improving
 from mtrec.train.distributed import context, shutdown
 from mtrec.train.match import fit_text_match
 from mtrec.train.trainer import Trainer, TrainResult
@@ -106,7 +107,9 @@ def text_vectors(config: RunConfig, prepared: Prepared, cache_dir: Path) -> torc
 def build(config: RunConfig, prepared: Prepared, vectors: torch.Tensor | None,
           tasks: dict[str, Task] | None = None) -> tuple[MultiTaskRecommender, SequenceBatcher]:
     """The model and the batcher; ``tasks`` from :func:`checked_tasks` (built and checked
-    here when not given; checks raise TaskError)."""
+    here when not given; checks raise TaskError).  A history window of 0 is taken from the
+    data (:func:`budgeted`)."""
+    config, _ = budgeted(config, prepared)
     cat, data = prepared.catalog, prepared.interactions
     tuner = None
     if vectors is not None and config.model.text.mode != "frozen":
@@ -121,6 +124,14 @@ def build(config: RunConfig, prepared: Prepared, vectors: torch.Tensor | None,
         model.item_tower.set_text_only(torch.from_numpy(np.flatnonzero(~seen[1:]) + 1))
     return model, SequenceBatcher(data, config.model.user.max_len, task_labels(model, data),
                                   exclude=_filtered(config, data))
+
+
+def budgeted(config: RunConfig, prepared: Prepared) -> tuple[RunConfig, Budget]:
+    """``config`` with the history window, epochs and patience given as 0 derived from the
+    training sequences (mtrec/train/budget.py)."""
+    data = prepared.interactions
+    lengths = np.bincount(data.user[data.part == TRAIN])
+    return resolve_budget(config, lengths[lengths > 0])
 
 
 def _filtered(config: RunConfig, data: Interactions) -> np.ndarray | None:
@@ -153,6 +164,9 @@ def train_run(config: RunConfig, out_dir: Path, root: Path | None = None,
     started = time.perf_counter()
     if prepared is None:
         prepared = prepare_run(config, root, store_dir)
+    config, budget = budgeted(config, prepared)
+    if context().is_main:
+        print(budget.describe(), file=sys.stderr, flush=True)
     torch.manual_seed(config.train.seed)
     np.random.seed(config.train.seed)
     tasks = checked_tasks(config, prepared)
@@ -193,6 +207,13 @@ def train_run(config: RunConfig, out_dir: Path, root: Path | None = None,
                          autocast=config.train.bf16, rolling=prepared.causal_parts),
     }
     summary = _summary(config, prepared, result, metric, time.perf_counter() - started)
+    summary["budget"] = {"max_len": budget.max_len, "epochs": budget.epochs,
+                         "patience": budget.patience, "steps_per_epoch": budget.steps_per_epoch,
+                         "from_data": list(budget.derived)}
+    if summary["still_improving"]:
+        print(f"stopped at the {config.train.epochs}-epoch cap while still improving (best "
+              f"epoch {result.best_epoch}): more epochs would likely help (train.epochs, "
+              "or 0 for a budget from the data)", file=sys.stderr, flush=True)
     if fusion:
         summary["text_match"] = {"scale": _scale(model), "valid_ndcg@10_by_scale": fusion}
     bundle.save(out_dir, config, prepared, model, {**summary, **metrics},
@@ -258,7 +279,11 @@ def _summary(config: RunConfig, prepared: Prepared, result: TrainResult, metric:
         "tasks": list(config.model.tasks), "seed": config.train.seed,
         "selection_metric": metric, "best_epoch": result.best_epoch,
         "best_valid": result.best_value, "epochs_run": result.epochs_run,
-        "stopped_early": result.stopped_early, "train_seconds": round(result.seconds, 1),
+        "stopped_early": result.stopped_early,
+        "still_improving": still_improving(result.best_epoch, result.epochs_run,
+                                           config.train.epochs, config.train.patience,
+                                           result.stopped_early),
+        "train_seconds": round(result.seconds, 1),
         "total_seconds": round(seconds, 1),
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
         "machine": f"{platform.machine()} {platform.processor() or ''} "

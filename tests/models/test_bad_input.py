@@ -177,7 +177,7 @@ def test_empty_training_split(stores: dict[str, Path], tmp_path: Path) -> None:
 def test_bad_value_names_the_key(stores: dict[str, Path], tmp_path: Path) -> None:
     _fails(tmp_path, tiny(stores["planted"], **{"model.mtl.kind": "moe"}),
            ConfigError, "model.mtl", "'moe'", "mmoe")
-    _fails(tmp_path, tiny(stores["planted"], **{"train.epochs": 0}),
+    _fails(tmp_path, tiny(stores["planted"], **{"train.epochs": -1}),
            ConfigError, "train.epochs")
 
 

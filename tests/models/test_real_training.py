@@ -16,7 +16,7 @@ def test_ml100k_two_epochs_beat_random(real_root: Path, tmp_path: Path) -> None:
     config = load_run_config(None, **{
         "data.dataset": "ml-100k", "data.protocol": "temporal",
         "model.tasks": ["next_item", "rating", "like"], "model.item.use_text": False,
-        "train.epochs": 2, "train.batch_size": 64})
+        "train.epochs": 2, "train.batch_size": 64, "model.user.max_len": 50})
     result = train_run(config, tmp_path / "b", root=real_root, store_dir=tmp_path)
     test = result["test"]
     # A random ranking of 1,682 movies has NDCG@10 about 0.003 and recall@10 about 0.006;

@@ -47,7 +47,8 @@ def _data() -> Interactions:
 def _model(text: torch.Tensor, scales: tuple[float, ...] = (0.0, 1.0, 4.0)
            ) -> MultiTaskRecommender:
     torch.manual_seed(0)
-    config = ModelConfig(item=ItemTowerConfig(dim=8), user=UserTowerConfig(layers=1, heads=2),
+    config = ModelConfig(item=ItemTowerConfig(dim=8),
+                         user=UserTowerConfig(max_len=16, layers=1, heads=2),
                          match=TextMatchConfig(lags=2, decay=0.5, scales=scales))
     return build_model(config, N_ITEMS, 2, text).eval()
 
