@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from benchmarks.compare import (
     CONFIGS,
+    KNN_GRID,
     Row,
     baseline_rows,
     guarded,
@@ -32,49 +35,83 @@ from benchmarks.compare import (
     published_rows,
 )
 from benchmarks.machine import describe
-from benchmarks.render import render_markdown, update_readme
+from benchmarks.render import plot_curves, render_markdown, update_readme
+from benchmarks.runs import cached_run, runner_fingerprint, slug, split_fingerprint
+from mtrec.config import to_dict
+from mtrec.run_config import load_run_config
 
 RESULTS = Path(__file__).parent / "results"
-SEQ_PEERS = ("SASRec", "BERT4Rec", "GRU4Rec")
-BPR_EPOCHS = 100
+BENCH = Path(".mtrec") / "bench"  # mtrec's bundle directories while a run may resume
+SEQ_PEERS = ("SASRec", "BERT4Rec", "GRU4Rec", "CORE", "LightSANs", "FEARec")
+GRAPH_PEERS = ("BPR", "LightGCN")
+SEQ_EPOCHS, GRAPH_EPOCHS = 300, 1000  # caps well past where early stopping ends
+STOPPING_STEP = 10  # RecBole's default patience
+WALL_CAP_S = 7200.0  # per system: about 2 hours on these 2 cores
+MTREC_VARIANTS: tuple[tuple[str, list[str], str], ...] = (
+    ("default (text + ID)", [], "mtrec"),
+    ("ID-only sequential", ["--no-text"], "baseline"),
+    ("text-only (no ID embeddings)", ["--config", str(CONFIGS / "text_only.toml")], "baseline"))
 ML_TASKS = ("next_item", "rating", "like", "engagement")
 JD_TASKS = ("purchase", "cart", "collect")
 
 
-def _sequential(dataset: str, protocol: str, epochs: int, work: Path) -> list[Row]:
-    """mtrec (text + ID, ID only, text only), baselines, RecBole and anchors on one split.
-
-    Every sequential model, mtrec's and RecBole's, gets the same epoch budget (each may stop
-    early after 3 epochs without a validation gain); BPR, at about a second per epoch, gets
-    ``BPR_EPOCHS``."""
+def _sequential(name: str, dataset: str, protocol: str, work: Path) -> list[Row]:
+    """mtrec (text + ID, ID only, text only), baselines, RecBole's peers and anchors on one
+    split, every system trained to its own convergence: early stop on validation with its
+    own patience (mtrec: the budget from the data; RecBole: ``stopping_step`` 10, its
+    default) under a generous epoch cap and ``WALL_CAP_S`` of wall time each.  Each system
+    is cached as it finishes (benchmarks/runs.py): a rerun reuses, resumes or completes."""
     from benchmarks.peers.recbole import run_recbole
 
-    base = ["--dataset", dataset, "--protocol", protocol, "--epochs", str(epochs)]
-    rows = [mtrec_row(base, "default (text + ID)"),
-            mtrec_row([*base, "--no-text"], "ID-only sequential", kind="baseline"),
-            mtrec_row([*base, "--config", str(CONFIGS / "text_only.toml")],
-                      "text-only (no ID embeddings)", kind="baseline")]
     prepared = prepared_for(dataset, protocol)
-    rows += guarded("baselines", lambda: baseline_rows(prepared))
-    budget = f"epoch budget {epochs}, early stop after 3 epochs without a valid gain"
-    rows += [{**r, "epoch_budget": epochs, "note": r.get("note") or budget}
-             for r in guarded("RecBole", lambda: run_recbole(
-                 prepared, SEQ_PEERS, epochs=epochs, stopping_step=3, workdir=work / "rb"))]
-    bpr_note = (f"epoch budget {BPR_EPOCHS}, validated every 5 epochs, early stop after 2 "
-                "validations without a gain")
-    rows += [{**r, "epoch_budget": BPR_EPOCHS, "note": r.get("note") or bpr_note}
-             for r in guarded("RecBole", lambda: run_recbole(
-                 prepared, ("BPR",), epochs=BPR_EPOCHS, stopping_step=2,
-                 workdir=work / "rb-bpr", config={"eval_step": 5}))]
+    base = {"dataset": dataset, "protocol": protocol, "split": split_fingerprint(prepared)}
+    rows: list[Row] = []
+    for model, extra, kind in MTREC_VARIANTS:
+        rows += _mtrec_variant(name, dataset, protocol, base, model, extra, kind)
+    rows += cached_run(name, "baselines", {**base, "grid": KNN_GRID},
+                       partial(guarded, "baselines", partial(baseline_rows, prepared)))
+    code = runner_fingerprint()
+    for model in SEQ_PEERS + GRAPH_PEERS:
+        graph = model in GRAPH_PEERS
+        cap = GRAPH_EPOCHS if graph else SEQ_EPOCHS
+        overrides: dict[str, Any] = {"eval_step": 5} if graph else {}
+        note = (f"early stop after {STOPPING_STEP} validations without a gain"
+                f"{' (every 5 epochs)' if graph else ''}, at most {cap} epochs and "
+                f"{WALL_CAP_S / 3600:g} h")
+        fit = partial(run_recbole, prepared, (model,), epochs=cap, stopping_step=STOPPING_STEP,
+                      workdir=work / "rb" / model, config=overrides, max_seconds=WALL_CAP_S)
+        fingerprint = {**base, "model": model, "epochs": cap, "stopping_step": STOPPING_STEP,
+                       "max_seconds": WALL_CAP_S, "config": overrides, "runner": code}
+        rows += [{**r, "note": r.get("note") or note} for r in cached_run(
+            name, f"RecBole {model}", fingerprint, partial(guarded, "RecBole", fit))]
     return rows + published_rows(dataset)
 
 
+def _mtrec_variant(name: str, dataset: str, protocol: str, base: dict[str, Any], model: str,
+                   extra: list[str], kind: str) -> list[Row]:
+    """One mtrec variant, cached; its bundle directory stays while the run may resume."""
+    args = ["--dataset", dataset, "--protocol", protocol,
+            "--max-minutes", str(WALL_CAP_S / 60), *extra]
+    config = load_run_config(extra[1] if extra[:1] == ["--config"] else None,
+                             **{"model.item.use_text": False if "--no-text" in extra else None})
+    out = BENCH / name / slug(model)
+
+    def run() -> list[Row]:
+        row = mtrec_row(args, model, kind=kind, out=out)
+        if "error" not in row:
+            shutil.rmtree(out, ignore_errors=True)
+        return [row]
+
+    return cached_run(name, f"mtrec {model}", {**base, "args": args, "config": to_dict(config)},
+                      run)
+
+
 def beauty(work: Path) -> list[Row]:
-    return _sequential("amazon-beauty", "loo", 4, work)
+    return _sequential("beauty", "amazon-beauty", "loo", work)
 
 
 def scientific(work: Path) -> list[Row]:
-    return _sequential("amazon-scientific", "source", 10, work)
+    return _sequential("scientific", "amazon-scientific", "source", work)
 
 
 def _joint_and_single(base: list[str], tasks: tuple[str, ...], seeds: tuple[int, ...]
@@ -173,6 +210,17 @@ def speed_summary(rows: list[Row]) -> dict[str, Any] | None:
         return None
     fit_wall = peer.get("timings", {}).get("fit_wall_seconds") or peer["train_seconds"]
     keys = ("train_seconds", "epochs", "seconds_per_epoch", "peak_rss_gib")
+    if ours.get("curve") and peer.get("curve"):  # each at its own convergence
+        best = {side: seconds_to_best(row) for side, row in (("mtrec", ours),
+                                                             ("recbole_sasrec", peer))}
+        return {"at_convergence": True,
+                "mtrec": {**{k: ours.get(k) for k in keys}, "seconds_to_best": best["mtrec"]},
+                "recbole_sasrec": {**{k: peer.get(k) for k in keys},
+                                   "seconds_to_best": best["recbole_sasrec"],
+                                   "fit_wall_seconds": fit_wall},
+                "time_to_best_ratio": round(best["mtrec"] / best["recbole_sasrec"], 3),
+                "ndcg@10": {"mtrec": ours["metrics"]["ndcg@10"],
+                            "recbole_sasrec": peer["metrics"]["ndcg@10"]}}
     return {"epoch_budget": ours.get("epoch_budget"),
             "mtrec": {k: ours.get(k) for k in keys},
             "recbole_sasrec": {**{k: peer.get(k) for k in keys}, "fit_wall_seconds": fit_wall},
@@ -181,6 +229,12 @@ def speed_summary(rows: list[Row]) -> dict[str, Any] | None:
             "per_epoch_ratio": round(ours["seconds_per_epoch"] / peer["seconds_per_epoch"], 3),
             "ndcg@10": {"mtrec": ours["metrics"]["ndcg@10"],
                         "recbole_sasrec": peer["metrics"]["ndcg@10"]}}
+
+
+def seconds_to_best(row: Row) -> float:
+    """Training wall time until the row's best epoch, from its validation curve."""
+    curve = row["curve"]
+    return float(next((s for e, s, _ in curve if e == row.get("best_epoch")), curve[-1][1]))
 
 
 def run(name: str) -> Path:
@@ -195,6 +249,9 @@ def run(name: str) -> Path:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"compare_{name}.json"
     path.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    if plot_curves(record, RESULTS / f"curves_{name}.png"):
+        record["curves_plot"] = f"benchmarks/results/curves_{name}.png"
+        path.write_text(json.dumps(record, indent=2, default=str) + "\n")
     path.with_suffix(".md").write_text(render_markdown(record))
     update_readme()
     log(f"wrote {path} and {path.with_suffix('.md')} ({record['wall_seconds']:.0f} s)")

@@ -43,10 +43,12 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def mtrec_row(args: list[str], model: str, kind: str = "mtrec", note: str = "") -> Row:
-    """One ``mtrec train`` run (child process, same allocator as the peers) as a row."""
+def mtrec_row(args: list[str], model: str, kind: str = "mtrec", note: str = "",
+              out: Path | None = None) -> Row:
+    """One ``mtrec train`` run (child process, same allocator as the peers) as a row;
+    ``out``: a lasting bundle directory, so that a killed run resumes."""
     try:
-        result = run_train(args, f"mtrec {model}", env=allocator_env())
+        result = run_train(args, f"mtrec {model}", env=allocator_env(), out=out)
     except RuntimeError as err:
         return {"system": "mtrec", "model": model, "kind": kind, "error": str(err)}
     metrics = {k.removeprefix("next_item/"): v for k, v in result["test"].items()}
@@ -59,6 +61,9 @@ def mtrec_row(args: list[str], model: str, kind: str = "mtrec", note: str = "") 
             "epochs": epochs, "best_epoch": result["best_epoch"],
             "peak_rss_gib": result["peak_rss_gib"], "wall_seconds": result["wall_seconds"],
             "seed": result["seed"], "tasks": result["tasks"],
+            "curve": result.get("curve", []), "budget": result.get("budget"),
+            "capped": bool(result.get("time_capped")),
+            "still_improving": bool(result.get("still_improving")),
             "command": result["command"], "allocator": _allocator(), "note": note}
 
 

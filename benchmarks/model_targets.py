@@ -29,12 +29,16 @@ from benchmarks.machine import describe
 RESULTS = Path(__file__).parent / "results"
 
 
-def run_train(args: list[str], label: str,
-              env: dict[str, str] | None = None) -> dict[str, Any]:
+def run_train(args: list[str], label: str, env: dict[str, str] | None = None,
+              out: Path | None = None) -> dict[str, Any]:
     """One ``mtrec train`` in a child process (``env`` added to the environment): its JSON,
-    wall seconds and peak RSS."""
-    with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, "-m", "mtrec.cli", "train", "--out", out, "--json", *args]
+    wall seconds and peak RSS.  ``out``: a lasting bundle directory, resumed from its last
+    checkpoint when a killed run left one (else a temporary one)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        where = out or Path(tmp)
+        resume = ["--resume"] if (where / "checkpoint" / "last").is_dir() else []
+        cmd = [sys.executable, "-m", "mtrec.cli", "train", "--out", str(where), "--json",
+               *resume, *args]
         started = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
                               env={**os.environ, **(env or {})})

@@ -61,8 +61,7 @@ def metrics_table(rows: list[dict[str, Any]], extra: bool = True) -> list[str]:
         metrics = row.get("metrics", {})
         cells = [_name(row), row.get("kind", ""), *(_cell(metrics.get(k)) for k, _ in cols),
                  _cell(row.get("train_seconds"), 1), _cell(row.get("peak_rss_gib"), 2),
-                 f"{row['epochs']} ({row.get('best_epoch', '-')})"
-                 if row.get("epochs") is not None else "-"]
+                 _epochs(row)]
         if extra:
             note = row.get("note", "") or ""
             if row.get("kind") == "published":
@@ -70,6 +69,18 @@ def metrics_table(rows: list[dict[str, Any]], extra: bool = True) -> list[str]:
             cells.append(note.replace("|", "/"))
         out.append("| " + " | ".join(cells) + " |")
     return out
+
+
+def _epochs(row: dict[str, Any]) -> str:
+    """Epochs run (best), and why the run stopped when it was not its own early stop."""
+    if row.get("epochs") is None:
+        return "-"
+    cell = f"{row['epochs']} ({row.get('best_epoch', '-')})"
+    if row.get("capped"):
+        cell += " **stopped by the wall-time cap**"
+    elif row.get("still_improving"):
+        cell += " **at its epoch cap, still improving**"
+    return cell
 
 
 def render_markdown(record: dict[str, Any]) -> str:
@@ -98,8 +109,44 @@ def render_markdown(record: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def plot_curves(record: dict[str, Any], path: Path) -> bool:
+    """Validation NDCG@10 against training wall time, one line per system with a curve
+    (time-to-accuracy); a capped system's line ends in an x.  False when none has one."""
+    rows = [r for r in record["rows"] if r.get("curve")]
+    if not rows:
+        return False
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for row in rows:
+        seconds = [s / 60 for _, s, _ in row["curve"]]
+        values = [v for _, _, v in row["curve"]]
+        line, = ax.plot(seconds, values, label=_name(row).replace("*", ""), linewidth=1.4)
+        if row.get("capped"):
+            ax.plot(seconds[-1:], values[-1:], "x", color=line.get_color(), markersize=9)
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlabel("training wall time (minutes, log scale past 1)")
+    ax.set_ylabel("validation NDCG@10")
+    ax.set_title(f"{record['dataset']}: time to accuracy (each system to its own early stop)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return True
+
+
 def speed_line(speed: dict[str, Any]) -> str:
     ours, peer = speed["mtrec"], speed["recbole_sasrec"]
+    if speed.get("at_convergence"):
+        return (f"Each at its own convergence: mtrec default {ours['train_seconds']:.0f} s "
+                f"({ours['epochs']} epochs), its best epoch reached after "
+                f"{ours['seconds_to_best']:.0f} s; RecBole SASRec {peer['train_seconds']:.0f} s "
+                f"({peer['epochs']} epochs), best after {peer['seconds_to_best']:.0f} s. "
+                f"Time-to-best ratio **{speed['time_to_best_ratio']}**; NDCG@10 "
+                f"{speed['ndcg@10']['mtrec']:.4f} vs {speed['ndcg@10']['recbole_sasrec']:.4f}.")
     return (f"mtrec default: {ours['train_seconds']:.0f} s for {ours['epochs']} epochs "
             f"({ours['seconds_per_epoch']} s each, peak {ours['peak_rss_gib']} GiB); RecBole "
             f"SASRec: {peer['train_seconds']:.0f} s for {peer['epochs']} epochs "

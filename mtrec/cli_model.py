@@ -23,7 +23,10 @@ def train(
         help="Comma-separated tasks, e.g. next_item,rating,like,engagement.")] = None,
     config: ConfigFile = None,
     protocol: Annotated[str | None, typer.Option(help="Split protocol (default loo).")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Most epochs (early stop may end first).")]
+    epochs: Annotated[int | None, typer.Option(
+        help="Most epochs (early stop may end first); 0: from the data (the default).")] = None,
+    max_minutes: Annotated[float | None, typer.Option(
+        help="Stop after this many minutes of training (the best epoch so far is kept).")]
     = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     no_text: Annotated[bool, typer.Option("--no-text", help="ID embeddings only.")] = False,
@@ -42,6 +45,7 @@ def train(
             config, **{"data.dataset": dataset, "data.protocol": protocol,
                        "model.tasks": tasks.split(",") if tasks else None,
                        "train.epochs": epochs, "train.seed": seed,
+                       "train.max_minutes": max_minutes,
                        "model.item.use_text": False if no_text else None})
         result = train_run(run, out, root=root, store_dir=store_dir, resume=resume)
     if result:

@@ -37,11 +37,12 @@ SYSTEM = "RecBole"
 
 def run_recbole(prepared: Prepared, models: Sequence[str], epochs: int, stopping_step: int,
                 workdir: Path, seed: int = 0, *, threads: int = 0,
-                config: dict[str, Any] | None = None,
-                timeout: float | None = None) -> list[dict[str, Any]]:
+                config: dict[str, Any] | None = None, timeout: float | None = None,
+                max_seconds: float = 0.0) -> list[dict[str, Any]]:
     """One result row per model (see :func:`result_row`); a model that fails gives a row
     with ``error`` (the exact error text) and no metrics.  ``config`` overrides RecBole's
-    config_dict for every model; ``threads`` 0 means the machine's cores."""
+    config_dict for every model; ``threads`` 0 means the machine's cores; ``max_seconds``
+    (0: none) caps each model's fit wall time (the row says ``capped``)."""
     workdir = Path(workdir).resolve()
     export = export_recbole(prepared, workdir / "data")
     check_round_trip(prepared, export)
@@ -50,7 +51,8 @@ def run_recbole(prepared: Prepared, models: Sequence[str], epochs: int, stopping
     for model in models:
         out = workdir / model
         out.mkdir(parents=True, exist_ok=True)
-        args = _runner_args(export, model, out, epochs, stopping_step, seed, threads, config)
+        args = [*_runner_args(export, model, out, epochs, stopping_step, seed, threads,
+                              config), "--max-seconds", str(max_seconds)]
         try:
             result = run_runner("recbole", "recbole_runner.py", args, out / "result.json",
                                 timeout=timeout)
@@ -107,6 +109,11 @@ def result_row(model: str, seed: int, result: dict[str, Any],
         "timings": {k: result[k] for k in ("fit_wall_seconds", "epoch_seconds",
                                            "load_seconds", "score_seconds")},
         "valid_scores": result["valid_scores"], "threads": result["threads"],
+        "curve": [[e, s, v] for e, s, v in zip(result.get("valid_epochs", []),
+                                               result.get("valid_seconds", []),
+                                               result["valid_scores"], strict=False)],
+        "capped": bool(result.get("capped")),
+        "epoch_budget": result.get("config_dict", {}).get("epochs"),
         "versions": result["versions"], "allocator": result["allocator"], "note": "",
     }
 

@@ -117,8 +117,15 @@ def load_data(model: str, cfg: dict[str, Any], dataset: str, args: argparse.Name
     return config, full, loaders
 
 
-def train(config: Any, train_data: Any, valid_data: Any) -> tuple[Any, Any, dict[str, Any]]:
-    """Fit with RecBole's trainer (best-on-valid checkpoint); timings and valid scores."""
+class WallCap(Exception):
+    """Raised after a validation once the fit has run past ``--max-seconds``."""
+
+
+def train(config: Any, train_data: Any, valid_data: Any,
+          max_seconds: float = 0.0) -> tuple[Any, Any, dict[str, Any]]:
+    """Fit with RecBole's trainer (best-on-valid checkpoint); timings and valid scores.  Past
+    ``max_seconds`` (0: none) of fit wall time the fit stops after its next validation (the
+    best checkpoint so far is the model)."""
     from recbole.utils import get_model, get_trainer, init_seed
 
     init_seed(config["seed"], config["reproducibility"])
@@ -137,10 +144,22 @@ def train(config: Any, train_data: Any, valid_data: Any) -> tuple[Any, Any, dict
             epoch_seconds.append(time.perf_counter() - started)
 
     trainer._train_epoch = timed_epoch
+    valid_seconds: list[float] = []  # fit wall time at each validation
     started = time.perf_counter()
-    trainer.fit(train_data, valid_data, verbose=False, saved=True, show_progress=False,
-                callback_fn=lambda epoch, score: (valid_scores.append(float(score)),
-                                                  valid_epochs.append(int(epoch) + 1)))
+
+    def after_validation(epoch: int, score: float) -> None:
+        valid_scores.append(float(score))
+        valid_epochs.append(int(epoch) + 1)
+        valid_seconds.append(round(time.perf_counter() - started, 2))
+        if 0 < max_seconds < valid_seconds[-1]:
+            raise WallCap
+
+    capped = False
+    try:
+        trainer.fit(train_data, valid_data, verbose=False, saved=True, show_progress=False,
+                    callback_fn=after_validation)
+    except WallCap:
+        capped = True
     fit_wall = time.perf_counter() - started
     best, best_epoch = -np.inf, -1
     for epoch, score in zip(valid_epochs, valid_scores, strict=True):
@@ -151,6 +170,7 @@ def train(config: Any, train_data: Any, valid_data: Any) -> tuple[Any, Any, dict
              "seconds_per_epoch": round(sum(epoch_seconds) / max(1, len(epoch_seconds)), 2),
              "epochs": len(epoch_seconds), "best_epoch": best_epoch,
              "valid_scores": valid_scores, "valid_epochs": valid_epochs,
+             "valid_seconds": valid_seconds, "capped": capped,
              "best_valid": trainer.best_valid_result}
     return model, trainer, stats
 
@@ -215,7 +235,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     config, full, (train_data, valid_data, test_data) = load_data(args.model, cfg, dataset, args)
     load_seconds = time.perf_counter() - started
-    model, trainer, stats = train(config, train_data, valid_data)
+    model, trainer, stats = train(config, train_data, valid_data, args.max_seconds)
     own = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
     started = time.perf_counter()
     ranks, own_ranks = score_test(model, test_data._dataset, full, read_history(args.history),
@@ -259,6 +279,8 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--stopping-step", type=int, required=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="0: the machine's cores")
+    parser.add_argument("--max-seconds", type=float, default=0.0,
+                        help="stop after the validation past this fit wall time (0: none)")
     parser.add_argument("--config", default="", help="JSON overriding the config_dict")
     args = parser.parse_args(argv)
     for name in ("data_path", "history", "workdir", "ranks", "out"):

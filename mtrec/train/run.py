@@ -207,6 +207,7 @@ def train_run(config: RunConfig, out_dir: Path, root: Path | None = None,
                          autocast=config.train.bf16, rolling=prepared.causal_parts),
     }
     summary = _summary(config, prepared, result, metric, time.perf_counter() - started)
+    summary["curve"] = _curve(result, metric)
     summary["budget"] = {"max_len": budget.max_len, "epochs": budget.epochs,
                          "patience": budget.patience, "steps_per_epoch": budget.steps_per_epoch,
                          "from_data": list(budget.derived)}
@@ -267,6 +268,18 @@ def _main_metric(config: RunConfig, model: MultiTaskRecommender) -> str:
     return main_metric(model.task_names[0])
 
 
+def _curve(result: TrainResult, metric: str) -> list[list[float]]:
+    """``[epoch, training seconds, valid NDCG@10 (or the selection metric)]`` per epoch: the
+    time-to-accuracy curve."""
+    key = "valid/next_item/ndcg@10"
+    out = []
+    for row in result.history:
+        value = row.get(key, row.get(f"valid/{metric}"))
+        if value is not None:
+            out.append([int(row["epoch"]), float(row.get("seconds", 0.0)), float(value)])
+    return out
+
+
 def _scale(model: MultiTaskRecommender) -> float:
     match = model.text_match
     return float(match.lag_weight[0]) if match is not None else 0.0
@@ -280,6 +293,7 @@ def _summary(config: RunConfig, prepared: Prepared, result: TrainResult, metric:
         "selection_metric": metric, "best_epoch": result.best_epoch,
         "best_valid": result.best_value, "epochs_run": result.epochs_run,
         "stopped_early": result.stopped_early,
+        "time_capped": 0 < config.train.max_minutes * 60 < result.seconds,
         "still_improving": still_improving(result.best_epoch, result.epochs_run,
                                            config.train.epochs, config.train.patience,
                                            result.stopped_early),

@@ -1,0 +1,92 @@
+"""Resumable comparisons: each system's result is cached with a fingerprint of what it ran on.
+
+A comparison at convergence can take hours on 2 cores, so it is run one system at a time and
+each finished system's row is kept in ``benchmarks/results/runs/<comparison>/<system>.json``
+(committed with the results).  Running the comparison again reuses a cached row whose
+fingerprint (dataset, protocol, the split itself, the system's configuration and the
+versions it ran with) equals the current one, reruns a system whose fingerprint differs and
+says which part changed, and runs what is missing.  A row with an error is never reused.
+A killed mtrec run resumes from its last checkpoint (its bundle directory lives under
+``.mtrec/bench/``); a killed peer run starts that system again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mtrec.data.interactions import Prepared
+
+RUNS = Path(__file__).parent / "results" / "runs"
+Row = dict[str, Any]
+
+
+def split_fingerprint(prepared: Prepared) -> str:
+    """A short hash of the split: every interaction's user, item and part, and the catalog."""
+    d = prepared.interactions
+    digest = hashlib.sha256()
+    for array in (d.user, d.item, d.part):
+        digest.update(np.ascontiguousarray(array, dtype=np.int64).tobytes())
+    digest.update(prepared.catalog.fingerprint().encode())
+    return digest.hexdigest()[:16]
+
+
+def runner_fingerprint() -> str:
+    """A short hash of the peer-running code (a change to it reruns the peers)."""
+    peers = Path(__file__).parent / "peers"
+    digest = hashlib.sha256()
+    for path in [*sorted(peers.glob("*.py")), Path(__file__).parent / "export_recbole.py"]:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def slug(name: str) -> str:
+    """A file name for a system.
+
+    >>> slug("RecBole SASRec"), slug("default (text + ID)")
+    ('recbole-sasrec', 'default-text-id')
+    """
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def changed(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The keys whose values differ between two fingerprints.
+
+    >>> changed({"split": "a", "epochs": 4}, {"split": "a", "epochs": 300, "seed": 0})
+    ['epochs', 'seed']
+    """
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+
+
+def cached_run(comparison: str, system: str, fingerprint: dict[str, Any],
+               run: Callable[[], list[Row]], root: Path = RUNS) -> list[Row]:
+    """The rows of ``system`` in ``comparison``: cached when the fingerprint matches, else
+    from ``run()`` (then cached unless a row carries an error)."""
+    path = root / comparison / f"{slug(system)}.json"
+    if path.is_file():
+        record = json.loads(path.read_text())
+        diff = changed(record.get("fingerprint", {}), fingerprint)
+        if not diff:
+            _log(f"{system}: reusing the cached result ({path})")
+            return list(record["rows"])
+        _log(f"{system}: the cached result ran on a different {', '.join(diff)}: rerunning")
+    rows = run()
+    if rows and not any("error" in r for r in rows):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"comparison": comparison, "system": system,
+                                   "fingerprint": fingerprint, "rows": rows},
+                                  indent=2, default=str) + "\n")
+        tmp.replace(path)
+    return rows
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
