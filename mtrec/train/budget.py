@@ -8,15 +8,15 @@ history.  So:
 
 * ``model.user.max_len``: the 90th percentile of the users' training sequence lengths, up to
   a multiple of 10, within [50, 200];
-* ``train.epochs``: enough epochs for ``TARGET_STEPS`` optimizer steps, within [20, 1000];
-* ``train.patience``: at least 3 epochs, and as many as ``PATIENCE_STEPS`` steps take (a
-  validation score rises slowly when each epoch is a few steps).
+* ``train.epochs``: enough epochs for ``TARGET_STEPS`` optimizer steps, within [20, 500];
+* ``train.patience``: as many epochs as ``PATIENCE_STEPS`` steps take (a validation score
+  rises slowly when each epoch is a few steps), within [3, 50].
 
 The resolved values are what the bundle saves, and the summary says where they came from.
 
 >>> b = plan_budget(np.full(1000, 9), 128, epochs=0, patience=0, max_len=0)
 >>> b.max_len, b.epochs, b.patience, b.steps_per_epoch
-(50, 438, 66, 8)
+(50, 438, 50, 8)
 >>> plan_budget(np.full(22363, 9), 128, epochs=0, patience=0, max_len=0).epochs
 20
 """
@@ -32,7 +32,8 @@ from mtrec.run_config import RunConfig
 
 TARGET_STEPS = 3500  # the Beauty default: 20 epochs of 175 steps
 PATIENCE_STEPS = 525  # 3 Beauty epochs
-MIN_EPOCHS, MAX_EPOCHS = 20, 1000
+MIN_EPOCHS, MAX_EPOCHS = 20, 500
+MAX_PATIENCE = 50  # epochs: a tiny dataset (one step an epoch) plateaus well before
 MIN_LEN, MAX_LEN = 50, 200
 
 
@@ -67,7 +68,7 @@ def plan_budget(lengths: np.ndarray, batch_size: int, epochs: int, patience: int
         epochs = min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(TARGET_STEPS / steps)))
         derived.append("epochs")
     if patience == 0:
-        patience = max(3, math.ceil(PATIENCE_STEPS / steps))
+        patience = min(MAX_PATIENCE, max(3, math.ceil(PATIENCE_STEPS / steps)))
         derived.append("patience")
     return Budget(max_len, epochs, patience, steps, tuple(derived))
 

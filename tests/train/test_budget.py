@@ -17,9 +17,9 @@ from mtrec.run_config import load_run_config
 from mtrec.train.budget import (
     MAX_EPOCHS,
     MAX_LEN,
+    MAX_PATIENCE,
     MIN_EPOCHS,
     MIN_LEN,
-    PATIENCE_STEPS,
     TARGET_STEPS,
     plan_budget,
     still_improving,
@@ -34,10 +34,11 @@ def test_values_given_are_kept() -> None:
 
 
 @pytest.mark.parametrize(("users", "epochs", "patience"), [
-    (943, 438, 66),  # MovieLens-100K: 8 steps an epoch
+    (943, 438, MAX_PATIENCE),  # MovieLens-100K: 8 steps an epoch (525 steps: 66 epochs)
+    (4_000, 110, 17),  # 32 steps an epoch
     (22_363, MIN_EPOCHS, 3),  # Amazon Beauty: 175 steps, the old default exactly
     (5_000_000, MIN_EPOCHS, 3),  # a big catalog: never fewer than 20 epochs
-    (10, MAX_EPOCHS, PATIENCE_STEPS),  # one step an epoch: capped
+    (10, MAX_EPOCHS, MAX_PATIENCE),  # one step an epoch: both capped
 ])
 def test_epochs_and_patience_follow_the_steps_an_epoch(users: int, epochs: int,
                                                         patience: int) -> None:
