@@ -36,9 +36,17 @@ from benchmarks.compare import (
 )
 from benchmarks.machine import describe
 from benchmarks.render import plot_curves, render_markdown, update_readme
-from benchmarks.runs import cached_run, runner_fingerprint, slug, split_fingerprint
+from benchmarks.runs import (
+    cached_run,
+    runner_fingerprint,
+    short_hash,
+    slug,
+    split_fingerprint,
+)
 from mtrec.config import to_dict
+from mtrec.data.interactions import Prepared
 from mtrec.run_config import load_run_config
+from mtrec.train.run import budgeted
 
 RESULTS = Path(__file__).parent / "results"
 BENCH = Path(".mtrec") / "bench"  # mtrec's bundle directories while a run may resume
@@ -64,10 +72,12 @@ def _sequential(name: str, dataset: str, protocol: str, work: Path) -> list[Row]
     from benchmarks.peers.recbole import run_recbole
 
     prepared = prepared_for(dataset, protocol)
-    base = {"dataset": dataset, "protocol": protocol, "split": split_fingerprint(prepared)}
+    machine = describe(("torch",))
+    base = {"dataset": dataset, "protocol": protocol, "split": split_fingerprint(prepared),
+            "cpu": machine["cpu"], "cores": machine["cores"], "versions": machine["versions"]}
     rows: list[Row] = []
     for model, extra, kind in MTREC_VARIANTS:
-        rows += _mtrec_variant(name, dataset, protocol, base, model, extra, kind)
+        rows += _mtrec_variant(name, prepared, base, model, extra, kind)
     rows += cached_run(name, "baselines", {**base, "grid": KNN_GRID},
                        partial(guarded, "baselines", partial(baseline_rows, prepared)))
     code = runner_fingerprint()
@@ -75,7 +85,8 @@ def _sequential(name: str, dataset: str, protocol: str, work: Path) -> list[Row]
         graph = model in GRAPH_PEERS
         cap = GRAPH_EPOCHS if graph else SEQ_EPOCHS
         overrides: dict[str, Any] = {"eval_step": 5} if graph else {}
-        note = (f"early stop after {STOPPING_STEP} validations without a gain"
+        note = (f"early stop by RecBole's stopping_step {STOPPING_STEP} (validations "
+                f"without a gain)"
                 f"{' (every 5 epochs)' if graph else ''}, at most {cap} epochs and "
                 f"{WALL_CAP_S / 3600:g} h")
         fit = partial(run_recbole, prepared, (model,), epochs=cap, stopping_step=STOPPING_STEP,
@@ -87,14 +98,20 @@ def _sequential(name: str, dataset: str, protocol: str, work: Path) -> list[Row]
     return rows + published_rows(dataset)
 
 
-def _mtrec_variant(name: str, dataset: str, protocol: str, base: dict[str, Any], model: str,
+def _mtrec_variant(name: str, prepared: Prepared, base: dict[str, Any], model: str,
                    extra: list[str], kind: str) -> list[Row]:
-    """One mtrec variant, cached; its bundle directory stays while the run may resume."""
-    args = ["--dataset", dataset, "--protocol", protocol,
+    """One mtrec variant, cached; its fingerprint holds the run config with the budget
+    resolved on this split (so a change of the budget rules reruns it), and its bundle
+    directory, named by that fingerprint, stays while the run may resume."""
+    args = ["--dataset", prepared.dataset, "--protocol", prepared.protocol,
             "--max-minutes", str(WALL_CAP_S / 60), *extra]
     config = load_run_config(extra[1] if extra[:1] == ["--config"] else None,
-                             **{"model.item.use_text": False if "--no-text" in extra else None})
-    out = BENCH / name / slug(model)
+                             **{"data.dataset": prepared.dataset,
+                                "data.protocol": prepared.protocol,
+                                "train.max_minutes": WALL_CAP_S / 60,
+                                "model.item.use_text": False if "--no-text" in extra else None})
+    fingerprint = {**base, "args": args, "config": to_dict(budgeted(config, prepared)[0])}
+    out = BENCH / name / f"{slug(model)}-{short_hash(fingerprint)}"
 
     def run() -> list[Row]:
         row = mtrec_row(args, model, kind=kind, out=out)
@@ -102,8 +119,7 @@ def _mtrec_variant(name: str, dataset: str, protocol: str, base: dict[str, Any],
             shutil.rmtree(out, ignore_errors=True)
         return [row]
 
-    return cached_run(name, f"mtrec {model}", {**base, "args": args, "config": to_dict(config)},
-                      run)
+    return cached_run(name, f"mtrec {model}", fingerprint, run)
 
 
 def beauty(work: Path) -> list[Row]:

@@ -46,7 +46,7 @@ from mtrec.data.split import TEST
 from mtrec.models.batches import SequenceBatcher
 from mtrec.models.model import MultiTaskRecommender, UserStates
 from mtrec.run_config import RunConfig, load_run_config
-from mtrec.train.run import prepare_run, train_run
+from mtrec.train.run import budgeted, prepare_run, train_run
 
 RESULTS = Path(__file__).parent / "results" / "poisoning.json"
 CONFIGS = Path(__file__).parent / "configs"
@@ -103,16 +103,19 @@ def attack_for(name: str, prepared: Prepared) -> Attack | None:
                   filler=name.partition("-")[0], seed=SEED)
 
 
-def _trained(out_dir: Path, config: RunConfig, n_users: int) -> dict[str, Any] | None:
-    """The metrics of a finished bundle in ``out_dir`` trained with ``config`` on as many
-    users (a run killed before its bundle was written is trained again)."""
+def _trained(out_dir: Path, config: RunConfig, prepared: Prepared) -> dict[str, Any] | None:
+    """The metrics of a finished bundle in ``out_dir`` trained with ``config`` (its budget
+    resolved on ``prepared``, as the bundle saves it) on as many users (a run killed before
+    its bundle was written is trained again)."""
+
     try:
         meta = json.loads((out_dir / "config.json").read_text())
         metrics = json.loads((out_dir / "metrics.json").read_text())
         users = json.loads((out_dir / "catalog.json").read_text())["user_ids"]
     except (OSError, ValueError, KeyError):
         return None
-    same = from_dict(RunConfig, meta["run"]) == config and len(users) == n_users
+    same = (from_dict(RunConfig, meta["run"]) == budgeted(config, prepared)[0]
+            and len(users) == len(prepared.catalog.user_ids))
     return metrics if same else None
 
 
@@ -125,7 +128,7 @@ def one_run(name: str, clean: Prepared) -> dict[str, Any]:
     prepared = clean if attack is None else inject_fake_users(clean, attack)
     out_dir = home(None) / "poisoning" / name
     started = time.perf_counter()
-    metrics = _trained(out_dir, config, len(prepared.catalog.user_ids))
+    metrics = _trained(out_dir, config, prepared)
     reused = metrics is not None
     if metrics is None:
         log(f"{name}: training into {out_dir}")

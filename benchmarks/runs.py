@@ -29,13 +29,22 @@ Row = dict[str, Any]
 
 
 def split_fingerprint(prepared: Prepared) -> str:
-    """A short hash of the split: every interaction's user, item and part, and the catalog."""
+    """A short hash of the split: every interaction's user, item and part, and the catalog
+    with its item texts."""
     d = prepared.interactions
     digest = hashlib.sha256()
     for array in (d.user, d.item, d.part):
         digest.update(np.ascontiguousarray(array, dtype=np.int64).tobytes())
     digest.update(prepared.catalog.fingerprint().encode())
+    for text in prepared.catalog.texts:
+        digest.update(text.encode() + b"\0")
     return digest.hexdigest()[:16]
+
+
+def short_hash(value: Any) -> str:
+    """A short stable hash of a JSON-able value (a fingerprint's folder name)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()
+                          ).hexdigest()[:10]
 
 
 def runner_fingerprint() -> str:

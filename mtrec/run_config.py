@@ -140,6 +140,9 @@ class TrainConfig:
             raise ValueError("train.eval_batch_size must be >= 1 and train.warmup_steps >= 0")
         if self.lr <= 0:
             raise ValueError(f"train.lr must be > 0, got {self.lr}")
+        if self.max_minutes < 0:
+            raise ValueError(f"train.max_minutes must be >= 0 (0: no limit), got "
+                             f"{self.max_minutes}")
 
 
 @dataclass(frozen=True)

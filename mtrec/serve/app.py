@@ -148,7 +148,6 @@ def create_app(settings: ServeSettings, bundle: str | Path | Engine,
     app = FastAPI(title="mtrec", version="1", lifespan=lifespan, docs_url=None,
                   redoc_url=None, description=DESCRIPTION)
     app.state.settings, app.state.keyring = settings, settings.keyring()
-    app.state.query_names = {}  # route path -> the query parameters it takes
     include_routes(app)
     unknown_routes(app)
     _error_handlers(app)

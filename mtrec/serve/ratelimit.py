@@ -49,13 +49,16 @@ class Bucket:
         return wait
 
 
-SLOT = struct.Struct("<ddd")  # started (0: not yet, the bucket is full), tokens, last
+SLOT = struct.Struct("<16sddd")  # key id (16 bytes of its hash; zeros: free), started, tokens, last
+SLOTS = 4096  # a fixed table: workers that read different key files still agree on it
 
 
 class SharedBuckets:
-    """Token buckets in the file ``path``, one slot per limited key (by sorted hash, the
-    same in every worker: they read the same key file); ``limits`` maps a key's hash to its
-    ``(rate, burst)``.  Times are ``time.monotonic()``, one clock for every process."""
+    """Token buckets in the file ``path``, shared by a server's workers; ``limits`` maps a
+    key's hash (hex SHA-256) to its ``(rate, burst)``.  Each slot holds the key it belongs
+    to, found by open addressing from the hash, so workers that loaded different key files
+    (one restarted after a key was added) never take from another key's bucket.  Times are
+    ``time.monotonic()``, one clock for every process."""
 
     def __init__(self, path: str | Path, limits: dict[str, tuple[float, float]]) -> None:
         import fcntl  # POSIX only, as the workers are
@@ -63,11 +66,11 @@ class SharedBuckets:
         self._flock = fcntl.flock
         self._ex, self._un = fcntl.LOCK_EX, fcntl.LOCK_UN
         self.limits = limits
-        self.slots = {digest: i for i, digest in enumerate(sorted(limits))}
-        size = max(1, len(self.slots)) * SLOT.size
+        self._slot: dict[str, int] = {}  # found slots (a slot is never freed or moved)
+        size = SLOTS * SLOT.size
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            if os.fstat(self._fd).st_size < size:  # new: zeros, every bucket not started
+            if os.fstat(self._fd).st_size < size:  # new: zeros, every slot free
                 os.ftruncate(self._fd, size)
             self._map = mmap.mmap(self._fd, size)
         except OSError as exc:
@@ -75,18 +78,35 @@ class SharedBuckets:
             raise ValueError(f"rate-limit file {path} cannot be used: {exc.strerror}") from None
         self._lock = threading.Lock()  # flock does not exclude threads sharing the file
 
+    def _find(self, digest: str) -> int:
+        """The slot of key ``digest``, claimed when it has none yet (under the file lock)."""
+        found = self._slot.get(digest)
+        if found is not None:
+            return found
+        key = bytes.fromhex(digest[:32])
+        start = int(digest[:8], 16) % SLOTS
+        for step in range(SLOTS):
+            slot = (start + step) % SLOTS
+            owner = SLOT.unpack_from(self._map, slot * SLOT.size)[0]
+            if owner == key or owner == bytes(16):
+                if owner != key:
+                    SLOT.pack_into(self._map, slot * SLOT.size, key, 0.0, 0.0, 0.0)
+                self._slot[digest] = slot
+                return slot
+        raise RuntimeError(f"the rate-limit file has no free slot of {SLOTS}")
+
     def take(self, digest: str, now: float) -> float:
         """0 when a token of key ``digest`` was taken, else the seconds until one is."""
         rate, burst = self.limits[digest]
-        offset = self.slots[digest] * SLOT.size
         with self._lock:
             self._flock(self._fd, self._ex)
             try:
-                started, tokens, last = SLOT.unpack_from(self._map, offset)
+                offset = self._find(digest) * SLOT.size
+                key, started, tokens, last = SLOT.unpack_from(self._map, offset)
                 if not started:
                     tokens, last = burst, now
                 tokens, wait = refill(tokens, last, now, rate, burst)
-                SLOT.pack_into(self._map, offset, 1.0, tokens, max(last, now))
+                SLOT.pack_into(self._map, offset, key, 1.0, tokens, max(last, now))
             finally:
                 self._flock(self._fd, self._un)
         return wait

@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from mtrec.run_config import RunConfig
+from mtrec.run_config import RunConfig, TrainConfig
 
 TARGET_STEPS = 3500  # the Beauty default: 20 epochs of 175 steps
 PATIENCE_STEPS = 525  # 3 Beauty epochs
@@ -86,10 +86,26 @@ def resolve_budget(config: RunConfig, lengths: np.ndarray) -> tuple[RunConfig, B
 
 def still_improving(best_epoch: int, epochs_run: int, epochs: int, patience: int,
                     stopped_early: bool) -> bool:
-    """The run ended at its epoch cap, not by early stopping, with its best epoch within the
-    last ``patience`` epochs: more epochs would likely have helped.
+    """The run ended at its epoch cap, not by early stopping, with its best epoch among the
+    last few (a tenth of the cap, at least 1, at most ``patience``): more epochs would
+    likely have helped.
 
-    >>> still_improving(19, 20, 20, 3, False), still_improving(10, 13, 20, 3, True)
+    >>> still_improving(19, 20, 20, 3, False), still_improving(10, 20, 20, 3, False)
+    (True, False)
+    >>> still_improving(10, 13, 20, 3, True)
+    False
+    """
+    recent = min(patience, max(1, math.ceil(epochs / 10)))
+    return not stopped_early and epochs_run >= epochs and epochs_run - best_epoch < recent
+
+
+def time_capped(best_epoch: int, epochs_run: int, seconds: float, train: TrainConfig) -> bool:
+    """The wall-time cap (``max_minutes``) ended the run: past the cap, before the epoch cap
+    and before patience ran out.
+
+    >>> cfg = TrainConfig(epochs=20, patience=3, max_minutes=1.0)
+    >>> time_capped(9, 10, 61.0, cfg), time_capped(7, 10, 61.0, cfg)  # patience ended it
     (True, False)
     """
-    return not stopped_early and epochs_run >= epochs and epochs_run - best_epoch < patience
+    return (0 < train.max_minutes * 60 < seconds and epochs_run < train.epochs
+            and epochs_run - best_epoch < train.patience)

@@ -32,7 +32,7 @@ from mtrec.models.model import MultiTaskRecommender, TextTuner, build_model, tas
 from mtrec.run_config import RunConfig
 from mtrec.tasks import Task, TaskError, build_tasks, check_task_names, main_metric, task_class
 from mtrec.tasks.base import Labels
-from mtrec.train.budget import Budget, resolve_budget, still_improving
+from mtrec.train.budget import Budget, resolve_budget, still_improving, time_capped
 from mtrec.train.distributed import context, shutdown
 from mtrec.train.match import fit_text_match
 from mtrec.train.trainer import Trainer, TrainResult
@@ -293,7 +293,8 @@ def _summary(config: RunConfig, prepared: Prepared, result: TrainResult, metric:
         "selection_metric": metric, "best_epoch": result.best_epoch,
         "best_valid": result.best_value, "epochs_run": result.epochs_run,
         "stopped_early": result.stopped_early,
-        "time_capped": 0 < config.train.max_minutes * 60 < result.seconds,
+        "time_capped": time_capped(result.best_epoch, result.epochs_run, result.seconds,
+                                   config.train),
         "still_improving": still_improving(result.best_epoch, result.epochs_run,
                                            config.train.epochs, config.train.patience,
                                            result.stopped_early),

@@ -23,22 +23,37 @@ from tests.serve.conftest import Served
 SLOW = (0.001, 4.0)  # one token in ~17 minutes, four at once: nothing refills in a test
 
 
+K, OTHER = hash_key("k"), hash_key("other")
+
+
 def test_two_workers_share_one_bucket(tmp_path: Path) -> None:
     path = tmp_path / "rates"
-    first, second = (SharedBuckets(path, {"k": SLOW, "other": SLOW}) for _ in range(2))
-    waits = [(first if n % 2 else second).take("k", 100.0 + n) for n in range(8)]
+    first, second = (SharedBuckets(path, {K: SLOW, OTHER: SLOW}) for _ in range(2))
+    waits = [(first if n % 2 else second).take(K, 100.0 + n) for n in range(8)]
     assert [w == 0.0 for w in waits] == [True] * 4 + [False] * 4
-    assert first.take("other", 110.0) == 0.0  # another key has its own slot
+    assert first.take(OTHER, 110.0) == 0.0  # another key has its own slot
     assert waits[-1] == pytest.approx((1.0 - 7 * 0.001) / 0.001, rel=0.01)  # time to a token
 
 
+def test_workers_with_different_key_files_keep_each_key_its_own_bucket(tmp_path: Path) -> None:
+    """Regression (review): slots were numbered by sorted hash in each worker's key file, so
+    a worker restarted after a key was added took another key's bucket."""
+    path = tmp_path / "rates"
+    old = SharedBuckets(path, {K: SLOW})
+    restarted = SharedBuckets(path, {hash_key("added"): SLOW, K: SLOW})
+    assert all(old.take(K, 100.0 + n) == 0.0 for n in range(4))
+    assert restarted.take(K, 105.0) > 0  # the same bucket, empty
+    assert all(restarted.take(hash_key("added"), 106.0 + n) == 0.0 for n in range(4))
+    assert old.take(K, 110.0) > 0
+
+
 def test_threads_of_one_worker_take_each_token_once(tmp_path: Path) -> None:
-    shared = SharedBuckets(tmp_path / "rates", {"k": (0.001, 50.0)})
+    shared = SharedBuckets(tmp_path / "rates", {K: (0.001, 50.0)})
     taken: list[float] = []
 
     def worker() -> None:
         for _ in range(25):
-            taken.append(shared.take("k", time.monotonic()))
+            taken.append(shared.take(K, time.monotonic()))
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
     for t in threads:
@@ -49,10 +64,10 @@ def test_threads_of_one_worker_take_each_token_once(tmp_path: Path) -> None:
 
 
 def test_a_shared_bucket_refills_as_a_local_one_does(tmp_path: Path) -> None:
-    shared = SharedBuckets(tmp_path / "rates", {"k": (2.0, 3.0)})
+    shared = SharedBuckets(tmp_path / "rates", {K: (2.0, 3.0)})
     local = Bucket(2.0, 3.0)
     times = [0.0, 0.0, 0.0, 0.0, 0.1, 0.5, 0.5, 3.0, 3.0, 3.0, 3.0]
-    assert [shared.take("k", t) for t in times] == pytest.approx([local.take(t) for t in times])
+    assert [shared.take(K, t) for t in times] == pytest.approx([local.take(t) for t in times])
 
 
 def test_a_keyring_uses_the_file_only_for_limited_keys(tmp_path: Path) -> None:
