@@ -60,3 +60,28 @@ def test_markdown_table_has_a_row_per_recorded_run() -> None:
     lines = markdown_table(record).splitlines()
     assert len(lines) == 4 and lines[2].startswith("| clean | 0 |")
     assert lines[3].startswith("| random-filter | 4 | 0.0500 | 0.1000 | +0.0500 |")
+
+
+def test_a_finished_bundle_is_reused_with_its_budget_resolved(tmp_path: Path) -> None:
+    """Regression (review): bundles save the budget resolved from the data, the benchmark's
+    config keeps 0 ("from the data"), so no bundle was ever reused (hours each run)."""
+    import json
+    from dataclasses import replace
+
+    from benchmarks.poisoning import _trained
+    from mtrec.config import to_dict
+    from mtrec.train.run import budgeted
+
+    store = write_store(planted(n_users=40, n_items=20), tmp_path)
+    config = load_run_config(None, **{"data.dataset": str(store), "data.protocol": "loo"})
+    prepared = prepare_run(config, store_dir=tmp_path)
+    out = tmp_path / "bundle"
+    out.mkdir()
+    saved = budgeted(config, prepared)[0]
+    (out / "config.json").write_text(json.dumps({"run": to_dict(saved)}))
+    (out / "metrics.json").write_text(json.dumps({"test": {"next_item/ndcg@10": 0.1}}))
+    (out / "catalog.json").write_text(json.dumps({"user_ids": list(prepared.catalog.user_ids)}))
+    assert config.train.epochs == 0 and saved.train.epochs > 0
+    assert _trained(out, config, prepared) == {"test": {"next_item/ndcg@10": 0.1}}
+    other = replace(config, train=replace(config.train, lr=1e-4))
+    assert _trained(out, other, prepared) is None  # another config: trained again
