@@ -114,6 +114,7 @@ def test_a_route_outside_the_guarded_route_class_is_refused_at_start(
     from fastapi import APIRouter
 
     from mtrec.serve import routers
+    from mtrec.serve.routers.common import GuardedRoute
 
     plain = APIRouter()
 
@@ -123,6 +124,11 @@ def test_a_route_outside_the_guarded_route_class_is_refused_at_start(
 
     monkeypatch.setattr(routers, "ROUTERS", (*routers.ROUTERS, plain))
     with pytest.raises(TypeError, match="/leak is not a GuardedRoute"):
+        routers.include_routes(FastAPI())
+    raw = APIRouter(route_class=GuardedRoute)  # a plain Starlette route on a guarded router
+    raw.add_route("/raw", lambda request: None)
+    monkeypatch.setattr(routers, "ROUTERS", (*routers.ROUTERS[:-1], raw))
+    with pytest.raises(TypeError, match="/raw is not a GuardedRoute"):
         routers.include_routes(FastAPI())
 
 

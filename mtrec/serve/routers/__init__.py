@@ -22,10 +22,10 @@ def include_routes(app: FastAPI, prefix: str = "/v1") -> None:
     of nesting: FastAPI matches each level per request).  A route that is not a
     :class:`GuardedRoute` would skip the key check: refused here."""
     for sub in ROUTERS:
-        for route in sub.routes:
-            if isinstance(route, APIRoute) and not isinstance(route, GuardedRoute):
-                raise TypeError(f"route {route.path} is not a GuardedRoute: build its "
-                                "router with APIRouter(route_class=GuardedRoute)")
+        for route in sub.routes:  # a Starlette route, websocket or nested router too
+            if not isinstance(route, GuardedRoute):
+                raise TypeError(f"route {getattr(route, 'path', route)} is not a GuardedRoute: "
+                                "build its router with APIRouter(route_class=GuardedRoute)")
         app.include_router(sub, prefix=prefix, responses=ERRORS)
 
 
