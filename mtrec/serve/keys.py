@@ -146,8 +146,9 @@ class Keyring:
         self.by_hash = {k.sha256: k for k in keys}
         limits = {k.sha256: (k.rate, float(k.burst or max(1.0, k.rate)))
                   for k in keys if k.rate is not None}
-        self.buckets = {digest: Bucket(*limit) for digest, limit in limits.items()}
         self.shared = SharedBuckets(rate_file, limits) if rate_file and limits else None
+        self.buckets = {} if self.shared else {d: Bucket(*lim) for d, lim in limits.items()}
+        self.limited = frozenset(limits)
 
     def __bool__(self) -> bool:
         return bool(self.by_hash)
@@ -157,8 +158,9 @@ class Keyring:
 
     def wait(self, key: ApiKey, now: float | None = None) -> float:
         """0 when ``key`` may make a request now (a token is taken), else seconds to wait."""
-        bucket = self.buckets.get(key.sha256)
-        if bucket is None:
+        if key.sha256 not in self.limited:
             return 0.0
         now = time.monotonic() if now is None else now
-        return bucket.take(now) if self.shared is None else self.shared.take(key.sha256, now)
+        if self.shared is not None:
+            return self.shared.take(key.sha256, now)
+        return self.buckets[key.sha256].take(now)

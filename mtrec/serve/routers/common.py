@@ -72,10 +72,11 @@ def authorize(request: Request, scope: str) -> None:
 
 
 class GuardedRoute(APIRoute):
-    """Every /v1 route: its key check (a route declared with :func:`scoped`), then its
+    """Every /v1 route: its key check (a route declared with :func:`scoped`; one without
+    is open to anyone, as the scope table of tests/serve/test_keys.py lists), then its
     query check, before FastAPI reads the body or solves a dependency.  A request without
-    a key is refused whatever its body holds, and neither check costs a dependency (FastAPI
-    spends ~20 us resolving each one)."""
+    a key is refused whatever its body holds, and neither check costs a dependency (their
+    resolution per request was most of what the keys cost under load)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -128,7 +129,6 @@ def _query_params(dependant: Dependant) -> Iterator[str]:
         yield from _query_params(sub)
 
 
-OPEN: dict[str, Any] = {}  # a route anyone may call (its query is still checked)
 
 
 def scoped(scope: str) -> dict[str, Any]:

@@ -10,7 +10,6 @@ from mtrec.serve import schemas as s
 from mtrec.serve.events import StoredItem
 from mtrec.serve.records import NewItem
 from mtrec.serve.routers.common import (
-    OPEN,
     GuardedRoute,
     K,
     ServiceDep,
@@ -22,21 +21,21 @@ from mtrec.serve.routers.common import (
 router = APIRouter(route_class=GuardedRoute)
 
 
-@router.get("/similar-items", response_model=s.ItemsResponse, **OPEN)
+@router.get("/similar-items", response_model=s.ItemsResponse)
 def similar_items(service: ServiceDep, item_id: Annotated[str, Query(min_length=1)],
                   k: K = 10) -> s.ItemsResponse:
     with as_http():
         return scored_items(service, service.engine.similar_items(item_id, k))
 
 
-@router.get("/search", response_model=s.ItemsResponse, **OPEN)
+@router.get("/search", response_model=s.ItemsResponse)
 def search(service: ServiceDep, q: Annotated[str, Query(min_length=1, max_length=1000)],
            k: K = 10) -> s.ItemsResponse:
     with as_http():
         return scored_items(service, service.engine.search(q, k))
 
 
-@router.get("/trending", response_model=s.ItemsResponse, **OPEN)
+@router.get("/trending", response_model=s.ItemsResponse)
 def trending(service: ServiceDep, scenario: str | None = None, k: K = 10) -> s.ItemsResponse:
     e = service.engine
     with as_http():

@@ -5,12 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from mtrec.serve import schemas as s
-from mtrec.serve.routers.common import OPEN, GuardedRoute, ServiceDep
+from mtrec.serve.routers.common import GuardedRoute, ServiceDep
 
 router = APIRouter(route_class=GuardedRoute)
 
 
-@router.get("/health", response_model=s.Health, **OPEN)
+@router.get("/health", response_model=s.Health)
 def health(service: ServiceDep) -> s.Health:
     e = service.engine
     return s.Health(status="ok", items=len(e.catalog), users=len(e.rec.catalog.user_ids),

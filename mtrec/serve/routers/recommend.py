@@ -68,7 +68,7 @@ def _recommended(body: s.RecommendRequest, recs: list[Hit], cold: bool,
         code = e.item_code.get(item)
         return e.texts[code] if code is not None else ""
 
-    # built without validation (~40 us a request): every value is the engine's own
+    # built without validation (work a request need not do): every value is the engine's own
     # (str, float), which tests/serve check against the schema
     because, item = s.Because.model_construct, s.RecommendedItem.model_construct
     return s.RecommendResponse.model_construct(user_id=body.user_id, cold_start=cold, items=[
