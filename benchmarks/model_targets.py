@@ -63,20 +63,17 @@ def _headline(result: dict[str, Any]) -> str:
     return ", ".join(f"{k} {test[k]:.4f}" for k in keys)
 
 
-REFIT = ["--config", str(Path(__file__).parent / "configs" / "refit.toml")]
-
-
 def beauty() -> list[dict[str, Any]]:
-    return [run_train(["--dataset", "amazon-beauty"], "beauty: default (text on)"),
+    return [run_train(["--dataset", "amazon-beauty"], "beauty: default (text on, refit)"),
             run_train(["--dataset", "amazon-beauty", "--no-text"], "beauty: text off (ID only)"),
-            run_train(["--dataset", "amazon-beauty", *REFIT],
-                      "beauty: default + refit on train+valid")]
+            run_train(["--dataset", "amazon-beauty", "--no-refit"],
+                      "beauty: default without refit (the model selected on valid)")]
 
 
 def scientific() -> list[dict[str, Any]]:
     base = ["--dataset", "amazon-scientific", "--protocol", "source"]
-    return [run_train(base, "scientific: default, source split"),
-            run_train([*base, *REFIT], "scientific: default + refit on train+valid")]
+    return [run_train(base, "scientific: default (refit), source split"),
+            run_train([*base, "--no-refit"], "scientific: default without refit")]
 
 
 ML_TASKS = ("next_item", "rating", "like", "engagement")

@@ -30,6 +30,10 @@ def train(
     = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     no_text: Annotated[bool, typer.Option("--no-text", help="ID embeddings only.")] = False,
+    refit: Annotated[bool | None, typer.Option(
+        "--refit/--no-refit",
+        help="After choosing the epoch count on valid, retrain on train + valid for it "
+             "(the default; --no-refit keeps the selected model).")] = None,
     out: Annotated[Path, typer.Option(help="Bundle directory to write.")] = Path("bundle"),
     resume: Annotated[bool, typer.Option(help="Continue from OUT's last checkpoint.")] = False,
     root: DataRoot = None,
@@ -45,7 +49,7 @@ def train(
             config, **{"data.dataset": dataset, "data.protocol": protocol,
                        "model.tasks": tasks.split(",") if tasks else None,
                        "train.epochs": epochs, "train.seed": seed,
-                       "train.max_minutes": max_minutes,
+                       "train.max_minutes": max_minutes, "train.refit": refit,
                        "model.item.use_text": False if no_text else None})
         result = train_run(run, out, root=root, store_dir=store_dir, resume=resume)
     if result:
@@ -64,6 +68,8 @@ def evaluate(
 
     with _user_errors():
         result = evaluate_bundle(bundle, split, root=root, store_dir=store_dir)
+    if "note" in result:
+        typer.echo(f"note: {result['note']}", err=True)
     _emit(result, as_json, lambda: render_metrics({split: result["metrics"], **result},
                                                   f"{bundle} on {split}"))
 

@@ -123,7 +123,9 @@ class TrainConfig:
     metric: str = "auto"
     min_delta: float = 0.0002  # a smaller gain in the selection metric is noise
     seed: int = 0
-    refit: bool = False  # after selecting the epoch count on valid, retrain on train + valid
+    # After selecting the epoch count on valid, retrain on train + valid for it: the model
+    # then learns each user's most recent interactions (Beauty: test NDCG@10 .058 -> .065).
+    refit: bool = True
     bf16: bool = True
     eval_batch_size: int = 512
     max_minutes: float = 0.0  # 0 = no limit

@@ -104,3 +104,24 @@ def test_recommend_with_fewer_candidates_than_items(trained: tuple[Path, Path]) 
 def test_eval_of_a_missing_bundle(tmp_path: Path) -> None:
     result = runner.invoke(app, ["eval", "--bundle", str(tmp_path / "none")])
     assert result.exit_code == 2 and "not a bundle" in result.stderr
+
+
+def test_no_refit_flag_keeps_the_selected_model(trained: tuple[Path, Path]) -> None:
+    """``--no-refit`` overrides the default (and a config's) ``train.refit``: no refit run is
+    made and ``eval --split valid`` reproduces the selection's figure without a note."""
+    tmp, store = trained
+    assert (tmp / "b" / "refit" / "history.csv").is_file()  # the default refits
+    out = tmp / "selected"
+    result = runner.invoke(app, ["train", "--dataset", str(store), "--config",
+                                 str(tmp / "run.toml"), "--out", str(out), "--no-refit",
+                                 "--store-dir", str(tmp), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["config"]["train"]["refit"] is False and not (out / "refit").exists()
+    again = runner.invoke(app, ["eval", "--bundle", str(out), "--split", "valid",
+                                "--store-dir", str(tmp), "--json"])
+    assert again.exit_code == 0, again.output
+    payload = json.loads(again.stdout)
+    assert "note" not in payload
+    assert payload["metrics"]["next_item/ndcg@10"] == pytest.approx(
+        summary["valid"]["next_item/ndcg@10"], abs=1e-6)

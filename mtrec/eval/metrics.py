@@ -105,7 +105,8 @@ def target_ranks_torch(scores: torch.Tensor, targets: torch.Tensor,
             ex = exclude.bool()
             ahead.masked_fill_(ex, False)
             miss |= ex.gather(1, idx).squeeze(1)
-        ranks = ahead.sum(dim=1, dtype=torch.int64)
+        # Summing the bool as uint8 into int32 is ~8x faster on CPU than a bool -> int64 sum.
+        ranks = ahead.view(torch.uint8).sum(dim=1, dtype=torch.int32).long()
         return ranks.masked_fill_(miss, n)
 
 

@@ -155,8 +155,11 @@ def masked_ranks(scores: torch.Tensor, targets: torch.Tensor,
     array([0])
     """
     exclude = torch.zeros_like(scores, dtype=torch.bool)
-    for row, items in enumerate(history):
-        exclude[row, torch.from_numpy(items - 1)] = True
+    if history:
+        lengths = np.fromiter((len(h) for h in history), np.int64, len(history))
+        cols = np.concatenate(history).astype(np.int64) - 1
+        flat = np.repeat(np.arange(len(history), dtype=np.int64), lengths) * scores.shape[1]
+        exclude.view(-1)[torch.from_numpy(flat + cols)] = True
     rank = target_ranks_torch(scores, targets, exclude).numpy()
     # A masked target comes back as rank N, a hit at any k > N on a tiny catalog.
     return np.where(rank >= scores.shape[1], MISS, rank)

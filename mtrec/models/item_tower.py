@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from mtrec.models.fast_ops import FastDropout
+
 
 @dataclass(frozen=True)
 class ItemTowerConfig:
@@ -38,7 +40,7 @@ class MLPAdapter(nn.Module):
 
     def __init__(self, text_dim: int, dim: int, dropout: float) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(text_dim, dim), nn.GELU(), nn.Dropout(dropout),
+        self.net = nn.Sequential(nn.Linear(text_dim, dim), nn.GELU(), FastDropout(dropout),
                                  nn.Linear(dim, dim))
 
     def forward(self, text: torch.Tensor) -> torch.Tensor:
@@ -50,7 +52,7 @@ class MoEAdapter(nn.Module):
 
     def __init__(self, text_dim: int, dim: int, n_experts: int, dropout: float) -> None:
         super().__init__()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = FastDropout(dropout)
         self.centers = nn.Parameter(torch.zeros(n_experts, text_dim))
         self.experts = nn.Parameter(torch.randn(n_experts, text_dim, dim) * text_dim ** -0.5)
         self.gate = nn.Linear(text_dim, n_experts)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from mtrec.data.schema import BEHAVIORS
+from mtrec.models.fast_ops import FastDropout, fast_dropouts
 
 GAP_BUCKETS = 20  # time-gap buckets, shared with mtrec.models.batches
 
@@ -52,10 +53,11 @@ class UserTower(nn.Module):
         layer = nn.TransformerEncoderLayer(
             dim, config.heads, dim * config.ffn_mult, config.dropout, activation="gelu",
             batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False)
+        self.encoder = fast_dropouts(
+            nn.TransformerEncoder(layer, config.layers, enable_nested_tensor=False))
         self.input_norm = nn.LayerNorm(dim)
         self.out_norm = nn.LayerNorm(dim)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = FastDropout(config.dropout)
         self.register_buffer("bits", 1 << torch.arange(len(BEHAVIORS)), persistent=False)
 
     def forward(self, item_vectors: torch.Tensor, items: torch.Tensor, behaviors: torch.Tensor,

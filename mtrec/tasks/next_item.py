@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from mtrec.data.interactions import Interactions
 from mtrec.data.split import TRAIN
+from mtrec.models.fast_ops import full_softmax_loss
 from mtrec.tasks.base import RetrievalTask, TaskDims, TaskError, TaskOptions
 
 if TYPE_CHECKING:
@@ -54,7 +55,8 @@ class NextItemTask(RetrievalTask):
              targets: torch.Tensor) -> torch.Tensor:
         """``targets`` are item codes 1..N."""
         if self.options.next_item_loss == "full":
-            return F.cross_entropy(self.logits(query, items).float(), targets - 1)
+            scaled = query if self.temperature == 1.0 else query / self.temperature
+            return full_softmax_loss(scaled, items, targets - 1)
         k = min(self.options.negatives, len(self.log_q))
         neg = torch.multinomial(self.log_q.exp(), k, replacement=True)
         pos_logit = (query * items[targets - 1]).sum(-1, keepdim=True) / self.temperature

@@ -43,5 +43,10 @@ def evaluate_bundle(path: Path, split: str = "test", dataset: str | None = None,
     # in the precision training evaluated in, so the figures are the ones it reported
     metrics = evaluate(rec.model, batcher, PARTS[split], autocast=config.train.bf16,
                        rolling=prepared.causal_parts)
-    return {"bundle": str(path), "dataset": name, "protocol": rec.meta["protocol"],
-            "split": split, "metrics": metrics}
+    out = {"bundle": str(path), "dataset": name, "protocol": rec.meta["protocol"],
+           "split": split, "metrics": metrics}
+    if split == "valid" and config.train.refit:
+        out["note"] = ("this bundle was retrained on train + valid (train.refit), so its valid "
+                       "figures are not held out; the selection's valid figures are in its "
+                       "metrics.json")
+    return out

@@ -191,7 +191,7 @@ def train_run(config: RunConfig, out_dir: Path, root: Path | None = None,
     valid = on_valid(model) if context().is_main else {}
     if config.train.refit:
         selected = model
-        model = _refit(config, prepared, vectors, metric, result.best_epoch, out_dir)
+        model = _refit(config, prepared, vectors, metric, result.best_epoch, out_dir, resume)
         if model.text_match is not None and selected.text_match is not None:
             model.text_match.lag_weight.copy_(selected.text_match.lag_weight)
     if model.text_tuner is not None:  # fine-tuned text: re-encode the catalog once, then drop it
@@ -224,9 +224,10 @@ def train_run(config: RunConfig, out_dir: Path, root: Path | None = None,
 
 
 def _refit(config: RunConfig, prepared: Prepared, vectors: torch.Tensor | None, metric: str,
-           epochs: int, out_dir: Path) -> MultiTaskRecommender:
+           epochs: int, out_dir: Path, resume: bool = False) -> MultiTaskRecommender:
     """Retrain from scratch on train + valid for the epoch count chosen on valid (the
-    reported valid metrics stay those of the selected model; test is untouched)."""
+    reported valid metrics stay those of the selected model; test is untouched).  With
+    ``resume`` a killed refit continues from its own last checkpoint."""
     torch.manual_seed(config.train.seed)
     np.random.seed(config.train.seed)
     model, batcher = build(config, prepared, vectors)
@@ -234,7 +235,7 @@ def _refit(config: RunConfig, prepared: Prepared, vectors: torch.Tensor | None, 
                               batcher.labels, train_parts=(TRAIN, VALID), exclude=batcher.exclude)
     weighting = build_weighting(config.weighting, model.task_names)
     train_config = replace(config.train, epochs=max(1, epochs), patience=10**6)
-    Trainer(model, weighting, batcher, train_config, metric, None, out_dir / "refit").fit()
+    Trainer(model, weighting, batcher, train_config, metric, None, out_dir / "refit").fit(resume)
     return model
 
 

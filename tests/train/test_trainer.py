@@ -41,8 +41,9 @@ RMSE = {"train.metric": "rating/rmse"}
 
 def _train(store: Path, out: Path, extra: dict[str, Any], resume: bool = False
            ) -> dict[str, Any]:
+    # These tests check the selection itself, so the bundle is the selected model (no refit).
     overrides = tiny(store, **{"model.tasks": TASKS, "train.epochs": 5, "train.batch_size": 16,
-                               **extra})
+                               "train.refit": False, **extra})
     return train_run(load_run_config(None, **overrides), out, store_dir=out.parent / "home",
                      resume=resume)
 
@@ -200,10 +201,20 @@ def test_refit_retrains_on_train_and_valid_for_the_chosen_epochs(tmp_path: Path)
     metrics reported are the selected model's, and the refit history has exactly that many
     epochs."""
     store = write_store(planted(n_users=60, n_items=30), tmp_path)
-    overrides = tiny(store, **{"train.epochs": 3, "train.refit": True})
+    overrides = tiny(store, **{"train.epochs": 3})  # refit is the default
+    assert load_run_config(None, **overrides).train.refit
     result = train_run(load_run_config(None, **overrides), tmp_path / "b", store_dir=tmp_path)
     with (tmp_path / "b" / "refit" / "history.csv").open() as f:
         refit_epochs = [int(r["epoch"]) for r in csv.DictReader(f)]
     assert refit_epochs == list(range(1, result["best_epoch"] + 1))
     assert result["valid"]["next_item/ndcg@10"] == pytest.approx(result["best_valid"])
     assert "next_item/ndcg@10" in result["test"]
+    # the bundle is the refit model, not the selected checkpoint
+    key = "user_tower.position.weight"
+    bundle = load_weights(tmp_path / "b" / "model.safetensors")[key]
+    best = load_weights(tmp_path / "b" / "checkpoint" / "best" / "model.safetensors")[key]
+    assert not np.array_equal(bundle.numpy(), best.numpy())
+    # and its valid figures are flagged as not held out
+    again = evaluate_bundle(tmp_path / "b", "valid", store_dir=tmp_path)
+    assert "not held out" in again["note"]
+    assert "note" not in evaluate_bundle(tmp_path / "b", "test", store_dir=tmp_path)
