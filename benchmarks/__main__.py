@@ -89,13 +89,24 @@ def _sequential(name: str, dataset: str, protocol: str, work: Path) -> list[Row]
                 f"without a gain)"
                 f"{' (every 5 epochs)' if graph else ''}, at most {cap} epochs and "
                 f"{WALL_CAP_S / 3600:g} h")
-        fit = partial(run_recbole, prepared, (model,), epochs=cap, stopping_step=STOPPING_STEP,
-                      workdir=work / "rb" / model, config=overrides, max_seconds=WALL_CAP_S)
         fingerprint = {**base, "model": model, "epochs": cap, "stopping_step": STOPPING_STEP,
                        "max_seconds": WALL_CAP_S, "config": overrides, "runner": code}
+        # a lasting folder named by the fingerprint: a killed fit resumes from its state
+        folder = BENCH / name / f"rb-{slug(model)}-{short_hash(fingerprint)}"
+        fit = partial(run_recbole, prepared, (model,), epochs=cap, stopping_step=STOPPING_STEP,
+                      workdir=folder, config=overrides, max_seconds=WALL_CAP_S, resume=True)
         rows += [{**r, "note": r.get("note") or note} for r in cached_run(
-            name, f"RecBole {model}", fingerprint, partial(guarded, "RecBole", fit))]
+            name, f"RecBole {model}", fingerprint,
+            partial(_removing, folder, partial(guarded, "RecBole", fit)))]
     return rows + published_rows(dataset)
+
+
+def _removing(folder: Path, fit: Callable[[], list[Row]]) -> list[Row]:
+    """``fit()``, then delete its resumable ``folder`` unless a row says it failed."""
+    rows = fit()
+    if not any("error" in r for r in rows):
+        shutil.rmtree(folder, ignore_errors=True)
+    return rows
 
 
 def _mtrec_variant(name: str, prepared: Prepared, base: dict[str, Any], model: str,

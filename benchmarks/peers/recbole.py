@@ -1,4 +1,5 @@
-"""RecBole 1.2.1 (SASRec, BERT4Rec, GRU4Rec, BPR) on mtrec's own split, scored as mtrec scores.
+"""RecBole 1.2.1 (sequential: SASRec, BERT4Rec, GRU4Rec, CORE, ...; graph: BPR, LightGCN) on
+mtrec's own split, scored as mtrec scores.
 
 ``run_recbole`` exports the split (``benchmarks/export_recbole.py``), checks the round trip,
 runs ``recbole_runner.py`` once per model in RecBole's own virtualenv and turns the masked
@@ -38,11 +39,13 @@ SYSTEM = "RecBole"
 def run_recbole(prepared: Prepared, models: Sequence[str], epochs: int, stopping_step: int,
                 workdir: Path, seed: int = 0, *, threads: int = 0,
                 config: dict[str, Any] | None = None, timeout: float | None = None,
-                max_seconds: float = 0.0) -> list[dict[str, Any]]:
+                max_seconds: float = 0.0, resume: bool = False) -> list[dict[str, Any]]:
     """One result row per model (see :func:`result_row`); a model that fails gives a row
     with ``error`` (the exact error text) and no metrics.  ``config`` overrides RecBole's
     config_dict for every model; ``threads`` 0 means the machine's cores; ``max_seconds``
-    (0: none) caps each model's fit wall time (the row says ``capped``)."""
+    (0: none) caps each model's fit wall time (the row says ``capped``); with ``resume`` each
+    fit saves its state after every validation under ``workdir/MODEL`` and a rerun on the
+    same ``workdir`` continues a killed fit from there."""
     workdir = Path(workdir).resolve()
     export = export_recbole(prepared, workdir / "data")
     check_round_trip(prepared, export)
@@ -52,7 +55,8 @@ def run_recbole(prepared: Prepared, models: Sequence[str], epochs: int, stopping
         out = workdir / model
         out.mkdir(parents=True, exist_ok=True)
         args = [*_runner_args(export, model, out, epochs, stopping_step, seed, threads,
-                              config), "--max-seconds", str(max_seconds)]
+                              config), "--max-seconds", str(max_seconds),
+                *(["--resume"] if resume else [])]
         try:
             result = run_runner("recbole", "recbole_runner.py", args, out / "result.json",
                                 timeout=timeout)

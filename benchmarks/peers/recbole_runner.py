@@ -17,6 +17,7 @@ imported (and tested) without them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -121,58 +122,139 @@ class WallCap(Exception):
     """Raised after a validation once the fit has run past ``--max-seconds``."""
 
 
+class FitState:
+    """What a killed fit needs to resume (``DIR/resume.pth`` + ``DIR/resume.json``), written
+    after every validation: model, optimizer, epoch, RecBole's patience counter and best
+    score, the RNG states (so later epochs draw what an uninterrupted fit would), the best
+    checkpoint's path and this runner's curves with the fit seconds spent so far."""
+
+    def __init__(self, folder: Path) -> None:
+        self.pth, self.meta = folder / "resume.pth", folder / "resume.json"
+
+    def save(self, trainer: Any, stats: dict[str, Any]) -> None:
+        import random
+
+        import torch
+
+        epoch = stats["valid_epochs"][-1] - 1
+        rng = {"python": random.getstate(), "numpy": np.random.get_state(),
+               "torch": torch.get_rng_state()}
+        state = {"epoch": epoch, "cur_step": trainer.cur_step,
+                 "best_valid_score": trainer.best_valid_score,
+                 "state_dict": trainer.model.state_dict(),
+                 "other_parameter": trainer.model.other_parameter(),
+                 "optimizer": trainer.optimizer.state_dict(), "rng": rng}
+        tmp = self.pth.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.pth)  # the .json names the epoch the .pth holds, so write it second
+        meta = {**stats, "epoch": epoch, "best_file": trainer.saved_model_file,
+                "best_valid_result": _plain(trainer.best_valid_result)}
+        self.meta.with_suffix(".tmp").write_text(json.dumps(meta), encoding="utf-8")
+        self.meta.with_suffix(".tmp").replace(self.meta)
+
+    def restore(self, trainer: Any) -> dict[str, Any] | None:
+        """Load a saved state into ``trainer``; its stats, or None when there is none."""
+        import random
+
+        import torch
+
+        if not (self.pth.is_file() and self.meta.is_file()):
+            return None
+        meta = json.loads(self.meta.read_text(encoding="utf-8"))
+        state = torch.load(self.pth, map_location="cpu", weights_only=False)
+        if state["epoch"] != meta["epoch"]:
+            raise RuntimeError(f"{self.pth} holds epoch {state['epoch']}, {self.meta} "
+                               f"epoch {meta['epoch']}: delete both to start over")
+        trainer.model.load_state_dict(state["state_dict"])
+        trainer.model.load_other_parameter(state.get("other_parameter"))
+        trainer.optimizer.load_state_dict(state["optimizer"])
+        trainer.start_epoch, trainer.cur_step = state["epoch"] + 1, state["cur_step"]
+        trainer.best_valid_score = state["best_valid_score"]
+        trainer.best_valid_result = meta.pop("best_valid_result")
+        trainer.saved_model_file = meta.pop("best_file")
+        random.setstate(state["rng"]["python"])
+        np.random.set_state(state["rng"]["numpy"])
+        torch.set_rng_state(state["rng"]["torch"])
+        return meta
+
+
 def train(config: Any, train_data: Any, valid_data: Any,
-          max_seconds: float = 0.0) -> tuple[Any, Any, dict[str, Any]]:
+          max_seconds: float = 0.0, resume: Path | None = None
+          ) -> tuple[Any, Any, dict[str, Any]]:
     """Fit with RecBole's trainer (best-on-valid checkpoint); timings and valid scores.  Past
     ``max_seconds`` (0: none) of fit wall time the fit stops after its next validation (the
-    best checkpoint so far is the model)."""
+    best checkpoint so far is the model).  With ``resume`` (a folder) the fit saves its state
+    after every validation and, when the folder holds one, continues from it (the time
+    between the kill and the resume is not counted)."""
     from recbole.utils import get_model, get_trainer, init_seed
 
     init_seed(config["seed"], config["reproducibility"])
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
-    epoch_seconds: list[float] = []
-    valid_scores: list[float] = []
-    valid_epochs: list[int] = []  # 1-based epoch of each validation (eval_step may skip)
+    return model, trainer, fit(trainer, train_data, valid_data, max_seconds, resume)
+
+
+def fit(trainer: Any, train_data: Any, valid_data: Any, max_seconds: float = 0.0,
+        resume: Path | None = None) -> dict[str, Any]:
+    """``trainer.fit`` (RecBole's loop) with timings, the wall cap and the resumable state of
+    :func:`train`; the fit's statistics."""
+    state = FitState(resume) if resume is not None else None
+    stats: dict[str, Any] = {"epoch_seconds": [], "valid_scores": [], "valid_epochs": [],
+                             "valid_seconds": [], "resumed_after": [], "capped": False,
+                             "done": False}
+    restored = state.restore(trainer) if state is not None else None
+    if restored is not None:
+        stats = {**stats, **restored}
+        # (past the epoch cap RecBole's fit would save the last model over the best one)
+        stats["done"] = stats["done"] or trainer.start_epoch >= trainer.epochs
+        stats["resumed_after"].append(restored["epoch"] + 1)
+        print(f"resumed after epoch {restored['epoch'] + 1}", file=sys.stderr, flush=True)
+    elapsed = float(stats["valid_seconds"][-1]) if stats["valid_seconds"] else 0.0
     inner = trainer._train_epoch
 
     def timed_epoch(*a: Any, **kw: Any) -> Any:
-        started = time.perf_counter()
+        began = time.perf_counter()
         try:
             return inner(*a, **kw)
         finally:
-            epoch_seconds.append(time.perf_counter() - started)
+            stats["epoch_seconds"].append(time.perf_counter() - began)
 
     trainer._train_epoch = timed_epoch
-    valid_seconds: list[float] = []  # fit wall time at each validation
-    started = time.perf_counter()
+    started = time.perf_counter() - elapsed
 
     def after_validation(epoch: int, score: float) -> None:
-        valid_scores.append(float(score))
-        valid_epochs.append(int(epoch) + 1)
-        valid_seconds.append(round(time.perf_counter() - started, 2))
-        if 0 < max_seconds < valid_seconds[-1]:
+        stats["valid_scores"].append(float(score))
+        stats["valid_epochs"].append(int(epoch) + 1)
+        seconds = time.perf_counter() - started
+        stats["valid_seconds"].append(round(seconds, 2))
+        capped = 0 < max_seconds < seconds
+        stats["done"] = capped or trainer.cur_step > trainer.stopping_step
+        stats["capped"] = capped
+        if state is not None:
+            state.save(trainer, stats)
+        if capped:
             raise WallCap
 
-    capped = False
-    try:
-        trainer.fit(train_data, valid_data, verbose=False, saved=True, show_progress=False,
-                    callback_fn=after_validation)
-    except WallCap:
-        capped = True
-    fit_wall = time.perf_counter() - started
+    if not stats["done"]:  # (a resumed fit that had already stopped trains no further)
+        with contextlib.suppress(WallCap):  # the cap stops the fit after a validation
+            trainer.fit(train_data, valid_data, verbose=False, saved=True, show_progress=False,
+                        callback_fn=after_validation)
+    return _fit_stats(stats, trainer, time.perf_counter() - started)
+
+
+def _fit_stats(stats: dict[str, Any], trainer: Any, fit_wall: float) -> dict[str, Any]:
     best, best_epoch = -np.inf, -1
-    for epoch, score in zip(valid_epochs, valid_scores, strict=True):
+    for epoch, score in zip(stats["valid_epochs"], stats["valid_scores"], strict=True):
         if score >= best:  # RecBole keeps the last of equal bests
             best, best_epoch = score, epoch
-    stats = {"train_seconds": round(sum(epoch_seconds), 2), "fit_wall_seconds": round(fit_wall, 2),
-             "epoch_seconds": [round(s, 2) for s in epoch_seconds],
-             "seconds_per_epoch": round(sum(epoch_seconds) / max(1, len(epoch_seconds)), 2),
-             "epochs": len(epoch_seconds), "best_epoch": best_epoch,
-             "valid_scores": valid_scores, "valid_epochs": valid_epochs,
-             "valid_seconds": valid_seconds, "capped": capped,
-             "best_valid": trainer.best_valid_result}
-    return model, trainer, stats
+    seconds = stats["epoch_seconds"]
+    return {"train_seconds": round(sum(seconds), 2), "fit_wall_seconds": round(fit_wall, 2),
+            "epoch_seconds": [round(s, 2) for s in seconds],
+            "seconds_per_epoch": round(sum(seconds) / max(1, len(seconds)), 2),
+            "epochs": len(seconds), "best_epoch": best_epoch,
+            "valid_scores": stats["valid_scores"], "valid_epochs": stats["valid_epochs"],
+            "valid_seconds": stats["valid_seconds"], "capped": stats["capped"],
+            "resumed_after": stats["resumed_after"], "best_valid": trainer.best_valid_result}
 
 
 def score_test(model: Any, test_dataset: Any, full: Any, history: list[dict[str, Any]],
@@ -235,7 +317,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     config, full, (train_data, valid_data, test_data) = load_data(args.model, cfg, dataset, args)
     load_seconds = time.perf_counter() - started
-    model, trainer, stats = train(config, train_data, valid_data, args.max_seconds)
+    model, trainer, stats = train(config, train_data, valid_data, args.max_seconds,
+                                  args.workdir if args.resume else None)
     own = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
     started = time.perf_counter()
     ranks, own_ranks = score_test(model, test_data._dataset, full, read_history(args.history),
@@ -282,6 +365,9 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-seconds", type=float, default=0.0,
                         help="stop after the validation past this fit wall time (0: none)")
     parser.add_argument("--config", default="", help="JSON overriding the config_dict")
+    parser.add_argument("--resume", action="store_true",
+                        help="save the fit's state after every validation in --workdir and "
+                             "continue from a state found there")
     args = parser.parse_args(argv)
     for name in ("data_path", "history", "workdir", "ranks", "out"):
         setattr(args, name, getattr(args, name).resolve())
