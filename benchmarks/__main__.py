@@ -2,6 +2,7 @@
 
     python -m benchmarks beauty       # next-item vs RecBole + baselines + published, Beauty
     python -m benchmarks scientific   # the same on Amazon Scientific (its own split)
+    python -m benchmarks office       # the same on Amazon Office (its own split)
     python -m benchmarks ml100k       # multi-task vs torch-rechub, rating vs Surprise
     python -m benchmarks jdata        # multi-task vs torch-rechub (buy / cart / collect)
     python -m benchmarks poisoning    # fake users vs the defences (benchmarks/poisoning.py)
@@ -63,12 +64,14 @@ ML_TASKS = ("next_item", "rating", "like", "engagement")
 JD_TASKS = ("purchase", "cart", "collect")
 
 
-def _sequential(name: str, dataset: str, protocol: str, work: Path) -> list[Row]:
+def _sequential(name: str, dataset: str, protocol: str, cached_only: bool = False
+                ) -> list[Row]:
     """mtrec (text + ID, ID only, text only), baselines, RecBole's peers and anchors on one
     split, every system trained to its own convergence: early stop on validation with its
     own patience (mtrec: the budget from the data; RecBole: ``stopping_step`` 10, its
     default) under a generous epoch cap and ``WALL_CAP_S`` of wall time each.  Each system
-    is cached as it finishes (benchmarks/runs.py): a rerun reuses, resumes or completes."""
+    is cached as it finishes (benchmarks/runs.py): a rerun reuses, resumes or completes;
+    ``cached_only`` runs nothing and marks the unfinished systems pending."""
     from benchmarks.peers.recbole import run_recbole
 
     prepared = prepared_for(dataset, protocol)
@@ -77,9 +80,10 @@ def _sequential(name: str, dataset: str, protocol: str, work: Path) -> list[Row]
             "cpu": machine["cpu"], "cores": machine["cores"], "versions": machine["versions"]}
     rows: list[Row] = []
     for model, extra, kind in MTREC_VARIANTS:
-        rows += _mtrec_variant(name, prepared, base, model, extra, kind)
+        rows += _mtrec_variant(name, prepared, base, model, extra, kind, cached_only)
     rows += cached_run(name, "baselines", {**base, "grid": KNN_GRID},
-                       partial(guarded, "baselines", partial(baseline_rows, prepared)))
+                       partial(guarded, "baselines", partial(baseline_rows, prepared)),
+                       cached_only=cached_only)
     code = runner_fingerprint()
     for model in SEQ_PEERS + GRAPH_PEERS:
         graph = model in GRAPH_PEERS
@@ -97,7 +101,8 @@ def _sequential(name: str, dataset: str, protocol: str, work: Path) -> list[Row]
                       workdir=folder, config=overrides, max_seconds=WALL_CAP_S, resume=True)
         rows += [{**r, "note": r.get("note") or note} for r in cached_run(
             name, f"RecBole {model}", fingerprint,
-            partial(_removing, folder, partial(guarded, "RecBole", fit)))]
+            partial(_removing, folder, partial(guarded, "RecBole", fit)),
+            cached_only=cached_only)]
     return rows + published_rows(dataset)
 
 
@@ -110,7 +115,7 @@ def _removing(folder: Path, fit: Callable[[], list[Row]]) -> list[Row]:
 
 
 def _mtrec_variant(name: str, prepared: Prepared, base: dict[str, Any], model: str,
-                   extra: list[str], kind: str) -> list[Row]:
+                   extra: list[str], kind: str, cached_only: bool = False) -> list[Row]:
     """One mtrec variant, cached; its fingerprint holds the run config with the budget
     resolved on this split (so a change of the budget rules reruns it), and its bundle
     directory, named by that fingerprint, stays while the run may resume."""
@@ -130,15 +135,23 @@ def _mtrec_variant(name: str, prepared: Prepared, base: dict[str, Any], model: s
             shutil.rmtree(out, ignore_errors=True)
         return [row]
 
-    return cached_run(name, f"mtrec {model}", fingerprint, run)
+    return cached_run(name, f"mtrec {model}", fingerprint, run, cached_only=cached_only)
 
 
 def beauty(work: Path) -> list[Row]:
-    return _sequential("beauty", "amazon-beauty", "loo", work)
+    return _sequential("beauty", "amazon-beauty", "loo")
 
 
 def scientific(work: Path) -> list[Row]:
-    return _sequential("scientific", "amazon-scientific", "source", work)
+    return _sequential("scientific", "amazon-scientific", "source")
+
+
+def office(work: Path) -> list[Row]:
+    return _sequential("office", "amazon-office", "source")
+
+
+SEQUENTIAL = {"beauty": ("amazon-beauty", "loo"), "scientific": ("amazon-scientific", "source"),
+              "office": ("amazon-office", "source")}
 
 
 def _joint_and_single(base: list[str], tasks: tuple[str, ...], seeds: tuple[int, ...]
@@ -218,6 +231,7 @@ def jdata(work: Path) -> list[Row]:
 COMPARISONS: dict[str, tuple[Callable[[Path], list[Row]], str, str]] = {
     "beauty": (beauty, "amazon-beauty", "loo"),
     "scientific": (scientific, "amazon-scientific", "source"),
+    "office": (office, "amazon-office", "source"),
     "ml100k": (ml100k, "ml-100k", "temporal"),
     "jdata": (jdata, "jdata", "pair"),
 }
@@ -264,14 +278,25 @@ def seconds_to_best(row: Row) -> float:
     return float(next((s for e, s, _ in curve if e == row.get("best_epoch")), curve[-1][1]))
 
 
-def run(name: str) -> Path:
+def run(name: str, cached_only: bool = False) -> Path:
+    """Run comparison ``name`` (or, ``cached_only``, assemble it from its finished systems)
+    and write its record, table, curves plot and the README block."""
     step, dataset, protocol = COMPARISONS[name]
+    if cached_only and name not in SEQUENTIAL:
+        raise SystemExit(f"--cached-only: {name} has no per-system cache (only "
+                         f"{', '.join(SEQUENTIAL)})")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=f"mtrec-bench-{name}-") as work:
-        rows = step(Path(work))
+        rows = (_sequential(name, dataset, protocol, cached_only=True) if cached_only
+                else step(Path(work)))
     record = {"comparison": name, "dataset": dataset, "protocol": protocol,
               "command": f"python -m benchmarks {name}",
               "wall_seconds": round(time.perf_counter() - started, 1),
+              # each finished system's own wall time, cached ones included: the cost of the
+              # whole comparison from scratch (wall_seconds is this invocation's)
+              "systems_seconds": round(sum(float(r.get("wall_seconds") or r.get(
+                  "train_seconds") or 0.0) for r in rows if "metrics" in r), 1),
+              "partial": any("pending" in r for r in rows),
               "machine": describe(), "rows": rows, "speed": speed_summary(rows)}
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"compare_{name}.json"
@@ -296,7 +321,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("comparison", choices=sorted(COMPARISONS))
-    run(parser.parse_args().comparison)
+    parser.add_argument("--cached-only", action="store_true",
+                        help="train nothing: the table of the systems finished so far, the "
+                             "others listed as not finished (beauty, scientific, office)")
+    args = parser.parse_args()
+    run(args.comparison, args.cached_only)
 
 
 if __name__ == "__main__":

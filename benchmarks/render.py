@@ -16,7 +16,7 @@ from typing import Any
 RESULTS = Path(__file__).parent / "results"
 README = Path(__file__).parent.parent / "README.md"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-ORDER = ("beauty", "scientific", "ml100k", "jdata")
+ORDER = ("beauty", "scientific", "office", "ml100k", "jdata")
 HEADLINE = (("ndcg@10", "NDCG@10"), ("recall@10", "Recall@10"),
             ("cold_ndcg@10", "cold NDCG@10"), ("rating/rmse", "rating RMSE"),
             ("rating/mae", "rating MAE"), ("like/auc", "like AUC"),
@@ -56,7 +56,7 @@ def metrics_table(rows: list[dict[str, Any]], extra: bool = True) -> list[str]:
         head += ["note"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 2)]
     for row in _shown(rows):
-        if "error" in row or "skipped" in row:
+        if "error" in row or "skipped" in row or "pending" in row:
             continue
         metrics = row.get("metrics", {})
         cells = [_name(row), row.get("kind", ""), *(_cell(metrics.get(k)) for k, _ in cols),
@@ -87,7 +87,7 @@ def render_markdown(record: dict[str, Any]) -> str:
     rows = record["rows"]
     machine = record.get("machine", {})
     out = [f"# {record['comparison']}: {record['dataset']}, protocol `{record['protocol']}`", "",
-           f"Reproduce: `{record['command']}` ({record['wall_seconds'] / 60:.1f} min on "
+           f"Reproduce: `{record['command']}` ({_minutes(record, 1)} on "
            f"{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores).", "",
            "Full ranking over the whole catalog; the user's earlier items are masked and a "
            "target among them counts as a miss. Cold = test targets whose item has at most 5 "
@@ -103,6 +103,8 @@ def render_markdown(record: dict[str, Any]) -> str:
     if skipped:
         out += ["## Not applicable", ""]
         out += [f"- {r['system']} {r['model']}: {r['skipped']}" for r in skipped] + [""]
+    if pending_line(rows):
+        out += ["## Not finished yet", "", pending_line(rows), ""]
     if record.get("speed"):
         out += ["## Training time vs RecBole SASRec", "", speed_line(record["speed"]), ""]
     out += ["Machine: `" + json.dumps(machine) + "`", ""]
@@ -168,11 +170,30 @@ def readme_block(results: Path = RESULTS) -> str:
             continue
         record = json.loads(path.read_text(encoding="utf-8"))
         out += [f"**{record['dataset']}** ({record['protocol']} split), reproduce with "
-                f"`{record['command']}` ({record['wall_seconds'] / 60:.0f} min):", "",
+                f"`{record['command']}` ({_minutes(record)}):", "",
                 *metrics_table(record["rows"], extra=False), ""]
+        if pending_line(record["rows"]):
+            out += [pending_line(record["rows"]), ""]
         if record.get("speed"):
             out += [speed_line(record["speed"]), ""]
     return "\n".join([*out, END])
+
+
+def _minutes(record: dict[str, Any], digits: int = 0) -> str:
+    """How long the comparison takes from scratch: the systems' own wall times summed when
+    recorded (some may come from the cache), else the run's."""
+    if record.get("systems_seconds"):
+        return f"{record['systems_seconds'] / 60:.{digits}f} min of system runs"
+    return f"{record['wall_seconds'] / 60:.{digits}f} min"
+
+
+def pending_line(rows: list[dict[str, Any]]) -> str:
+    """The systems a partial comparison (``--cached-only``) lacks, or ''."""
+    names = [r["system"] for r in rows if "pending" in r]
+    if not names:
+        return ""
+    return (f"Not finished yet, so not in the table: {', '.join(names)} (the comparison "
+            "resumes where it stopped when its command is run again).")
 
 
 def update_readme(readme: Path = README, results: Path = RESULTS, check: bool = False) -> bool:

@@ -6,8 +6,10 @@ each finished system's row is kept in ``benchmarks/results/runs/<comparison>/<sy
 fingerprint (dataset, protocol, the split itself, the system's configuration and the
 versions it ran with) equals the current one, reruns a system whose fingerprint differs and
 says which part changed, and runs what is missing.  A row with an error is never reused.
-A killed mtrec run resumes from its last checkpoint (its bundle directory lives under
-``.mtrec/bench/``); a killed peer run starts that system again.
+A killed run resumes: mtrec from its last checkpoint (its bundle directory lives under
+``.mtrec/bench/``), a RecBole peer from the state its fit saves after every validation
+(``.mtrec/bench/<comparison>/rb-<model>-<hash>``).  ``--cached-only`` assembles a
+comparison from the finished systems alone, the others listed as not finished.
 """
 
 from __future__ import annotations
@@ -75,17 +77,23 @@ def changed(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def cached_run(comparison: str, system: str, fingerprint: dict[str, Any],
-               run: Callable[[], list[Row]], root: Path = RUNS) -> list[Row]:
+               run: Callable[[], list[Row]], root: Path = RUNS,
+               cached_only: bool = False) -> list[Row]:
     """The rows of ``system`` in ``comparison``: cached when the fingerprint matches, else
-    from ``run()`` (then cached unless a row carries an error)."""
+    from ``run()`` (then cached unless a row carries an error).  ``cached_only``: never run;
+    a system without a matching cache gives one row marked ``pending``."""
     path = root / comparison / f"{slug(system)}.json"
+    why = "no cached result"
     if path.is_file():
         record = json.loads(path.read_text())
         diff = changed(record.get("fingerprint", {}), fingerprint)
         if not diff:
             _log(f"{system}: reusing the cached result ({path})")
             return list(record["rows"])
-        _log(f"{system}: the cached result ran on a different {', '.join(diff)}: rerunning")
+        why = f"the cached result ran on a different {', '.join(diff)}"
+        _log(f"{system}: {why}{'' if cached_only else ': rerunning'}")
+    if cached_only:
+        return [{"system": system, "model": "", "kind": "pending", "pending": why}]
     rows = run()
     if rows and not any("error" in r for r in rows):
         path.parent.mkdir(parents=True, exist_ok=True)

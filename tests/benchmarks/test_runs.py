@@ -76,3 +76,29 @@ def test_tables_and_plots_say_which_runs_a_cap_stopped(tmp_path: Path) -> None:
     path = tmp_path / "curves.png"
     assert plot_curves(record, path) and path.read_bytes()[:4] == b"\x89PNG"
     assert not plot_curves({"dataset": "d", "rows": [ROW]}, tmp_path / "none.png")
+
+
+def test_cached_only_runs_nothing_and_marks_the_unfinished_pending(tmp_path: Path) -> None:
+    """``python -m benchmarks NAME --cached-only``: finished systems from the cache, the
+    others (missing, or cached on another fingerprint) as pending rows the tables skip and
+    name."""
+    from benchmarks.render import metrics_table, pending_line, render_markdown
+
+    run = Counter([ROW])
+    cached_run("cmp", "mtrec m", {"split": "a"}, run, root=tmp_path)
+    rows = [*cached_run("cmp", "mtrec m", {"split": "a"}, run, root=tmp_path, cached_only=True),
+            *cached_run("cmp", "mtrec m", {"split": "b"}, run, root=tmp_path, cached_only=True),
+            *cached_run("cmp", "RecBole SASRec", {"split": "a"}, run, root=tmp_path,
+                        cached_only=True)]
+    assert run.calls == 1
+    assert rows[0] == ROW
+    assert rows[1]["pending"] == "the cached result ran on a different split"
+    assert rows[2] == {"system": "RecBole SASRec", "model": "", "kind": "pending",
+                       "pending": "no cached result"}
+    assert len(metrics_table(rows)) == 3  # header, rule, the one finished row
+    assert pending_line(rows).startswith("Not finished yet, so not in the table: mtrec m, "
+                                         "RecBole SASRec")
+    record = {"comparison": "cmp", "dataset": "d", "protocol": "loo", "command": "c",
+              "wall_seconds": 1.0, "systems_seconds": 600.0, "rows": rows}
+    text = render_markdown(record)
+    assert "## Not finished yet" in text and "(10.0 min of system runs on" in text
