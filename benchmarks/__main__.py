@@ -64,14 +64,15 @@ ML_TASKS = ("next_item", "rating", "like", "engagement")
 JD_TASKS = ("purchase", "cart", "collect")
 
 
-def _sequential(name: str, dataset: str, protocol: str, cached_only: bool = False
-                ) -> list[Row]:
+def _sequential(name: str, dataset: str, protocol: str, cached_only: bool = False,
+                peers: bool = True) -> list[Row]:
     """mtrec (text + ID, ID only, text only), baselines, RecBole's peers and anchors on one
     split, every system trained to its own convergence: early stop on validation with its
     own patience (mtrec: the budget from the data; RecBole: ``stopping_step`` 10, its
     default) under a generous epoch cap and ``WALL_CAP_S`` of wall time each.  Each system
     is cached as it finishes (benchmarks/runs.py): a rerun reuses, resumes or completes;
-    ``cached_only`` runs nothing and marks the unfinished systems pending."""
+    ``cached_only`` runs nothing and marks the unfinished systems pending; without ``peers``
+    only mtrec and the baselines run (the peers come from the cache or are pending)."""
     from benchmarks.peers.recbole import run_recbole
 
     prepared = prepared_for(dataset, protocol)
@@ -102,7 +103,7 @@ def _sequential(name: str, dataset: str, protocol: str, cached_only: bool = Fals
         rows += [{**r, "note": r.get("note") or note} for r in cached_run(
             name, f"RecBole {model}", fingerprint,
             partial(_removing, folder, partial(guarded, "RecBole", fit)),
-            cached_only=cached_only)]
+            cached_only=cached_only or not peers)]
     return rows + published_rows(dataset)
 
 
@@ -278,17 +279,18 @@ def seconds_to_best(row: Row) -> float:
     return float(next((s for e, s, _ in curve if e == row.get("best_epoch")), curve[-1][1]))
 
 
-def run(name: str, cached_only: bool = False) -> Path:
-    """Run comparison ``name`` (or, ``cached_only``, assemble it from its finished systems)
-    and write its record, table, curves plot and the README block."""
+def run(name: str, cached_only: bool = False, peers: bool = True) -> Path:
+    """Run comparison ``name`` (or, ``cached_only``, assemble it from its finished systems;
+    without ``peers``, run mtrec and the baselines only) and write its record, table, curves
+    plot and the README block."""
     step, dataset, protocol = COMPARISONS[name]
-    if cached_only and name not in SEQUENTIAL:
-        raise SystemExit(f"--cached-only: {name} has no per-system cache (only "
+    if (cached_only or not peers) and name not in SEQUENTIAL:
+        raise SystemExit(f"--cached-only / --mtrec-only: {name} has no per-system cache (only "
                          f"{', '.join(SEQUENTIAL)})")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=f"mtrec-bench-{name}-") as work:
-        rows = (_sequential(name, dataset, protocol, cached_only=True) if cached_only
-                else step(Path(work)))
+        rows = (_sequential(name, dataset, protocol, cached_only, peers)
+                if cached_only or not peers else step(Path(work)))
     record = {"comparison": name, "dataset": dataset, "protocol": protocol,
               "command": f"python -m benchmarks {name}",
               "wall_seconds": round(time.perf_counter() - started, 1),
@@ -324,8 +326,11 @@ def main() -> None:
     parser.add_argument("--cached-only", action="store_true",
                         help="train nothing: the table of the systems finished so far, the "
                              "others listed as not finished (beauty, scientific, office)")
+    parser.add_argument("--mtrec-only", action="store_true",
+                        help="run mtrec's variants and the baselines; the peers come from the "
+                             "cache or are listed as not finished")
     args = parser.parse_args()
-    run(args.comparison, args.cached_only)
+    run(args.comparison, args.cached_only, peers=not args.mtrec_only)
 
 
 if __name__ == "__main__":

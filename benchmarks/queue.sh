@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The at-convergence comparisons in the order they pay off, one heavy job at a time; every
+# step resumes where a killed run stopped (benchmarks/runs.py), so rerunning this script
+# after an interruption continues the queue.  Log: .mtrec/bench/queue.log
+#   nohup bash benchmarks/queue.sh >/dev/null 2>&1 &
+set -u
+cd "$(dirname "$0")/.."
+mkdir -p .mtrec/bench
+log=.mtrec/bench/queue.log
+for step in "beauty --mtrec-only" "scientific --mtrec-only" "office --mtrec-only" \
+            office scientific beauty; do
+  echo "$(date -u +%FT%TZ) start: python -m benchmarks $step" >> "$log"
+  # shellcheck disable=SC2086
+  .venv/bin/python -m benchmarks $step >> "$log" 2>&1
+  echo "$(date -u +%FT%TZ) exit $?: python -m benchmarks $step" >> "$log"
+done
