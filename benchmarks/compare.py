@@ -54,9 +54,14 @@ def mtrec_row(args: list[str], model: str, kind: str = "mtrec", note: str = "",
     metrics = {k.removeprefix("next_item/"): v for k, v in result["test"].items()}
     epochs = result["epochs_run"]
     budget = int(args[args.index("--epochs") + 1]) if "--epochs" in args else None
+    refit = result.get("refit") or {"epochs": 0, "seconds": 0.0}
     return {"system": "mtrec", "model": model, "kind": kind, "metrics": metrics,
-            "epoch_budget": budget,
-            "valid": result.get("valid", {}), "train_seconds": result["train_seconds"],
+            "epoch_budget": budget, "valid": result.get("valid", {}),
+            # the model scored is the refit one: its training time counts the selection
+            # (to its early stop) and the refit
+            "train_seconds": round(result["train_seconds"] + refit["seconds"], 1),
+            "selection_seconds": result["train_seconds"], "refit_seconds": refit["seconds"],
+            "refit_epochs": refit["epochs"],
             "seconds_per_epoch": round(result["train_seconds"] / max(epochs, 1), 2),
             "epochs": epochs, "best_epoch": result["best_epoch"],
             "peak_rss_gib": result["peak_rss_gib"], "wall_seconds": result["wall_seconds"],

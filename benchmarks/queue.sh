@@ -12,5 +12,6 @@ for step in "beauty --mtrec-only" "scientific --mtrec-only" "office --mtrec-only
   echo "$(date -u +%FT%TZ) start: python -m benchmarks $step" >> "$log"
   # shellcheck disable=SC2086
   .venv/bin/python -m benchmarks $step >> "$log" 2>&1
-  echo "$(date -u +%FT%TZ) exit $?: python -m benchmarks $step" >> "$log"
+  rc=$?  # (taken at once: the date substitution below would reset $?)
+  echo "$(date -u +%FT%TZ) exit $rc: python -m benchmarks $step" >> "$log"
 done

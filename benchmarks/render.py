@@ -144,8 +144,10 @@ def speed_line(speed: dict[str, Any]) -> str:
     ours, peer = speed["mtrec"], speed["recbole_sasrec"]
     if speed.get("at_convergence"):
         return (f"Each at its own convergence: mtrec default {ours['train_seconds']:.0f} s "
-                f"({ours['epochs']} epochs), its best epoch reached after "
-                f"{ours['seconds_to_best']:.0f} s; RecBole SASRec {peer['train_seconds']:.0f} s "
+                f"to the model it scores ({ours['epochs']} epochs to its early stop, best "
+                f"after {ours.get('selection_seconds_to_best', 0):.0f} s, then "
+                f"{ours.get('refit_seconds', 0):.0f} s of refit on train + valid); RecBole "
+                f"SASRec {peer['train_seconds']:.0f} s "
                 f"({peer['epochs']} epochs), best after {peer['seconds_to_best']:.0f} s. "
                 f"Time-to-best ratio **{speed['time_to_best_ratio']}**; NDCG@10 "
                 f"{speed['ndcg@10']['mtrec']:.4f} vs {speed['ndcg@10']['recbole_sasrec']:.4f}.")

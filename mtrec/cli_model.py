@@ -26,7 +26,8 @@ def train(
     epochs: Annotated[int | None, typer.Option(
         help="Most epochs (early stop may end first); 0: from the data (the default).")] = None,
     max_minutes: Annotated[float | None, typer.Option(
-        help="Stop after this many minutes of training (the best epoch so far is kept).")]
+        help="Stop the selection after this many minutes of training (the best epoch so far "
+             "is kept; a refit then trains that many epochs).")]
     = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     no_text: Annotated[bool, typer.Option("--no-text", help="ID embeddings only.")] = False,

@@ -123,59 +123,80 @@ class WallCap(Exception):
 
 
 class FitState:
-    """What a killed fit needs to resume (``DIR/resume.pth`` + ``DIR/resume.json``), written
-    after every validation: model, optimizer, epoch, RecBole's patience counter and best
-    score, the RNG states (so later epochs draw what an uninterrupted fit would), the best
-    checkpoint's path and this runner's curves with the fit seconds spent so far."""
+    """What a killed fit needs to resume, in one file (``DIR/resume.pth``, replaced atomically)
+    written after every validation: model, optimizer, epoch, RecBole's patience counter and
+    best score, a copy of the best weights, the RNG states (global ones and the training
+    loader's generator, so later epochs shuffle as an uninterrupted fit would) and this
+    runner's curves with the fit seconds spent so far."""
 
     def __init__(self, folder: Path) -> None:
-        self.pth, self.meta = folder / "resume.pth", folder / "resume.json"
+        self.path = folder / "resume.pth"
 
-    def save(self, trainer: Any, stats: dict[str, Any]) -> None:
+    def save(self, trainer: Any, stats: dict[str, Any], loader: Any = None,
+             improved: bool = False) -> None:
         import random
 
         import torch
 
-        epoch = stats["valid_epochs"][-1] - 1
-        rng = {"python": random.getstate(), "numpy": np.random.get_state(),
-               "torch": torch.get_rng_state()}
-        state = {"epoch": epoch, "cur_step": trainer.cur_step,
-                 "best_valid_score": trainer.best_valid_score,
-                 "state_dict": trainer.model.state_dict(),
-                 "other_parameter": trainer.model.other_parameter(),
-                 "optimizer": trainer.optimizer.state_dict(), "rng": rng}
-        tmp = self.pth.with_suffix(".tmp")
+        previous = self._load() if not improved else None
+        if not improved and previous is None:
+            raise RuntimeError(f"{self.path}: no saved best weights to carry over")
+        best = (_copy_state(trainer.model.state_dict()) if improved
+                else previous["best_state"])  # type: ignore[index]
+        generator = getattr(loader, "generator", None)
+        state = {
+            "epoch": stats["valid_epochs"][-1] - 1, "cur_step": trainer.cur_step,
+            "best_valid_score": trainer.best_valid_score,
+            "best_valid_result": _plain(trainer.best_valid_result),
+            "state_dict": trainer.model.state_dict(),
+            "other_parameter": trainer.model.other_parameter(),
+            "optimizer": trainer.optimizer.state_dict(), "best_state": best,
+            "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
+                    "torch": torch.get_rng_state(),
+                    "loader": None if generator is None else generator.get_state()},
+            "stats": stats}
+        tmp = self.path.with_name("resume.pth.partial")
         torch.save(state, tmp)
-        tmp.replace(self.pth)  # the .json names the epoch the .pth holds, so write it second
-        meta = {**stats, "epoch": epoch, "best_file": trainer.saved_model_file,
-                "best_valid_result": _plain(trainer.best_valid_result)}
-        self.meta.with_suffix(".tmp").write_text(json.dumps(meta), encoding="utf-8")
-        self.meta.with_suffix(".tmp").replace(self.meta)
+        tmp.replace(self.path)
 
-    def restore(self, trainer: Any) -> dict[str, Any] | None:
-        """Load a saved state into ``trainer``; its stats, or None when there is none."""
+    def _load(self) -> dict[str, Any] | None:
+        import torch
+
+        if not self.path.is_file():
+            return None
+        state: dict[str, Any] = torch.load(self.path, map_location="cpu", weights_only=False)
+        return state
+
+    def restore(self, trainer: Any, loader: Any = None) -> dict[str, Any] | None:
+        """Load a saved state into ``trainer`` (and ``loader``'s generator) and rewrite the
+        best checkpoint RecBole will load from the saved copy; the saved stats, or None."""
         import random
 
         import torch
 
-        if not (self.pth.is_file() and self.meta.is_file()):
+        state = self._load()
+        if state is None:
             return None
-        meta = json.loads(self.meta.read_text(encoding="utf-8"))
-        state = torch.load(self.pth, map_location="cpu", weights_only=False)
-        if state["epoch"] != meta["epoch"]:
-            raise RuntimeError(f"{self.pth} holds epoch {state['epoch']}, {self.meta} "
-                               f"epoch {meta['epoch']}: delete both to start over")
+        trainer.model.load_state_dict(state["best_state"])
+        trainer._save_checkpoint(state["epoch"], verbose=False)  # the best file, rewritten
         trainer.model.load_state_dict(state["state_dict"])
         trainer.model.load_other_parameter(state.get("other_parameter"))
         trainer.optimizer.load_state_dict(state["optimizer"])
         trainer.start_epoch, trainer.cur_step = state["epoch"] + 1, state["cur_step"]
         trainer.best_valid_score = state["best_valid_score"]
-        trainer.best_valid_result = meta.pop("best_valid_result")
-        trainer.saved_model_file = meta.pop("best_file")
-        random.setstate(state["rng"]["python"])
-        np.random.set_state(state["rng"]["numpy"])
-        torch.set_rng_state(state["rng"]["torch"])
-        return meta
+        trainer.best_valid_result = state["best_valid_result"]
+        rng = state["rng"]
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+        torch.set_rng_state(rng["torch"])
+        generator = getattr(loader, "generator", None)
+        if generator is not None and rng["loader"] is not None:
+            generator.set_state(rng["loader"])
+        return dict(state["stats"])
+
+
+def _copy_state(state: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.detach().clone() for k, v in state.items()}
 
 
 def train(config: Any, train_data: Any, valid_data: Any,
@@ -202,13 +223,13 @@ def fit(trainer: Any, train_data: Any, valid_data: Any, max_seconds: float = 0.0
     stats: dict[str, Any] = {"epoch_seconds": [], "valid_scores": [], "valid_epochs": [],
                              "valid_seconds": [], "resumed_after": [], "capped": False,
                              "done": False}
-    restored = state.restore(trainer) if state is not None else None
+    restored = state.restore(trainer, train_data) if state is not None else None
     if restored is not None:
         stats = {**stats, **restored}
         # (past the epoch cap RecBole's fit would save the last model over the best one)
         stats["done"] = stats["done"] or trainer.start_epoch >= trainer.epochs
-        stats["resumed_after"].append(restored["epoch"] + 1)
-        print(f"resumed after epoch {restored['epoch'] + 1}", file=sys.stderr, flush=True)
+        stats["resumed_after"].append(trainer.start_epoch)
+        print(f"resumed after epoch {trainer.start_epoch}", file=sys.stderr, flush=True)
     elapsed = float(stats["valid_seconds"][-1]) if stats["valid_seconds"] else 0.0
     inner = trainer._train_epoch
 
@@ -230,8 +251,8 @@ def fit(trainer: Any, train_data: Any, valid_data: Any, max_seconds: float = 0.0
         capped = 0 < max_seconds < seconds
         stats["done"] = capped or trainer.cur_step > trainer.stopping_step
         stats["capped"] = capped
-        if state is not None:
-            state.save(trainer, stats)
+        if state is not None:  # (RecBole resets its patience counter on an improvement)
+            state.save(trainer, stats, train_data, improved=trainer.cur_step == 0)
         if capped:
             raise WallCap
 

@@ -154,11 +154,15 @@ def masked_ranks(scores: torch.Tensor, targets: torch.Tensor,
     >>> masked_ranks(torch.tensor([[0.1, 0.9, 0.5]]), torch.tensor([2]), [np.array([2])])
     array([0])
     """
-    exclude = torch.zeros_like(scores, dtype=torch.bool)
+    n = scores.shape[1]
+    exclude = torch.zeros(scores.shape, dtype=torch.bool)
     if history:
         lengths = np.fromiter((len(h) for h in history), np.int64, len(history))
         cols = np.concatenate(history).astype(np.int64) - 1
-        flat = np.repeat(np.arange(len(history), dtype=np.int64), lengths) * scores.shape[1]
+        if len(cols) and (cols.min() < 0 or cols.max() >= n):
+            raise ValueError(f"history item codes must lie in [1, {n}], got range "
+                             f"[{cols.min() + 1}, {cols.max() + 1}]")
+        flat = np.repeat(np.arange(len(history), dtype=np.int64), lengths) * n
         exclude.view(-1)[torch.from_numpy(flat + cols)] = True
     rank = target_ranks_torch(scores, targets, exclude).numpy()
     # A masked target comes back as rank N, a hit at any k > N on a tiny catalog.

@@ -3,7 +3,7 @@
 - :class:`FastDropout`: ``nn.Dropout``'s ``bernoulli_`` draws one random number per element;
   here one 64-bit draw gives seven random bytes, each compared with ``round(p * 256)``.
   About 4 times faster on CPU; the drop rate is ``p`` rounded to 1/256 and the kept values are
-  scaled so the expectation is unchanged.
+  scaled by ``1 / (1 - p')`` so the expectation is unchanged.
 - :func:`full_softmax_loss`: cross-entropy over the whole catalog without materialising the
   ``[T, N]`` log-softmax (and its bf16→fp32 copy and zero-filled NLL gradient): rows are
   processed in cache-sized chunks and the logits recomputed in the backward pass (a bf16
@@ -22,25 +22,31 @@ _BYTES = 7  # random bytes per int64 draw (``random_`` fills bits 0..62; the top
 _CHUNK = 128  # rows per chunk of the softmax loss (~6 MB of fp32 logits on a 12k catalog)
 
 
-def dropout_mask(shape: torch.Size, p: float, dtype: torch.dtype,
-                 device: torch.device | None = None) -> torch.Tensor:
-    """A ``shape`` tensor of 0 and ``1 / (1 - p')``, where ``p' = round(p * 256) / 256`` is the
-    drop rate actually used.
+def dropout_keep(shape: torch.Size, p: float, device: torch.device | None = None
+                 ) -> tuple[torch.Tensor, float]:
+    """A bool ``shape`` tensor of the elements kept, each with probability ``1 - p'`` where
+    ``p' = round(p * 256) / 256`` is the drop rate actually used, and ``1 / (1 - p')``, the
+    scale of the kept elements.
 
-    >>> m = dropout_mask(torch.Size([4, 1000]), 0.25, torch.float32)
-    >>> [round(v, 4) for v in m.unique().tolist()]
-    [0.0, 1.3333]
-    >>> abs(float((m == 0).float().mean()) - 0.25) < 0.03
-    True
+    >>> keep, scale = dropout_keep(torch.Size([4, 1000]), 0.25)
+    >>> keep.dtype, round(scale, 4), abs(float((~keep).float().mean()) - 0.25) < 0.03
+    (torch.bool, 1.3333, True)
     """
+    threshold = _threshold(p)
     n = 1
     for size in shape:
         n *= size
     words = torch.empty((n + _BYTES - 1) // _BYTES, dtype=torch.int64, device=device).random_()
     rand = words.view(torch.uint8).view(-1, 8)[:, :_BYTES].reshape(-1)[:n]
+    return (rand >= threshold).view(shape), 256.0 / (256 - threshold)
+
+
+def _threshold(p: float) -> int:
     threshold = round(p * 256)
-    keep = (rand >= threshold).view(shape)
-    return keep.to(dtype) * (256.0 / (256 - threshold))
+    if not 0.0 <= p < 1.0 or threshold >= 256:
+        raise ValueError(f"dropout probability must be in [0, 255.5/256) (rounded to 1/256 it "
+                         f"must stay below 1), got {p}")
+    return threshold
 
 
 class FastDropout(nn.Module):
@@ -48,14 +54,16 @@ class FastDropout(nn.Module):
 
     def __init__(self, p: float = 0.5) -> None:
         super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        _threshold(p)  # checked here, not at the first forward
         self.p = p
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or round(self.p * 256) == 0:
             return x
-        return x * dropout_mask(x.shape, self.p, x.dtype, x.device)
+        keep, scale = dropout_keep(x.shape, self.p, x.device)
+        # the scale multiplies x itself, so in bf16 each kept value is rounded once and the
+        # expectation is not biased by a rounded scale
+        return (x * keep).mul_(scale)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

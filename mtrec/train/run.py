@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import platform
 import resource
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -175,6 +176,8 @@ def train_run(config: RunConfig, out_dir: Path, root: Path | None = None,
     weighting = build_weighting(config.weighting, model.task_names)
     metric = _main_metric(config, model)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:  # a refit left by an earlier run here must not be resumed later
+        shutil.rmtree(out_dir / "refit", ignore_errors=True)
 
     def on_valid(m: MultiTaskRecommender) -> dict[str, float]:
         with _fresh_text(m):
@@ -189,11 +192,14 @@ def train_run(config: RunConfig, out_dir: Path, root: Path | None = None,
             fusion = fit_text_match(model, batcher, VALID, config.train.eval_batch_size,
                                     autocast=config.train.bf16)
     valid = on_valid(model) if context().is_main else {}
+    refit: TrainResult | None = None
     if config.train.refit:
-        selected = model
-        model = _refit(config, prepared, vectors, metric, result.best_epoch, out_dir, resume)
-        if model.text_match is not None and selected.text_match is not None:
-            model.text_match.lag_weight.copy_(selected.text_match.lag_weight)
+        lags = None if model.text_match is None else model.text_match.lag_weight.detach().clone()
+        del model  # (the selected model is not kept in memory during the refit)
+        model, refit = _refit(config, prepared, vectors, metric, result.best_epoch, out_dir,
+                              resume)
+        if model.text_match is not None and lags is not None:
+            model.text_match.lag_weight.copy_(lags)
     if model.text_tuner is not None:  # fine-tuned text: re-encode the catalog once, then drop it
         model.text_tuner.refresh_all(model.item_tower.text_vectors)
         model.text_tuner = None
@@ -207,6 +213,8 @@ def train_run(config: RunConfig, out_dir: Path, root: Path | None = None,
                          autocast=config.train.bf16, rolling=prepared.causal_parts),
     }
     summary = _summary(config, prepared, result, metric, time.perf_counter() - started)
+    if refit is not None:
+        summary["refit"] = {"epochs": refit.epochs_run, "seconds": round(refit.seconds, 1)}
     summary["curve"] = _curve(result, metric)
     summary["budget"] = {"max_len": budget.max_len, "epochs": budget.epochs,
                          "patience": budget.patience, "steps_per_epoch": budget.steps_per_epoch,
@@ -224,19 +232,27 @@ def train_run(config: RunConfig, out_dir: Path, root: Path | None = None,
 
 
 def _refit(config: RunConfig, prepared: Prepared, vectors: torch.Tensor | None, metric: str,
-           epochs: int, out_dir: Path, resume: bool = False) -> MultiTaskRecommender:
+           epochs: int, out_dir: Path, resume: bool = False
+           ) -> tuple[MultiTaskRecommender, TrainResult]:
     """Retrain from scratch on train + valid for the epoch count chosen on valid (the
     reported valid metrics stay those of the selected model; test is untouched).  With
-    ``resume`` a killed refit continues from its own last checkpoint."""
+    ``resume`` a killed refit continues from its own last checkpoint.  ``max_minutes`` bounds
+    the selection only: the refit runs its epochs (fewer would end the schedule early)."""
     torch.manual_seed(config.train.seed)
     np.random.seed(config.train.seed)
     model, batcher = build(config, prepared, vectors)
-    batcher = SequenceBatcher(prepared.interactions, config.model.user.max_len,
+    data = prepared.interactions
+    if vectors is not None:  # items first seen in valid now train their own ID rows
+        seen = np.bincount(data.item[np.isin(data.part, (TRAIN, VALID))],
+                           minlength=prepared.catalog.n_items + 1) > 0
+        model.item_tower.set_text_only(torch.from_numpy(np.flatnonzero(~seen[1:]) + 1))
+    batcher = SequenceBatcher(data, config.model.user.max_len,
                               batcher.labels, train_parts=(TRAIN, VALID), exclude=batcher.exclude)
     weighting = build_weighting(config.weighting, model.task_names)
-    train_config = replace(config.train, epochs=max(1, epochs), patience=10**6)
-    Trainer(model, weighting, batcher, train_config, metric, None, out_dir / "refit").fit(resume)
-    return model
+    train_config = replace(config.train, epochs=max(1, epochs), patience=10**6, max_minutes=0.0)
+    result = Trainer(model, weighting, batcher, train_config, metric, None,
+                     out_dir / "refit").fit(resume)
+    return model, result
 
 
 @contextmanager

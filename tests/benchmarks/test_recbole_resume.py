@@ -30,9 +30,18 @@ class _Model(nn.Linear):
         assert value is None
 
 
+class Loader:
+    """A training loader with its own shuffling generator, as RecBole's have."""
+
+    def __init__(self) -> None:
+        self.generator = torch.Generator()
+        self.generator.manual_seed(0)
+
+
 class FakeTrainer:
-    """RecBole's Trainer.fit loop, reduced: random batches (so the RNG state matters), a
-    validation score, ``early_stopping`` with ``stopping_step``, the best checkpoint."""
+    """RecBole's Trainer.fit loop, reduced: random batches (from the global RNGs and the
+    loader's generator, so their states matter), a validation score, ``early_stopping`` with
+    ``stopping_step``, the best checkpoint written by ``_save_checkpoint``."""
 
     def __init__(self, folder: Path, epochs: int, stopping_step: int,
                  kill_in_epoch: int | None = None) -> None:
@@ -45,12 +54,18 @@ class FakeTrainer:
         self.best_valid_result: dict[str, float] | None = None
         self.saved_model_file = str(folder / "best.pth")
         self.target = torch.tensor([[1.0], [-2.0], [0.5], [3.0]])
+        self.best_weights: dict[int, torch.Tensor] = {}
+
+    def _save_checkpoint(self, epoch: int, verbose: bool = True) -> None:
+        torch.save({"state_dict": self.model.state_dict(), "epoch": epoch},
+                   self.saved_model_file)
 
     def _train_epoch(self, train_data: Any, epoch: int, show_progress: bool = False) -> float:
         if epoch == self.kill_in_epoch:
             raise Killed
-        x = torch.randn(32, 4)
-        noise = float(np.random.normal()) * 0.1
+        order = torch.randperm(32, generator=train_data.generator)
+        x = torch.randn(32, 4)[order]
+        noise = float(np.random.normal()) * 0.1 + float(order[0]) * 0.01
         loss = ((self.model(x) - x @ self.target - noise) ** 2).mean()
         self.optimizer.zero_grad()
         loss.backward()
@@ -73,7 +88,8 @@ class FakeTrainer:
             if score > self.best_valid_score:
                 self.best_valid_score, self.cur_step = score, 0
                 self.best_valid_result = {"score": score}
-                torch.save(self.model.state_dict(), self.saved_model_file)
+                self._save_checkpoint(epoch)
+                self.best_weights[epoch + 1] = self.model.weight.detach().clone()
             else:
                 self.cur_step += 1
             callback_fn(epoch, score)
@@ -84,7 +100,7 @@ class FakeTrainer:
 def _run(folder: Path, kill_in_epoch: int | None = None, resume: bool = True,
          max_seconds: float = 0.0) -> tuple[FakeTrainer, dict[str, Any]]:
     trainer = FakeTrainer(folder, epochs=12, stopping_step=2, kill_in_epoch=kill_in_epoch)
-    return trainer, fit(trainer, None, None, max_seconds, folder if resume else None)
+    return trainer, fit(trainer, Loader(), None, max_seconds, folder if resume else None)
 
 
 def test_a_killed_fit_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
@@ -100,8 +116,10 @@ def test_a_killed_fit_resumes_to_the_uninterrupted_result(tmp_path: Path) -> Non
     assert got["valid_scores"] == pytest.approx(expected["valid_scores"])
     assert got["best_epoch"] == expected["best_epoch"] and got["epochs"] == expected["epochs"]
     assert torch.equal(resumed.model.weight, straight.model.weight)
-    assert resumed.saved_model_file == str(tmp_path / "killed" / "best.pth")
     assert got["best_valid"] == pytest.approx(expected["best_valid"])
+    # the best checkpoint RecBole loads for testing holds the best epoch's weights
+    best = torch.load(resumed.saved_model_file)["state_dict"]["weight"]
+    assert torch.equal(best, straight.best_weights[expected["best_epoch"]])
     # the curve's seconds continue from where the killed fit was, not from zero
     assert got["valid_seconds"] == sorted(got["valid_seconds"])
 
@@ -120,10 +138,19 @@ def test_without_resume_nothing_is_saved_and_a_cap_stops_after_a_validation(
     assert stats["capped"] and stats["epochs"] == 1 and len(stats["valid_scores"]) == 1
 
 
-def test_a_torn_state_is_refused(tmp_path: Path) -> None:
+def test_a_lost_best_checkpoint_is_rewritten_and_a_partial_save_ignored(
+        tmp_path: Path) -> None:
+    """The best epoch (4) precedes the kill (epoch 6): its checkpoint file is deleted and a
+    save torn by the kill left a partial file; the resumed fit still tests the best weights."""
+    (tmp_path / "straight").mkdir()
+    straight, expected = _run(tmp_path / "straight")
+    killed = tmp_path / "killed"
+    killed.mkdir()
     with pytest.raises(Killed):
-        _run(tmp_path, kill_in_epoch=3)
-    meta = (tmp_path / "resume.json").read_text()
-    (tmp_path / "resume.json").write_text(meta.replace('"epoch": 2', '"epoch": 1'))
-    with pytest.raises(RuntimeError, match="delete both to start over"):
-        _run(tmp_path)
+        _run(killed, kill_in_epoch=5)
+    (killed / "best.pth").unlink()
+    (killed / "resume.pth.partial").write_bytes(b"torn")
+    resumed, got = _run(killed)
+    assert got["resumed_after"] == [5] and got["best_epoch"] == expected["best_epoch"] == 4
+    best = torch.load(resumed.saved_model_file)["state_dict"]["weight"]
+    assert torch.equal(best, straight.best_weights[4])

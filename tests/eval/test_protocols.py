@@ -227,3 +227,15 @@ def test_cold_item_protocol_makes_every_target_cold(tmp_path: Path) -> None:
     for k in (5, 10, 20):
         assert metrics[f"next_item/cold_ndcg@{k}"] == metrics[f"next_item/ndcg@{k}"]
     assert metrics["click/examples"] == (d.part == TEST).sum()
+
+
+def test_masked_ranks_takes_any_layout_and_names_a_bad_history_code() -> None:
+    """Regression (review): the vectorised mask viewed ``zeros_like(scores)`` flat, which
+    fails on transposed scores, and a history code out of range masked another row's item."""
+    from mtrec.eval.protocols import masked_ranks
+
+    scores = torch.tensor([[0.1, 0.2], [0.9, 0.8], [0.5, 0.4]]).T  # [2 users, 3 items], strided
+    ranks = masked_ranks(scores, torch.tensor([2, 2]), [np.array([2]), np.array([], np.int64)])
+    assert ranks.tolist() == [0, 1]  # user 0: 0.5, its 0.9 masked; user 1: 0.4 behind 0.8
+    with pytest.raises(ValueError, match=r"history item codes must lie in \[1, 3\]"):
+        masked_ranks(scores, torch.tensor([0, 2]), [np.array([4]), np.array([1])])

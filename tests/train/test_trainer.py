@@ -207,6 +207,7 @@ def test_refit_retrains_on_train_and_valid_for_the_chosen_epochs(tmp_path: Path)
     with (tmp_path / "b" / "refit" / "history.csv").open() as f:
         refit_epochs = [int(r["epoch"]) for r in csv.DictReader(f)]
     assert refit_epochs == list(range(1, result["best_epoch"] + 1))
+    assert result["refit"]["epochs"] == result["best_epoch"] and result["refit"]["seconds"] > 0
     assert result["valid"]["next_item/ndcg@10"] == pytest.approx(result["best_valid"])
     assert "next_item/ndcg@10" in result["test"]
     # the bundle is the refit model, not the selected checkpoint
