@@ -4,7 +4,9 @@ Files: ``config.json`` (the resolved run config and the catalog it was trained o
 ``model.safetensors`` (weights, including the cached text vectors), ``item_embeddings
 .safetensors`` (final item vectors), ``catalog.json`` (item ids, texts, user ids,
 scenarios), ``interactions.safetensors`` (the users' histories, for recommending),
-``metrics.json`` and the training ``history.csv``.
+``metrics.json`` and the training ``history.csv``.  The trainer also leaves
+``checkpoint/{best,last}`` (the selection's) and, with ``train.refit``, ``refit/`` (the refit's
+``history.csv`` and checkpoints): what ``--resume`` continues from, not needed to load.
 """
 
 from __future__ import annotations

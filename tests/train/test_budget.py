@@ -34,9 +34,9 @@ def test_values_given_are_kept() -> None:
 
 
 @pytest.mark.parametrize(("users", "epochs", "patience"), [
-    (943, 438, MAX_PATIENCE),  # MovieLens-100K: 8 steps an epoch (525 steps: 66 epochs)
-    (4_000, 110, 17),  # 32 steps an epoch
-    (22_363, MIN_EPOCHS, 3),  # Amazon Beauty: 175 steps, the old default exactly
+    (943, 438, MAX_PATIENCE),  # MovieLens-100K: 8 steps an epoch (700 steps: 88 epochs)
+    (4_000, 110, 22),  # 32 steps an epoch
+    (22_363, MIN_EPOCHS, 4),  # Amazon Beauty: 175 steps
     (5_000_000, MIN_EPOCHS, 3),  # a big catalog: never fewer than 20 epochs
     (10, MAX_EPOCHS, MAX_PATIENCE),  # one step an epoch: both capped
 ])
