@@ -176,6 +176,9 @@ def readme_block(results: Path = RESULTS) -> str:
                 *metrics_table(record["rows"], extra=False), ""]
         if pending_line(record["rows"]):
             out += [pending_line(record["rows"]), ""]
+        if record.get("curves_plot"):
+            out += [f"![{name}: validation NDCG@10 against training time]"
+                    f"({record['curves_plot']})", ""]
         if record.get("speed"):
             out += [speed_line(record["speed"]), ""]
     return "\n".join([*out, END])

@@ -61,6 +61,14 @@ def _one(b: BundleData, comp: Comparison) -> list[Block]:
             blocks.append(Figure(f"compare_{slug(comp.key)}_{slug(metric)}", svg,
                                  f"{metric} on {comp.key}"
                                  + ("; hatched: published numbers" if hatched else "")))
+    timed = [r for r in comp.rows if r.curve and not r.error]
+    if timed:
+        svg = plots.time_to_accuracy([plots.Curve(r.label, [s for s, _ in r.curve],
+                                                  [v for _, v in r.curve], r.capped)
+                                      for r in timed])
+        blocks.append(Figure(f"compare_{slug(comp.key)}_time_to_accuracy", svg,
+                             f"validation NDCG@10 against training time on {comp.key}, each "
+                             "system to its own early stop"))
     notes = _notes(comp, len(published))
     blocks.append(_table(comp, keys, mine, published, notes))
     blocks.extend(Text(f"[{i}] {r.label}: published under protocol {r.protocol or '?'}"

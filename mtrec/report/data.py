@@ -171,6 +171,8 @@ class CompareRow:
     protocol: str = ""  # published rows: the protocol of the published number
     source: str = ""  # published rows: where it was published
     error: str = ""  # a run that failed
+    curve: tuple[tuple[float, float], ...] = ()  # (training seconds, valid NDCG@10) per epoch
+    capped: bool = False  # stopped by the comparison's wall-time cap
 
     @property
     def label(self) -> str:
@@ -226,7 +228,7 @@ def _comparison(file: Path, data: dict[str, Any]) -> Comparison:
     machine = data.get("machine") if isinstance(data.get("machine"), dict) else {}
     return Comparison(key, file, str(data["dataset"]), str(data.get("protocol", "")),
                       str(data.get("command", "")), machine or {},
-                      [_row(r) for r in rows if isinstance(r, dict)])
+                      [_row(r) for r in rows if isinstance(r, dict) and "pending" not in r])
 
 
 def _row(r: dict[str, Any]) -> CompareRow:
@@ -239,7 +241,27 @@ def _row(r: dict[str, Any]) -> CompareRow:
         train_seconds=_opt_float(r.get("train_seconds")),
         peak_rss_gib=_opt_float(r.get("peak_rss_gib")), note=str(r.get("note") or ""),
         protocol=str(r.get("protocol") or ""), source=str(r.get("source") or ""),
-        error=str(r.get("error") or ""))
+        error=str(r.get("error") or ""), curve=_curve(r.get("curve")),
+        capped=bool(r.get("capped")))
+
+
+def _curve(value: Any) -> tuple[tuple[float, float], ...]:
+    """``[[epoch, seconds, value], ...]`` as (seconds, value) pairs; anything else: none.
+
+    >>> _curve([[1, 10.0, 0.02], [2, 20.5, 0.03]]), _curve("x"), _curve([[1, None, 0.1]])
+    (((10.0, 0.02), (20.5, 0.03)), (), ())
+    """
+    if not isinstance(value, list):
+        return ()
+    points = []
+    for point in value:
+        if not (isinstance(point, list) and len(point) == 3):
+            return ()
+        seconds, score = _opt_float(point[1]), _opt_float(point[2])
+        if seconds is None or score is None:
+            return ()
+        points.append((seconds, score))
+    return tuple(points)
 
 
 def _opt_float(value: Any) -> float | None:

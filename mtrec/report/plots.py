@@ -163,3 +163,29 @@ def _kind_legend(fig: Figure, kinds: list[str]) -> None:
                      label=KIND_NAMES[k]) for k in shown]
     fig.legend(handles=handles, frameon=False, loc="outside lower center", ncols=len(handles),
                fontsize=7)
+
+
+@dataclass(frozen=True)
+class Curve:
+    label: str
+    seconds: Sequence[float]  # training wall time at each validation
+    values: Sequence[float]  # validation NDCG@10 there
+    capped: bool = False  # stopped by a wall-time cap (the line ends in an x)
+
+
+def time_to_accuracy(curves: Sequence[Curve]) -> bytes:
+    """Validation NDCG@10 against training wall time, one line per system (each to its own
+    early stop); minutes on a log scale past 1."""
+    with _figure(WIDTH, 3.6) as (fig, ax):
+        for curve in curves:
+            minutes = [s / 60 for s in curve.seconds]
+            line, = ax.plot(minutes, curve.values, linewidth=1.3, label=_short(curve.label))
+            if curve.capped and minutes:
+                ax.plot(minutes[-1:], curve.values[-1:], "x", color=line.get_color(),
+                        markersize=8)
+        ax.set_xscale("symlog", linthresh=1.0)
+        ax.set_xlabel("training wall time (minutes; log scale past 1)")
+        ax.set_ylabel("validation NDCG@10")
+        ax.set_title("Time to accuracy (x: stopped by the wall-time cap)", loc="left")
+        ax.legend(frameon=False, fontsize=7, ncols=2)
+        return _svg(fig)

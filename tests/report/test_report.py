@@ -56,7 +56,10 @@ def results(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
          "metrics": {"ndcg@10": 0.01, "recall@10": 0.02, "click/auc": 0.5},
          "train_seconds": 0.1, "peak_rss_gib": 0.2},
         {"system": EVIL, "model": "SASRec", "kind": "peer",
-         "metrics": {"ndcg@10": 0.03, "rating/rmse": 1.3}, "note": "a <b>note</b>"},
+         "metrics": {"ndcg@10": 0.03, "rating/rmse": 1.3}, "note": "a <b>note</b>",
+         "curve": [[1, 30.0, 0.01], [2, 61.0, 0.03]], "capped": True},
+        {"system": "RecBole BERT4Rec", "model": "", "kind": "pending",
+         "pending": "no cached result"},
         {"system": "published", "model": "UniSRec", "kind": "published",
          "metrics": {"ndcg@10": 0.0456}, "protocol": "leave-one-out, 100 negatives",
          "source": "Hou et al., KDD 2022"},
@@ -218,6 +221,10 @@ def test_comparison_rows(written: tuple[str, str, Path], bundle: Path) -> None:
     # one chart per headline metric: NDCG@10, click AUC, rating RMSE
     for name in ("ndcg-10", "click-auc", "rating-rmse"):
         assert (out / "figures" / f"compare_planted_{name}.svg").is_file()
+    # the time-to-accuracy plot of the rows with a validation curve; a system not finished
+    # yet (a pending row of a partial comparison) is in no table or chart
+    assert (out / "figures" / "compare_planted_time_to_accuracy.svg").is_file()
+    assert "BERT4Rec" not in md and "BERT4Rec" not in html
     # the failed row shows its error
     error = "exit 137 <killed> & out of memory"
     assert f"FAILED: {escape(error)}" in html and f"Failed: torch-rechub MMoE (peer): " \
