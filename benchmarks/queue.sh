@@ -7,8 +7,9 @@ set -u
 cd "$(dirname "$0")/.."
 mkdir -p .mtrec/bench
 log=.mtrec/bench/queue.log
-for step in "beauty --mtrec-only" "scientific --mtrec-only" "office --mtrec-only" \
-            office scientific beauty; do
+# Office first: its peers are the quickest to converge (4,905 users, 2,420 items)
+for step in "office --mtrec-only" office "beauty --mtrec-only" "scientific --mtrec-only" \
+            scientific beauty; do
   echo "$(date -u +%FT%TZ) start: python -m benchmarks $step" >> "$log"
   # shellcheck disable=SC2086
   .venv/bin/python -m benchmarks $step >> "$log" 2>&1
