@@ -83,6 +83,8 @@ def cached_run(comparison: str, system: str, fingerprint: dict[str, Any],
     from ``run()`` (then cached unless a row carries an error).  ``cached_only``: never run;
     a system without a matching cache gives one row marked ``pending``."""
     path = root / comparison / f"{slug(system)}.json"
+    # as it is stored: JSON has no tuples, so a (n, d) grid read back is a list
+    fingerprint = json.loads(json.dumps(fingerprint, default=str))
     why = "no cached result"
     if path.is_file():
         record = json.loads(path.read_text())

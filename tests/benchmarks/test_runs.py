@@ -102,3 +102,13 @@ def test_cached_only_runs_nothing_and_marks_the_unfinished_pending(tmp_path: Pat
               "wall_seconds": 1.0, "systems_seconds": 600.0, "rows": rows}
     text = render_markdown(record)
     assert "## Not finished yet" in text and "(10.0 min of system runs on" in text
+
+
+def test_a_fingerprint_with_tuples_matches_its_stored_form(tmp_path: Path) -> None:
+    """Regression: the baselines' grid of (n, d) tuples came back from JSON as lists, so the
+    cached baselines never matched and were recomputed on every run."""
+    run = Counter([ROW])
+    fp = {"split": "a", "grid": [(50, 1.0), (200, 0.5)]}
+    cached_run("cmp", "baselines", fp, run, root=tmp_path)
+    cached_run("cmp", "baselines", fp, run, root=tmp_path)
+    assert run.calls == 1
