@@ -78,9 +78,31 @@ def _epochs(row: dict[str, Any]) -> str:
     cell = f"{row['epochs']} ({row.get('best_epoch', '-')})"
     if row.get("capped"):
         cell += " **stopped by the wall-time cap**"
-    elif row.get("still_improving"):
+    elif row.get("still_improving") or _cut_by_epoch_cap(row):
         cell += " **at its epoch cap, still improving**"
     return cell
+
+
+def _cut_by_epoch_cap(row: dict[str, Any]) -> bool:
+    """The row ran to its epoch cap with its best epoch within its patience of it (mtrec's
+    budget, or RecBole's ``stopping_step`` validations): its early stop had not come.
+
+    >>> _cut_by_epoch_cap({"epochs": 90, "best_epoch": 81,
+    ...                    "budget": {"epochs": 90, "patience": 18}})
+    True
+    >>> _cut_by_epoch_cap({"epochs": 40, "best_epoch": 29, "epoch_budget": 300,
+    ...                    "config": {"stopping_step": 10}})
+    False
+    """
+    budget = row.get("budget") or {}
+    config = row.get("config") or {}
+    cap = budget.get("epochs") or row.get("epoch_budget")
+    patience = budget.get("patience") or (
+        (config.get("stopping_step") or 0) * (config.get("eval_step") or 1))
+    epochs, best = row.get("epochs"), row.get("best_epoch")
+    if not cap or not patience or epochs is None or best is None:
+        return False
+    return bool(epochs >= cap and epochs - best < patience)
 
 
 def render_markdown(record: dict[str, Any]) -> str:

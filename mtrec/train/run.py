@@ -221,8 +221,9 @@ def train_run(config: RunConfig, out_dir: Path, root: Path | None = None,
                          "from_data": list(budget.derived)}
     if summary["still_improving"]:
         print(f"stopped at the {config.train.epochs}-epoch cap while still improving (best "
-              f"epoch {result.best_epoch}): more epochs would likely help (train.epochs, "
-              "or 0 for a budget from the data)", file=sys.stderr, flush=True)
+              f"epoch {result.best_epoch}, within its patience of {config.train.patience}): "
+              "more epochs would likely help (train.epochs, or 0 for a budget from the data)",
+              file=sys.stderr, flush=True)
     if fusion:
         summary["text_match"] = {"scale": _scale(model), "valid_ndcg@10_by_scale": fusion}
     bundle.save(out_dir, config, prepared, model, {**summary, **metrics},
