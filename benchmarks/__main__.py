@@ -140,22 +140,6 @@ def _mtrec_variant(name: str, prepared: Prepared, base: dict[str, Any], model: s
     return cached_run(name, f"mtrec {model}", fingerprint, run, cached_only=cached_only)
 
 
-def beauty(work: Path) -> list[Row]:
-    return _sequential("beauty", "amazon-beauty", "loo")
-
-
-def scientific(work: Path) -> list[Row]:
-    return _sequential("scientific", "amazon-scientific", "source")
-
-
-def office(work: Path) -> list[Row]:
-    return _sequential("office", "amazon-office", "source")
-
-
-SEQUENTIAL = {"beauty": ("amazon-beauty", "loo"), "scientific": ("amazon-scientific", "source"),
-              "office": ("amazon-office", "source")}
-
-
 def _joint_and_single(base: list[str], tasks: tuple[str, ...], seeds: tuple[int, ...]
                       ) -> list[Row]:
     rows = []
@@ -230,10 +214,11 @@ def jdata(work: Path) -> list[Row]:
     return rows + published_rows("jdata")
 
 
-COMPARISONS: dict[str, tuple[Callable[[Path], list[Row]], str, str]] = {
-    "beauty": (beauty, "amazon-beauty", "loo"),
-    "scientific": (scientific, "amazon-scientific", "source"),
-    "office": (office, "amazon-office", "source"),
+# (None: a next-item comparison of _sequential, cached per system)
+COMPARISONS: dict[str, tuple[Callable[[Path], list[Row]] | None, str, str]] = {
+    "beauty": (None, "amazon-beauty", "loo"),
+    "scientific": (None, "amazon-scientific", "source"),
+    "office": (None, "amazon-office", "source"),
     "ml100k": (ml100k, "ml-100k", "temporal"),
     "jdata": (jdata, "jdata", "pair"),
 }
@@ -298,13 +283,14 @@ def run(name: str, cached_only: bool = False, peers: bool = True) -> Path:
     without ``peers``, run mtrec and the baselines only) and write its record, table, curves
     plot and the README block."""
     step, dataset, protocol = COMPARISONS[name]
-    if (cached_only or not peers) and name not in SEQUENTIAL:
-        raise SystemExit(f"--cached-only / --mtrec-only: {name} has no per-system cache (only "
-                         f"{', '.join(SEQUENTIAL)})")
+    if step is not None and (cached_only or not peers):
+        cached = ", ".join(k for k, (f, _, _) in COMPARISONS.items() if f is None)
+        raise SystemExit(f"--cached-only / --mtrec-only: {name} has no per-system cache "
+                         f"(only {cached})")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=f"mtrec-bench-{name}-") as work:
-        rows = (_sequential(name, dataset, protocol, cached_only, peers)
-                if cached_only or not peers else step(Path(work)))
+        rows = (_sequential(name, dataset, protocol, cached_only, peers) if step is None
+                else step(Path(work)))
     record = {"comparison": name, "dataset": dataset, "protocol": protocol,
               "command": f"python -m benchmarks {name}",
               "wall_seconds": round(time.perf_counter() - started, 1),

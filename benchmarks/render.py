@@ -135,30 +135,17 @@ def render_markdown(record: dict[str, Any]) -> str:
 
 def plot_curves(record: dict[str, Any], path: Path) -> bool:
     """Validation NDCG@10 against training wall time, one line per system with a curve
-    (time-to-accuracy); a capped system's line ends in an x.  False when none has one."""
-    rows = [r for r in record["rows"] if r.get("curve")]
-    if not rows:
-        return False
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    (time-to-accuracy, the report's plot as a PNG); a capped system's line ends in an x.
+    False when none has one."""
+    from mtrec.report.plots import Curve, time_to_accuracy
 
-    fig = Figure(figsize=(8, 5))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    for row in rows:
-        seconds = [s / 60 for _, s, _ in row["curve"]]
-        values = [v for _, _, v in row["curve"]]
-        line, = ax.plot(seconds, values, label=_name(row).replace("*", ""), linewidth=1.4)
-        if row.get("capped"):
-            ax.plot(seconds[-1:], values[-1:], "x", color=line.get_color(), markersize=9)
-    ax.set_xscale("symlog", linthresh=1.0)
-    ax.set_xlabel("training wall time (minutes, log scale past 1)")
-    ax.set_ylabel("validation NDCG@10")
-    ax.set_title(f"{record['dataset']}: time to accuracy (each system to its own early stop)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    curves = [Curve(_name(r).replace("*", ""), [s for _, s, _ in r["curve"]],
+                    [v for _, _, v in r["curve"]], bool(r.get("capped")))
+              for r in record["rows"] if r.get("curve")]
+    if not curves:
+        return False
+    path.write_bytes(time_to_accuracy(
+        curves, f"{record['dataset']}: time to accuracy", fmt="png"))
     return True
 
 

@@ -33,9 +33,7 @@ def dropout_keep(shape: torch.Size, p: float, device: torch.device | None = None
     (torch.bool, 1.3333, True)
     """
     threshold = _threshold(p)
-    n = 1
-    for size in shape:
-        n *= size
+    n = shape.numel()
     words = torch.empty((n + _BYTES - 1) // _BYTES, dtype=torch.int64, device=device).random_()
     rand = words.view(torch.uint8).view(-1, 8)[:, :_BYTES].reshape(-1)[:n]
     return (rand >= threshold).view(shape), 256.0 / (256 - threshold)

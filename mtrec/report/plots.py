@@ -41,9 +41,12 @@ def _figure(width: float, height: float, **subplots: Any) -> Iterator[tuple[Figu
         yield fig, fig.subplots(**subplots)
 
 
-def _svg(fig: Figure) -> bytes:
+def _svg(fig: Figure, fmt: str = "svg") -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="svg", metadata={"Date": None})
+    if fmt == "svg":
+        fig.savefig(buf, format="svg", metadata={"Date": None})
+    else:
+        fig.savefig(buf, format=fmt, dpi=110)
     return buf.getvalue()
 
 
@@ -173,9 +176,13 @@ class Curve:
     capped: bool = False  # stopped by a wall-time cap (the line ends in an x)
 
 
-def time_to_accuracy(curves: Sequence[Curve]) -> bytes:
+def time_to_accuracy(curves: Sequence[Curve], title: str = "Time to accuracy",
+                     fmt: str = "svg") -> bytes:
     """Validation NDCG@10 against training wall time, one line per system (each to its own
-    early stop); minutes on a log scale past 1."""
+    early stop); minutes on a log scale past 1.  ``fmt``: svg (the report) or png (the
+    benchmarks' README plots)."""
+    from matplotlib.ticker import FuncFormatter
+
     with _figure(WIDTH, 3.6) as (fig, ax):
         for curve in curves:
             minutes = [s / 60 for s in curve.seconds]
@@ -184,8 +191,10 @@ def time_to_accuracy(curves: Sequence[Curve]) -> bytes:
                 ax.plot(minutes[-1:], curve.values[-1:], "x", color=line.get_color(),
                         markersize=8)
         ax.set_xscale("symlog", linthresh=1.0)
+        # plain tick labels: symlog's default ones are mathtext, which STYLE leaves unparsed
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         ax.set_xlabel("training wall time (minutes; log scale past 1)")
         ax.set_ylabel("validation NDCG@10")
-        ax.set_title("Time to accuracy (x: stopped by the wall-time cap)", loc="left")
+        ax.set_title(f"{title} (x: stopped by the wall-time cap)", loc="left")
         ax.legend(frameon=False, fontsize=7, ncols=2)
-        return _svg(fig)
+        return _svg(fig, fmt)

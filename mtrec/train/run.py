@@ -106,10 +106,11 @@ def text_vectors(config: RunConfig, prepared: Prepared, cache_dir: Path) -> torc
 
 
 def build(config: RunConfig, prepared: Prepared, vectors: torch.Tensor | None,
-          tasks: dict[str, Task] | None = None) -> tuple[MultiTaskRecommender, SequenceBatcher]:
-    """The model and the batcher; ``tasks`` from :func:`checked_tasks` (built and checked
-    here when not given; checks raise TaskError).  A history window of 0 is taken from the
-    data (:func:`budgeted`)."""
+          tasks: dict[str, Task] | None = None, train_parts: tuple[int, ...] = (TRAIN,)
+          ) -> tuple[MultiTaskRecommender, SequenceBatcher]:
+    """The model and the batcher that trains on ``train_parts``; ``tasks`` from
+    :func:`checked_tasks` (built and checked here when not given; checks raise TaskError).
+    A history window of 0 is taken from the data (:func:`budgeted`)."""
     config, _ = budgeted(config, prepared)
     cat, data = prepared.catalog, prepared.interactions
     tuner = None
@@ -121,10 +122,11 @@ def build(config: RunConfig, prepared: Prepared, vectors: torch.Tensor | None,
         tasks = checked_tasks(config, prepared)
     model = build_model(config.model, cat.n_items, len(cat.scenarios), vectors, tuner, tasks)
     if vectors is not None:  # items never seen in training are served from their text alone
-        seen = np.bincount(data.item[data.part == TRAIN], minlength=cat.n_items + 1) > 0
+        seen = np.bincount(data.item[np.isin(data.part, train_parts)],
+                           minlength=cat.n_items + 1) > 0
         model.item_tower.set_text_only(torch.from_numpy(np.flatnonzero(~seen[1:]) + 1))
     return model, SequenceBatcher(data, config.model.user.max_len, task_labels(model, data),
-                                  exclude=_filtered(config, data))
+                                  train_parts=train_parts, exclude=_filtered(config, data))
 
 
 def budgeted(config: RunConfig, prepared: Prepared) -> tuple[RunConfig, Budget]:
@@ -241,14 +243,8 @@ def _refit(config: RunConfig, prepared: Prepared, vectors: torch.Tensor | None, 
     the selection only: the refit runs its epochs (fewer would end the schedule early)."""
     torch.manual_seed(config.train.seed)
     np.random.seed(config.train.seed)
-    model, batcher = build(config, prepared, vectors)
-    data = prepared.interactions
-    if vectors is not None:  # items first seen in valid now train their own ID rows
-        seen = np.bincount(data.item[np.isin(data.part, (TRAIN, VALID))],
-                           minlength=prepared.catalog.n_items + 1) > 0
-        model.item_tower.set_text_only(torch.from_numpy(np.flatnonzero(~seen[1:]) + 1))
-    batcher = SequenceBatcher(data, config.model.user.max_len,
-                              batcher.labels, train_parts=(TRAIN, VALID), exclude=batcher.exclude)
+    # (items first seen in valid train their own ID rows here)
+    model, batcher = build(config, prepared, vectors, train_parts=(TRAIN, VALID))
     weighting = build_weighting(config.weighting, model.task_names)
     train_config = replace(config.train, epochs=max(1, epochs), patience=10**6, max_minutes=0.0)
     result = Trainer(model, weighting, batcher, train_config, metric, None,
