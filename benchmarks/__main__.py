@@ -6,6 +6,7 @@
     python -m benchmarks ml100k       # multi-task vs torch-rechub, rating vs Surprise
     python -m benchmarks jdata        # multi-task vs torch-rechub (buy / cart / collect)
     python -m benchmarks poisoning    # fake users vs the defences (benchmarks/poisoning.py)
+    python -m benchmarks longterm     # engagement at a time cut vs LightGBM, BG/NBD, Pareto/NBD
 
 Peers are installed on first use into their own virtualenvs under .mtrec/peers.  The
 README's results table is regenerated from the recorded results afterwards.
@@ -319,6 +320,11 @@ def main() -> None:
         from benchmarks.poisoning import main as poisoning
 
         poisoning(sys.argv[2:])
+        return
+    if sys.argv[1:2] == ["longterm"]:  # its own options (--datasets, --seeds)
+        from benchmarks.longterm import main as longterm
+
+        longterm(sys.argv[2:])
         return
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

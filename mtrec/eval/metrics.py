@@ -329,3 +329,67 @@ def regression_metrics(y: ArrayIn, pred: ArrayIn) -> dict[str, float]:
     {'rmse': 1.0, 'mae': 1.0}
     """
     return {"rmse": rmse(y, pred), "mae": mae(y, pred)}
+
+
+def concordance_index(times: ArrayIn, scores: ArrayIn, observed: ArrayIn) -> float:
+    """Harrell's C for right-censored times: over the pairs whose shorter time is observed
+    (``t_i < t_j``, ``i`` observed), the share where ``i`` has the higher risk ``score``
+    (ties in score count a half).  Higher scores mean sooner events; 0.5 is chance.
+
+    >>> concordance_index([1, 2, 3], [3.0, 2.0, 1.0], [True, True, False])
+    1.0
+    >>> concordance_index([1, 2, 3], [1.0, 1.0, 1.0], [True, True, True])
+    0.5
+    >>> concordance_index([1, 2], [0.0, 1.0], [False, True])  # no comparable pair
+    Traceback (most recent call last):
+    ...
+    ValueError: the concordance index is undefined: no comparable pair (every shorter time censored)
+    """
+    t, s, e = _np(times).astype(np.float64).ravel(), _np(scores), _np(observed)
+    _check_same_shape("times", _np(times), "scores", s)
+    _check_same_shape("times", _np(times), "observed", e)
+    s, e = s.astype(np.float64).ravel(), e.astype(bool).ravel()
+    if not (np.isfinite(t).all() and np.isfinite(s).all()):
+        raise ValueError("times and scores must be finite")
+    # Score ranks (ties share a rank); then, in increasing time, each observed i is compared
+    # with every j of a strictly later time: count those with a lower / equal score.
+    ranks = np.unique(s, return_inverse=True)[1].ravel()
+    later = np.zeros(int(ranks.max()) + 2, np.int64)  # Fenwick tree over score ranks
+    concordant = tied = pairs = 0.0
+    order = np.argsort(-t, kind="stable")
+    i = 0
+    while i < len(order):  # groups of equal time, latest first
+        j = i
+        while j < len(order) and t[order[j]] == t[order[i]]:
+            j += 1
+        group = order[i:j]
+        total = _fenwick_sum(later, len(later) - 2)
+        for k in group[e[group]]:
+            below = _fenwick_sum(later, int(ranks[k]) - 1)
+            equal = _fenwick_sum(later, int(ranks[k])) - below
+            concordant += below
+            tied += equal
+            pairs += total
+        for k in group:
+            _fenwick_add(later, int(ranks[k]))
+        i = j
+    if pairs == 0:
+        raise ValueError("the concordance index is undefined: no comparable pair "
+                         "(every shorter time censored)")
+    return float((concordant + 0.5 * tied) / pairs)
+
+
+def _fenwick_add(tree: np.ndarray, rank: int) -> None:
+    k = rank + 1
+    while k < len(tree):
+        tree[k] += 1
+        k += k & -k
+
+
+def _fenwick_sum(tree: np.ndarray, rank: int) -> int:
+    """How many added ranks are <= ``rank``."""
+    k, out = rank + 1, 0
+    while k > 0:
+        out += int(tree[k])
+        k -= k & -k
+    return out

@@ -119,3 +119,35 @@ def test_demo_imports_beauty_and_splits_it(tmp_path: Path, real_root: Path) -> N
     assert (out["stats"]["users"], out["stats"]["interactions"]) == (22_363, 198_502)
     assert out["split"]["parts"]["test"]["events"] == 22_363
     assert out["import"]["rows_dropped"] == 0
+
+
+# SOURCE.txt of the SSLRec subsets: users, items with events, events.csv rows by behaviour,
+# test.csv pairs (one held-out purchase per test user, no timestamp)
+SSLREC = {
+    "retailrocket": (2_174, 29_905, {"cart": 12_456, "purchase": 9_551, "view": 75_374}, 2_174),
+    "taobao-ub": (31_882, 30_985, {"cart": 140_068, "collect": 49_482, "purchase": 167_862},
+                  10_000),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SSLREC))
+def test_sslrec_counts_timestamps_and_held_out_purchase(name: str, real_stores: Path) -> None:
+    users, items, behaviours, pairs = SSLREC[name]
+    n_train = sum(behaviours.values())
+    stats = _stats(name, real_stores)
+    assert (stats["users"], stats["rows_dropped"]) == (users, 0)
+    assert stats["events_by_source_split"] == {"test": pairs, "train": n_train}
+    assert stats["items_with_text"] == 0
+    with Store.open(store_path(name, real_stores)) as store:
+        train = store.query("SELECT count(DISTINCT user_id), count(DISTINCT item_id), count(ts) "
+                            "FROM events WHERE source_split = 'train'")[0]
+        assert train == (users, items, n_train)  # every training event has a timestamp
+        assert dict(store.query("SELECT behavior, count(*) FROM events "
+                                "WHERE source_split = 'train' GROUP BY 1")) == behaviours
+        test = store.query("SELECT count(*), count(DISTINCT user_id), count(ts), "
+                           "count(*) FILTER (behavior = 'purchase') FROM events "
+                           "WHERE source_split = 'test'")[0]
+        assert test == (pairs, pairs, 0, pairs)  # one purchase per user, none timed
+        events = EventArrays.from_store(store)
+    parts, _ = split_events(events, SplitConfig("source"))
+    assert (parts == TEST).sum() == pairs and (parts == TRAIN).sum() == n_train

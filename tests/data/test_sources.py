@@ -192,3 +192,58 @@ def test_header_only_events_file_is_an_error(tmp_path: Path) -> None:
                                        "user_id": "u", "item_id": "i"})
     with pytest.raises(DataFormatError, match=r"events\.csv:1: no usable event rows"):
         import_files("empty", mapping, store_dir=tmp_path)
+
+
+SSLREC_EVENTS = ("user_id,item_id,behavior,ts\n"
+                 "0,3,view,1433221969\n"
+                 "0,1,cart,1433222104\n"
+                 "1,3,purchase,1433222000\n"
+                 "1,2,view,1433222500\n")
+
+
+def _sslrec(folder: Path, events: str = SSLREC_EVENTS,
+            test: str = "user_id,item_id,behavior\n0,4,purchase\n1,1,purchase\n") -> Path:
+    folder.mkdir(parents=True)
+    (folder / "events.csv").write_text(events)
+    (folder / "test.csv").write_text(test)
+    return folder
+
+
+def test_sslrec_events_are_timed_train_and_test_rows_untimed(tmp_path: Path) -> None:
+    result = load_dataset("retailrocket", source=str(_sslrec(tmp_path / "rr")),
+                          cache_dir=tmp_path / "home")
+    ev = result.events.to_pydict()
+    # training events by time (user 1's purchase at ...000 precedes user 0's cart), then test
+    assert list(zip(ev["user_id"], ev["item_id"], ev["source_split"], strict=True)) == [
+        ("0", "3", "train"), ("1", "3", "train"), ("0", "1", "train"), ("1", "2", "train"),
+        ("0", "4", "test"), ("1", "1", "test")]
+    assert [t is not None for t in ev["ts"]] == [True] * 4 + [False] * 2
+    assert sorted(result.items.column("item_id").to_pylist()) == ["1", "2", "3", "4"]
+    assert "1 of 2 test rows hold an item with no training event (cold items)" in result.notes
+
+
+def test_sslrec_bad_header_names_file_and_expected_header(tmp_path: Path) -> None:
+    folder = _sslrec(tmp_path / "rr", events="user_id,item_id,behavior\n0,3,view\n")
+    with pytest.raises(DataFormatError, match=(
+            rf"^{folder / 'events.csv'}:1: missing column\(s\) \['ts'\] .*"
+            r"\(expected header: user_id,item_id,behavior,ts\)")):
+        load_dataset("retailrocket", source=str(folder), cache_dir=tmp_path / "home")
+
+
+def test_sslrec_bad_rows_are_quarantined_with_file_and_line(tmp_path: Path) -> None:
+    events = SSLREC_EVENTS + "2,5,collect,1433222600\n2,6,view,yesterday\n"  # lines 6, 7
+    test = "user_id,item_id,behavior\n0,4,purchase\n1,1,buy\n0,5,purchase\n1,5,purchase\n"
+    folder = _sslrec(tmp_path / "rr", events=events, test=test)
+    result = load_dataset("retailrocket", source=str(folder), cache_dir=tmp_path / "home")
+    assert [(Path(b.file).name, b.line, b.reason) for b in result.log.bad_rows] == [
+        ("events.csv", 6, "unknown behaviour 'collect' (expected one of view, cart, purchase)"),
+        ("events.csv", 7, "non-numeric ts: 'yesterday'"),
+        ("test.csv", 3, "unknown behaviour 'buy' (expected one of view, cart, purchase)"),
+        ("test.csv", 4, "duplicate user '0' (one held-out row per user)")]
+    assert result.events.column("source_split").to_pylist().count("test") == 2
+    # taobao-ub reads the same layout, with its own behaviours
+    taobao = load_dataset("taobao-ub", source=str(_sslrec(tmp_path / "tb", events=events)),
+                          cache_dir=tmp_path / "home")
+    assert [(b.line, b.reason.split(" (")[0]) for b in taobao.log.bad_rows] == [
+        (2, "unknown behaviour 'view'"), (5, "unknown behaviour 'view'"),
+        (7, "unknown behaviour 'view'")]

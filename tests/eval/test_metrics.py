@@ -312,3 +312,24 @@ def test_binary_metrics_one_class_does_not_crash() -> None:
 def test_binary_and_regression_errors(call: Any, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         call()
+
+
+def _cindex_brute(t, s, e):
+    num = den = 0.0
+    for i in range(len(t)):
+        for j in range(len(t)):
+            if e[i] and t[i] < t[j]:
+                den += 1
+                num += 1.0 if s[i] > s[j] else 0.5 if s[i] == s[j] else 0.0
+    return num / den
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_concordance_index_matches_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    n = 60
+    t = rng.integers(0, 15, n).astype(float)  # tied times
+    s = rng.integers(0, 8, n).astype(float)  # tied scores
+    e = rng.random(n) < 0.6
+    assert M.concordance_index(t, s, e) == pytest.approx(_cindex_brute(t, s, e))
+    assert M.concordance_index(t, -t, np.ones(n, bool)) == 1.0  # sooner = riskier: perfect

@@ -13,6 +13,7 @@ from mtrec.data.sources.p5 import load_p5
 from mtrec.data.sources.pairs import load_pairs
 from mtrec.data.sources.recbole import load_recbole
 from mtrec.data.sources.rechorus import load_rechorus
+from mtrec.data.sources.sslrec import RETAILROCKET, TAOBAO, load_sslrec
 from mtrec.data.sources.unisrec import load_unisrec
 
 
@@ -37,6 +38,11 @@ DATASETS: dict[str, DatasetSpec] = {s.name: s for s in (
                 url="https://files.grouplens.org/datasets/movielens/ml-100k.zip"),
     DatasetSpec("jdata", "multibehavior-jdata/jdata", "count.txt", load_pairs,
                 "JData multi-behaviour pairs (buy, cart, collect), ID only"),
+    DatasetSpec("retailrocket", "retailrocket", "events.csv",
+                partial(load_sslrec, behaviors=RETAILROCKET),
+                "RetailRocket view, cart, purchase with timestamps (SSLRec subset), ID only"),
+    DatasetSpec("taobao-ub", "taobao-ub", "events.csv", partial(load_sslrec, behaviors=TAOBAO),
+                "Taobao UserBehavior collect, cart, purchase with timestamps (SSLRec), ID only"),
     DatasetSpec("ali-ccp-sample", "ali-ccp-sample", "ali_ccp_train_sample.csv",
                 partial(load_ctr, layout=ALI_CCP),
                 "Ali-CCP click + conversion, tiny sample with feature columns"),

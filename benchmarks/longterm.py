@@ -1,0 +1,197 @@
+"""Long-term engagement at a global time cut: mtrec's joint model against the baselines a
+data scientist would reach for, on RetailRocket and Taobao (issue: long-term engagement).
+
+    python -m benchmarks longterm                      # both datasets, seeds 0, 1, 2
+    python -m benchmarks longterm --datasets retailrocket --seeds 0
+
+Protocol (mtrec/policy/labels.py): the test cut is the end of the data minus the longest
+horizon; every user active before it is a test example, labelled by what follows it
+(return within each horizon, active days and purchases in the longest, days to the next
+event, censored at the end).  Training examples come from earlier cuts, one step apart,
+whose label windows close by the test cut; a tenth of their users is held out for early
+stopping.  Systems, each scored by the same metric functions on the same test users:
+
+- mtrec: the engagement head on the user state of a multi-task model (next item, with a
+  sampled softmax, + purchase + engagement, trained jointly on the events before the test
+  cut), plus the pre-cut recency / frequency features; and the same head without the
+  sequence tasks (``engagement only``).
+- LightGBM on the same pre-cut features (benchmarks/longterm_runner.py), trained on the
+  same training examples, early-stopped on the same validation users.
+- BG/NBD and Pareto/NBD (``lifetimes``) fitted on each user's pre-cut active days (and,
+  for purchases, purchase days); their return probability within t days is
+  ``P(alive) * (1 - P(no visit in t | alive))`` (closed form for BG/NBD, Monte Carlo over
+  the posterior for Pareto/NBD) and their counts the conditional expectations.
+
+Each system's rows are cached as it finishes (benchmarks/results/runs/longterm-<dataset>);
+a rerun reuses them.  LightGBM and lifetimes run in their own virtualenv
+(.mtrec/peers/longterm).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.compare import guarded, prepared_for
+from benchmarks.machine import describe
+from benchmarks.peers.venv import PEERS, PeerSpec, print_rows, run_runner
+from benchmarks.runs import cached_run, split_fingerprint
+from mtrec.data.interactions import Prepared
+from mtrec.policy.engagement import EngagementHeadConfig
+from mtrec.policy.fit import EngagementTrainConfig, engagement_metrics
+from mtrec.policy.labels import EngagementConfig
+from mtrec.policy.run import EngagementSplit, engagement_split, run_engagement
+from mtrec.run_config import load_run_config
+
+RESULTS = Path(__file__).parent / "results"
+PROTOCOLS = {
+    "retailrocket": EngagementConfig(return_days=(7, 30), train_cuts=8, cut_step_days=7),
+    "taobao-ub": EngagementConfig(return_days=(1, 3), train_cuts=3, cut_step_days=1),
+}
+TASKS = ("next_item", "purchase")
+# The head and its training (chosen on RetailRocket's validation users; README): the counts
+# read the features only, the state is dropped half the time where the head reads it.
+HEAD = EngagementHeadConfig(state_dropout=0.5, counts_from_state=False)
+TRAIN = EngagementTrainConfig(patience=6, epochs=60)
+SEEDS = (0, 1, 2)
+# The lifetimes / LightGBM environment.  Registered here, not in benchmarks/peers/venv.py:
+# a change to benchmarks/peers/*.py changes the RecBole runs' fingerprint (it would
+# restart their multi-hour resumable fits); move it there when none is in flight.
+LONGTERM = PeerSpec("longterm", (), ("lifetimes==0.11.3", "lightgbm==4.7.0",
+                                     "scikit-learn==1.9.1", "numpy==2.4.6", "pandas==3.1.1",
+                                     "scipy==1.17.1", "autograd==1.9.1"),
+                    "lifetimes, lightgbm.sklearn",
+                    ("lifetimes", "lightgbm", "scikit-learn", "numpy", "pandas", "scipy"))
+Row = dict[str, Any]
+
+
+def _mtrec_row(prepared: Prepared, split: EngagementSplit, eng: EngagementConfig,
+               joint: bool, seed: int) -> list[Row]:
+    config = load_run_config(**{"data.dataset": prepared.dataset,
+                                "model.tasks": list(TASKS), "model.item.use_text": False,
+                                "model.task_options.next_item_loss": "sampled"})
+    out = run_engagement(config, prepared, split, eng, HEAD, replace(TRAIN, joint=joint,
+                                                                      seed=seed))
+    return [{"seed": seed, "metrics": out["metrics"], "best_epochs": out["best_epochs"],
+             "epochs_run": out["epochs_run"], "train_s": out["fit_seconds"],
+             "max_len": out["max_len"], "parameters": out["parameters"]}]
+
+
+def _export(split: EngagementSplit, eng: EngagementConfig, folder: Path) -> Path:
+    """The examples and features the peers read (no labels of the test part)."""
+    path = folder / "examples.npz"
+    arrays: dict[str, Any] = {"features": np.array(split.features),
+                              "return_days": np.array(eng.return_days)}
+    for part in ("train", "valid", "test"):
+        ex, x = getattr(split, part)
+        arrays[f"{part}_x"] = x
+        if part != "test":
+            for name in ("returned", "active_days", "purchases"):
+                arrays[f"{part}_{name}"] = getattr(ex, name)
+    np.savez(path, **arrays)
+    return path
+
+
+def _peer_rows(split: EngagementSplit, eng: EngagementConfig, seeds: tuple[int, ...]
+               ) -> list[Row]:
+    PEERS.setdefault("longterm", LONGTERM)
+    with tempfile.TemporaryDirectory() as tmp:
+        examples = _export(split, eng, Path(tmp))
+        result = run_runner("longterm", "../longterm_runner.py",
+                            ["--examples", str(examples), "--seeds", ",".join(map(str, seeds)),
+                             "--predictions", str(Path(tmp) / "pred")],
+                            Path(tmp) / "result.json")
+        rows = []
+        for system in result["systems"]:
+            if "error" in system:
+                rows.append({**system, "versions": result["versions"]})
+                continue
+            preds = dict(np.load(Path(tmp) / "pred" / system["file"]))
+            rows.append({**{k: v for k, v in system.items() if k != "file"},
+                         "metrics": engagement_metrics(split.test[0], preds, eng.return_days),
+                         "versions": result["versions"]})
+    return rows
+
+
+def _summary(system: str, rows: list[Row]) -> Row:
+    """Mean and spread over seeds of every metric."""
+    names = rows[0]["metrics"].keys()
+    mean = {m: statistics.fmean(r["metrics"][m] for r in rows) for m in names}
+    sd = {m: statistics.pstdev(r["metrics"][m] for r in rows) for m in names}
+    return {"system": system, "seeds": [r.get("seed") for r in rows], "mean": mean, "sd": sd,
+            "train_s": statistics.fmean(r.get("train_s", 0.0) for r in rows), "runs": rows}
+
+
+def compare(dataset: str, seeds: tuple[int, ...]) -> Row:
+    started = time.perf_counter()
+    eng = PROTOCOLS[dataset]
+    prepared = prepared_for(dataset, "source")
+    split = engagement_split(prepared, eng)
+    machine = describe(("torch",))
+    base = {"dataset": dataset, "split": split_fingerprint(prepared),
+            "protocol": asdict(eng), "code": 1}
+    name = f"longterm-{dataset}"
+    systems: dict[str, list[Row]] = {}
+    for joint, system in ((True, "mtrec joint"), (False, "mtrec engagement only")):
+        config = {"joint": joint, "head": asdict(HEAD), "train": asdict(TRAIN)}
+        for seed in seeds:  # each seed cached as it finishes
+            systems.setdefault(system, []).extend(cached_run(
+                name, f"{system} seed {seed}", {**base, **config, "seed": seed},
+                partial(_mtrec_row, prepared, split, eng, joint, seed)))
+    peers = cached_run(name, "peers", {**base, "seeds": list(seeds)},
+                       partial(guarded, "longterm peers", partial(_peer_rows, split, eng, seeds)))
+    for row in peers:
+        systems.setdefault(row.get("system", "peers"), []).append(row)
+    return {"dataset": dataset, "protocol": asdict(eng), "split": split.describe(),
+            "features": list(split.features), "machine": machine,
+            "wall_seconds": round(time.perf_counter() - started, 1),
+            "systems": [_summary(s, rows) for s, rows in systems.items()
+                        if rows and "metrics" in rows[0]],
+            "errors": [r for rows in systems.values() for r in rows if "error" in r]}
+
+
+def render(results: list[Row]) -> str:
+    lines = []
+    for res in results:
+        days = res["protocol"]["return_days"]
+        cols = [*(f"return_{d}d/auc" for d in days), f"return_{days[-1]}d/logloss",
+                "active_days/rmse", "purchases/rmse", "time_to_return/cindex"]
+        lines += [f"**{res['dataset']}** (test cut {res['split']['test_cut']}, "
+                  f"{res['split']['examples']['test']:,} test users, return rates "
+                  f"{res['split']['test_return_rate']})", "",
+                  "| system | " + " | ".join(cols) + " | train s |",
+                  "|---|" + "---:|" * (len(cols) + 1)]
+        for s in res["systems"]:
+            cells = [f"{s['mean'][c]:.4f} ± {s['sd'][c]:.4f}" for c in cols]
+            lines.append(f"| {s['system']} | " + " | ".join(cells) + f" | {s['train_s']:.0f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", default=",".join(PROTOCOLS))
+    parser.add_argument("--seeds", default=",".join(map(str, SEEDS)))
+    parser.add_argument("--out", type=Path, default=RESULTS / "longterm.json")
+    args = parser.parse_args(argv)
+    seeds = tuple(int(s) for s in args.seeds.split(","))
+    results = [compare(d, seeds) for d in args.datasets.split(",")]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    args.out.with_suffix(".md").write_text(render(results))
+    print_rows([{k: v for k, v in r.items() if k != "systems"} for r in results], None)
+    print(render(results))
+
+
+if __name__ == "__main__":
+    main()
