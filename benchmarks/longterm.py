@@ -30,6 +30,7 @@ a rerun reuses them.  LightGBM and lifetimes run in their own virtualenv
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 import tempfile
@@ -41,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.compare import guarded, prepared_for
+from benchmarks.compare import guarded
 from benchmarks.machine import describe
 from benchmarks.peers.venv import PEERS, PeerSpec, print_rows, run_runner
 from benchmarks.runs import cached_run, split_fingerprint
@@ -49,7 +50,7 @@ from mtrec.data.interactions import Prepared
 from mtrec.policy.engagement import EngagementHeadConfig
 from mtrec.policy.fit import EngagementTrainConfig, engagement_metrics
 from mtrec.policy.labels import EngagementConfig
-from mtrec.policy.run import EngagementSplit, engagement_split, run_engagement
+from mtrec.policy.run import EngagementSplit, prepare_engagement, run_engagement
 from mtrec.run_config import load_run_config
 
 RESULTS = Path(__file__).parent / "results"
@@ -90,7 +91,8 @@ def _export(split: EngagementSplit, eng: EngagementConfig, folder: Path) -> Path
     """The examples and features the peers read (no labels of the test part)."""
     path = folder / "examples.npz"
     arrays: dict[str, Any] = {"features": np.array(split.features),
-                              "return_days": np.array(eng.return_days)}
+                              "return_days": np.array(eng.return_days),
+                              "count_days": np.array(eng.horizon_days or max(eng.return_days))}
     for part in ("train", "valid", "test"):
         ex, x = getattr(split, part)
         arrays[f"{part}_x"] = x
@@ -134,11 +136,11 @@ def _summary(system: str, rows: list[Row]) -> Row:
 def compare(dataset: str, seeds: tuple[int, ...]) -> Row:
     started = time.perf_counter()
     eng = PROTOCOLS[dataset]
-    prepared = prepared_for(dataset, "source")
-    split = engagement_split(prepared, eng)
+    prepared, split = prepare_engagement(dataset, eng)
     machine = describe(("torch",))
-    base = {"dataset": dataset, "split": split_fingerprint(prepared),
-            "protocol": asdict(eng), "code": 1}
+    runner = hashlib.sha256((Path(__file__).parent / "longterm_runner.py").read_bytes())
+    base = {"dataset": dataset, "split": split_fingerprint(prepared), "protocol": asdict(eng),
+            "code": 2, "runner": runner.hexdigest()[:16], "env": list(LONGTERM.pins)}
     name = f"longterm-{dataset}"
     systems: dict[str, list[Row]] = {}
     for joint, system in ((True, "mtrec joint"), (False, "mtrec engagement only")):

@@ -107,7 +107,8 @@ def btyd(data: dict[str, Any], kind: str) -> tuple[dict[str, np.ndarray], dict[s
     days = [float(d) for d in data["return_days"]]
     returned = np.stack([alive * (1 - _p_no_visit(model, kind, f, t_cal, d, rng))
                          for d in days], 1)
-    visits = model.conditional_expected_number_of_purchases_up_to_time(max(days), f, r, t_cal)
+    horizon = float(data["count_days"])  # the labels' count horizon
+    visits = model.conditional_expected_number_of_purchases_up_to_time(horizon, f, r, t_cal)
     bought, active = _col(data, "test", "purchase_count"), f + 1
     rate = (bought + bought.sum() / active.sum()) / (active + 1)
     out = {"returned": returned, "active_days": visits, "purchases": visits * rate,

@@ -94,9 +94,11 @@ class Prepared:
 
 
 def prepare(store: Store, dataset: str, split: SplitConfig,
-            clean: CleanConfig | None = None, scenarios: tuple[str, ...] = ()) -> Prepared:
+            clean: CleanConfig | None = None, scenarios: tuple[str, ...] = (),
+            breaks: tuple[int, ...] = ()) -> Prepared:
     """Split ``store`` by ``split`` and build the catalog and interactions (of ``scenarios``
-    only, when given)."""
+    only, when given).  ``breaks``: timestamps no merged interaction spans (a funnel whose
+    events straddle one is cut in two there), for protocols with their own time cuts."""
     events = EventArrays.from_store(store)
     parts, report = split_events(events, split, clean)
     extra = store.con.sql(
@@ -113,7 +115,8 @@ def prepare(store: Store, dataset: str, split: SplitConfig,
     item_codes = np.fromiter((code_of[i] for i in events.item_ids), np.int64,
                              len(events.item_ids))[events.item]
     value = extra.column("value").to_numpy(zero_copy_only=False).astype(np.float32)
-    interactions = _merge(events, parts, item_codes, scen_codes.astype(np.int64) + 1, value)
+    interactions = _merge(events, parts, item_codes, scen_codes.astype(np.int64) + 1, value,
+                          np.sort(np.asarray(breaks, np.int64)))
     return Prepared(dataset, split.protocol, catalog, interactions, report,
                     events.ordered or events.has_time)
 
@@ -128,7 +131,7 @@ def _catalog(store: Store, events: EventArrays) -> Catalog:
 
 
 def _merge(events: EventArrays, parts: np.ndarray, item: np.ndarray, scenario: np.ndarray,
-           value: np.ndarray) -> Interactions:
+           value: np.ndarray, breaks: np.ndarray) -> Interactions:
     keep = np.flatnonzero(parts != DROPPED)
     time = events.ts if events.has_time else events.seq
     if not (events.ordered or events.has_time):
@@ -144,6 +147,9 @@ def _merge(events: EventArrays, parts: np.ndarray, item: np.ndarray, scenario: n
         new = np.ones(len(idx), dtype=bool)
         new[1:] = ((user[1:] != user[:-1]) | (item[idx][1:] != item[idx][:-1])
                    | (part[1:] != part[:-1]) | (acts[1:] == acts[:-1]))
+        if len(breaks):  # never across a break: which side of every break each event is on
+            side = np.searchsorted(breaks, events.ts[idx], "right")
+            new[1:] |= side[1:] != side[:-1]
         inverse = np.cumsum(new) - 1
         first = np.flatnonzero(new)
     else:  # no order: a (user, item, part) is one interaction

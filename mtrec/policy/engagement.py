@@ -174,7 +174,8 @@ def cut_batch(data: Interactions, users: np.ndarray, cuts: np.ndarray, max_len: 
     for u, cut in zip(users.tolist(), cuts.tolist(), strict=True):
         rows = np.arange(data.offsets[u], data.offsets[u + 1])
         ts = data.ts[rows]
-        seqs.append(rows[(ts >= 0) & (ts < cut)][-(max_len - 1):])
+        before = rows[(ts >= 0) & (ts < cut)]
+        seqs.append(before[max(0, len(before) - (max_len - 1)):])
     n, length = len(seqs), max(len(s) for s in seqs) + 1
     grid = {k: np.zeros((n, length), np.int64) for k in ("items", "behaviors", "scenarios")}
     ts_grid = np.full((n, length), -1, np.int64)

@@ -8,6 +8,7 @@ held-out validation users; the best weights are restored.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import sys
@@ -132,7 +133,8 @@ def _epoch(model: EngagementModel, optimizer: torch.optim.Optimizer, batcher: Se
                 loss = loss + tasks
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        # (the recommender's own: its task losses would otherwise shrink the head's steps)
+        # Clip the recommender's gradients only: clipped together, the large next-item
+        # gradients would scale the head's steps down with them.
         torch.nn.utils.clip_grad_norm_(model.recommender.parameters(), 5.0)
         optimizer.step()
     return {f"loss/{k}": v / max(len(steps), 1) for k, v in sums.items()}
@@ -202,6 +204,7 @@ def engagement_metrics(examples: CutExamples, preds: dict[str, np.ndarray],
     for what in ("active_days", "purchases"):
         for name, value in regression_metrics(getattr(examples, what), preds[what]).items():
             out[f"{what}/{name}"] = value
-    out["time_to_return/cindex"] = concordance_index(examples.time_to_return, preds["risk"],
-                                                     examples.observed)
+    with contextlib.suppress(ValueError):  # undefined when every shorter time is censored
+        out["time_to_return/cindex"] = concordance_index(
+            examples.time_to_return, preds["risk"], examples.observed)
     return out

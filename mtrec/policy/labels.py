@@ -107,10 +107,14 @@ def training_cuts(data: Interactions, config: EngagementConfig) -> list[int]:
     return cuts
 
 
-def cut_examples(data: Interactions, cut: int, config: EngagementConfig) -> CutExamples:
-    """Labels at ``cut`` for every user with an event before it."""
+def cut_examples(data: Interactions, cut: int, config: EngagementConfig,
+                 end: int | None = None) -> CutExamples:
+    """Labels at ``cut`` for every user with an event before it, from the events before
+    ``end`` only (default: the end of the data; a training cut's is the test cut, so no
+    training label, the censored time to return included, sees the test period)."""
     idx = timed_events(data)
-    end = int(data.ts[idx].max()) + 1
+    end = int(data.ts[idx].max()) + 1 if end is None else end
+    idx = idx[data.ts[idx] < end]
     horizon = config.horizon
     if cut + horizon * DAY > end:
         raise EngagementError(
@@ -119,6 +123,8 @@ def cut_examples(data: Interactions, cut: int, config: EngagementConfig) -> CutE
             "shorten the horizon")
     user, ts = data.user[idx], data.ts[idx]
     users = np.unique(user[ts < cut])
+    if not len(users):
+        raise EngagementError(f"no user has an event before the cut at {cut}")
     after = ts >= cut
     u_after, t_after = user[after], ts[after]
     order = np.lexsort((t_after, u_after))
@@ -170,6 +176,8 @@ def user_features(data: Interactions, users: np.ndarray, cut: int) -> np.ndarray
     """``[len(users), F]`` recency / frequency / monetary and per-behaviour features from
     each user's events before ``cut`` only (columns: :func:`feature_names`).  A recency with
     no such event is the whole span before the cut."""
+    if len(users) and not (np.diff(users) > 0).all():
+        raise ValueError("user_features needs sorted, distinct user codes")
     idx = timed_events(data)
     idx = idx[data.ts[idx] < cut]
     span = (cut - float(data.ts[idx].min())) / DAY if len(idx) else 0.0

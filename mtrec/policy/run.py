@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from mtrec.data.interactions import Prepared
-from mtrec.data.split import DROPPED, TEST, TRAIN
+from mtrec.data.imports import find_store
+from mtrec.data.interactions import Prepared, prepare
+from mtrec.data.split import DROPPED, TEST, TRAIN, SplitConfig
+from mtrec.data.store import Store
 from mtrec.policy.engagement import EngagementHead, EngagementHeadConfig, EngagementModel
 from mtrec.policy.fit import (
     EngagementTrainConfig,
@@ -27,6 +30,7 @@ from mtrec.policy.fit import (
     predict_best,
 )
 from mtrec.policy.labels import (
+    DAY,
     CutExamples,
     EngagementConfig,
     cut_examples,
@@ -59,12 +63,27 @@ class EngagementSplit:
                 "test_return_rate": self.test[0].returned.mean(0).round(4).tolist()}
 
 
+def prepare_engagement(dataset: str, config: EngagementConfig, protocol: str = "source",
+                       root: Path | None = None, store_dir: Path | None = None
+                       ) -> tuple[Prepared, EngagementSplit]:
+    """``dataset`` prepared so that no merged interaction (a view -> cart -> purchase
+    funnel on one item) spans a cut or a label window's end, so no row dated before a cut
+    carries a behaviour from after it; and its examples."""
+    with Store.open(find_store(dataset, store_dir, root)) as store:
+        first = prepare(store, dataset, SplitConfig(protocol))
+        test_cut = default_cut(first.interactions, config)
+        cuts = [test_cut, *training_cuts(first.interactions, config)]
+        breaks = {*cuts, *(c + config.horizon * DAY for c in cuts)}
+        prepared = prepare(store, dataset, SplitConfig(protocol), breaks=tuple(sorted(breaks)))
+    return prepared, engagement_split(prepared, replace(config, cut=test_cut))
+
+
 def engagement_split(prepared: Prepared, config: EngagementConfig) -> EngagementSplit:
     data = prepared.interactions
     timed_events(data)
     test_cut = default_cut(data, config)
     cuts = training_cuts(data, config)
-    pooled = CutExamples.concat([cut_examples(data, c, config) for c in cuts])
+    pooled = CutExamples.concat([cut_examples(data, c, config, end=test_cut) for c in cuts])
     tr, va = split_users(pooled, config)
     x = example_features(data, pooled)
     test = cut_examples(data, test_cut, config)
@@ -88,7 +107,6 @@ def run_engagement(config: RunConfig, prepared: Prepared, split: EngagementSplit
     """Train the joint model on ``split`` and score its test predictions."""
     started = time.perf_counter()
     torch.manual_seed(train.seed)
-    np.random.seed(train.seed)
     at_cut = before_cut(prepared, split.test_cut)
     config, _ = budgeted(config, at_cut)
     recommender, batcher = build(config, at_cut, None)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 
+from mtrec.data.interactions import prepare
+from mtrec.data.split import SplitConfig
+from mtrec.data.store import Store
 from mtrec.policy.labels import (
     DAY,
     EngagementConfig,
@@ -108,3 +112,47 @@ def test_a_horizon_past_the_end_is_an_error():
         cut_examples(data, START + 15 * DAY, EngagementConfig(return_days=(7,)))
     with pytest.raises(EngagementError, match="no training cut"):
         training_cuts(data, EngagementConfig(return_days=(15,)))
+
+
+def test_a_funnel_is_never_merged_across_a_cut(tmp_path):
+    """Bug: a view just before the cut and a purchase of the same item after it merged into
+    one interaction dated before the cut that carried the purchase, so pre-cut features
+    (purchase counts) and inputs saw a post-cut behaviour, and the labels lost it."""
+    from tests.models.test_regressions import _store
+
+    store = _store(tmp_path, [("u", "a", "view", 0), ("u", "a", "purchase", 120),
+                              ("v", "b", "view", 0), ("v", "b", "view", 200)])
+    cut = int(datetime(2024, 1, 1, 1, tzinfo=UTC).timestamp())  # minute 60
+    with Store.open(store) as s:
+        merged = prepare(s, "tiny", SplitConfig("temporal", 0.0, 0.0)).interactions
+        split = prepare(s, "tiny", SplitConfig("temporal", 0.0, 0.0), breaks=(cut,)).interactions
+    assert len(merged) == 3 and len(split) == 4
+    before = split.ts < cut
+    assert not split.has_behavior("purchase")[before].any()
+    users = np.unique(split.user[before])
+    bought = feature_names(split).index("purchase_count")
+    assert user_features(split, users, cut)[:, bought].tolist() == [0.0, 0.0]
+    ex = cut_examples(split, cut, EngagementConfig(return_days=(1,)), end=cut + DAY)
+    assert ex.purchases.tolist() == [1.0, 0.0]
+
+
+def test_training_labels_never_see_past_their_end():
+    """Bug: a training cut's time to return was censored at the end of the data, so its
+    label changed with events in the test period."""
+    data = engagement_logs(n_users=60).interactions
+    config = EngagementConfig(return_days=(3, 7), train_cuts=2, cut_step_days=4)
+    test_cut = default_cut(data, config)
+    later = data.ts >= test_cut
+    moved = dataclasses.replace(data, ts=np.where(later, data.ts - DAY // 2, data.ts))
+    for cut in training_cuts(data, config):
+        a = cut_examples(data, cut, config, end=test_cut)
+        b = cut_examples(moved, cut, config, end=test_cut)
+        assert np.array_equal(a.time_to_return, b.time_to_return)
+        assert np.array_equal(a.observed, b.observed)
+        assert (a.time_to_return <= (test_cut - cut) / DAY).all()
+
+
+def test_an_empty_cut_is_a_clear_error():
+    data = engagement_logs(n_users=10).interactions
+    with pytest.raises(EngagementError, match="no user has an event before the cut"):
+        cut_examples(data, START - DAY, EngagementConfig(return_days=(1,)))
