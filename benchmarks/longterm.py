@@ -3,6 +3,9 @@ data scientist would reach for, on RetailRocket and Taobao (issue: long-term eng
 
     python -m benchmarks longterm                      # both datasets, seeds 0, 1, 2
     python -m benchmarks longterm --datasets retailrocket --seeds 0
+    python -m benchmarks longterm --datasets taobao-ub --no-joint   # all but the joint model
+
+Writes benchmarks/results/longterm_<dataset>.json and .md.
 
 Protocol (mtrec/policy/labels.py): the test cut is the end of the data minus the longest
 horizon; every user active before it is a test example, labelled by what follows it
@@ -32,6 +35,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import statistics
 import tempfile
 import time
@@ -59,10 +63,17 @@ PROTOCOLS = {
     "taobao-ub": EngagementConfig(return_days=(1, 3), train_cuts=3, cut_step_days=1),
 }
 TASKS = ("next_item", "purchase")
-# The head and its training (chosen on RetailRocket's validation users; README): the counts
-# read the features only, the state is dropped half the time where the head reads it.
-HEAD = EngagementHeadConfig(state_dropout=0.5, counts_from_state=False)
-TRAIN = EngagementTrainConfig(patience=6, epochs=60)
+# mtrec's two heads (README, "Long-term engagement"): on the joint model's user state
+# (trained by next item and purchase in the same loop; the engagement loss does not reach
+# it) and the features, the counts from the features only; and on the features alone.
+VARIANTS = {
+    "mtrec joint (state + features)": (
+        EngagementHeadConfig(train_state=False, counts_from_state=False),
+        EngagementTrainConfig(patience=6, epochs=60)),
+    "mtrec head on features only": (
+        EngagementHeadConfig(use_state=False),
+        EngagementTrainConfig(joint=False, patience=6, epochs=100)),
+}
 SEEDS = (0, 1, 2)
 # The lifetimes / LightGBM environment.  Registered here, not in benchmarks/peers/venv.py:
 # a change to benchmarks/peers/*.py changes the RecBole runs' fingerprint (it would
@@ -76,13 +87,12 @@ Row = dict[str, Any]
 
 
 def _mtrec_row(prepared: Prepared, split: EngagementSplit, eng: EngagementConfig,
-               joint: bool, seed: int) -> list[Row]:
+               head: EngagementHeadConfig, train: EngagementTrainConfig) -> list[Row]:
     config = load_run_config(**{"data.dataset": prepared.dataset,
                                 "model.tasks": list(TASKS), "model.item.use_text": False,
                                 "model.task_options.next_item_loss": "sampled"})
-    out = run_engagement(config, prepared, split, eng, HEAD, replace(TRAIN, joint=joint,
-                                                                      seed=seed))
-    return [{"seed": seed, "metrics": out["metrics"], "best_epochs": out["best_epochs"],
+    out = run_engagement(config, prepared, split, eng, head, train)
+    return [{"seed": train.seed, "metrics": out["metrics"], "best_epochs": out["best_epochs"],
              "epochs_run": out["epochs_run"], "train_s": out["fit_seconds"],
              "max_len": out["max_len"], "parameters": out["parameters"]}]
 
@@ -125,15 +135,21 @@ def _peer_rows(split: EngagementSplit, eng: EngagementConfig, seeds: tuple[int, 
 
 
 def _summary(system: str, rows: list[Row]) -> Row:
-    """Mean and spread over seeds of every metric."""
+    """Mean and spread over seeds of every metric; a metric that is not finite in some run
+    (a model whose predictions overflowed) is left out and named under ``not_finite``."""
     names = rows[0]["metrics"].keys()
-    mean = {m: statistics.fmean(r["metrics"][m] for r in rows) for m in names}
-    sd = {m: statistics.pstdev(r["metrics"][m] for r in rows) for m in names}
-    return {"system": system, "seeds": [r.get("seed") for r in rows], "mean": mean, "sd": sd,
+    finite = [m for m in names if all(math.isfinite(r["metrics"][m]) for r in rows)]
+    return {"system": system, "seeds": [r.get("seed") for r in rows],
+            "mean": {m: statistics.fmean(r["metrics"][m] for r in rows) for m in finite},
+            "sd": {m: statistics.pstdev([r["metrics"][m] for r in rows]) for m in finite},
+            "not_finite": [m for m in names if m not in finite],
             "train_s": statistics.fmean(r.get("train_s", 0.0) for r in rows), "runs": rows}
 
 
-def compare(dataset: str, seeds: tuple[int, ...]) -> Row:
+def compare(dataset: str, seeds: tuple[int, ...], joint: bool = True) -> Row:
+    """Every system on ``dataset``: the head on features first, then the peers, then the
+    (slow) joint model; each cached as it finishes (``joint=False``: not run, its cached
+    seeds reported)."""
     started = time.perf_counter()
     eng = PROTOCOLS[dataset]
     prepared, split = prepare_engagement(dataset, eng)
@@ -143,22 +159,31 @@ def compare(dataset: str, seeds: tuple[int, ...]) -> Row:
             "code": 2, "runner": runner.hexdigest()[:16], "env": list(LONGTERM.pins)}
     name = f"longterm-{dataset}"
     systems: dict[str, list[Row]] = {}
-    for joint, system in ((True, "mtrec joint"), (False, "mtrec engagement only")):
-        config = {"joint": joint, "head": asdict(HEAD), "train": asdict(TRAIN)}
+
+    def variant(system: str, cached_only: bool = False) -> list[Row]:
+        head, train = VARIANTS[system]
+        rows: list[Row] = []
         for seed in seeds:  # each seed cached as it finishes
-            systems.setdefault(system, []).extend(cached_run(
-                name, f"{system} seed {seed}", {**base, **config, "seed": seed},
-                partial(_mtrec_row, prepared, split, eng, joint, seed)))
-    peers = cached_run(name, "peers", {**base, "seeds": list(seeds)},
-                       partial(guarded, "longterm peers", partial(_peer_rows, split, eng, seeds)))
-    for row in peers:
+            seeded = replace(train, seed=seed)
+            rows += cached_run(name, f"{system} seed {seed}",
+                               {**base, "head": asdict(head), "train": asdict(seeded)},
+                               partial(_mtrec_row, prepared, split, eng, head, seeded),
+                               cached_only=cached_only)
+        return rows
+
+    features, joint_name = "mtrec head on features only", "mtrec joint (state + features)"
+    systems[features] = variant(features)
+    for row in cached_run(name, "peers", {**base, "seeds": list(seeds)}, partial(
+            guarded, "longterm peers", partial(_peer_rows, split, eng, seeds))):
         systems.setdefault(row.get("system", "peers"), []).append(row)
+    systems[joint_name] = variant(joint_name, cached_only=not joint)
+    done = {s: [r for r in rows if "metrics" in r] for s, rows in systems.items()}
     return {"dataset": dataset, "protocol": asdict(eng), "split": split.describe(),
             "features": list(split.features), "machine": machine,
             "wall_seconds": round(time.perf_counter() - started, 1),
-            "systems": [_summary(s, rows) for s, rows in systems.items()
-                        if rows and "metrics" in rows[0]],
-            "errors": [r for rows in systems.values() for r in rows if "error" in r]}
+            "systems": [_summary(s, rows) for s, rows in done.items() if rows],
+            "errors": [r for rows in systems.values() for r in rows if "error" in r],
+            "pending": [s for s, rows in systems.items() if len(done[s]) < len(rows)]}
 
 
 def render(results: list[Row]) -> str:
@@ -168,13 +193,21 @@ def render(results: list[Row]) -> str:
         cols = [*(f"return_{d}d/auc" for d in days), f"return_{days[-1]}d/logloss",
                 "active_days/rmse", "purchases/rmse", "time_to_return/cindex"]
         lines += [f"**{res['dataset']}** (test cut {res['split']['test_cut']}, "
-                  f"{res['split']['examples']['test']:,} test users, return rates "
-                  f"{res['split']['test_return_rate']})", "",
+                  f"{res['split']['examples']['test']:,} test users, "
+                  f"{res['split']['examples']['train']:,} training examples; test return rate "
+                  + " / ".join(f"{r:.3f}" for r in res["split"]["test_return_rate"])
+                  + " per horizon; mean ± sd over seeds)", "",
                   "| system | " + " | ".join(cols) + " | train s |",
                   "|---|" + "---:|" * (len(cols) + 1)]
         for s in res["systems"]:
-            cells = [f"{s['mean'][c]:.4f} ± {s['sd'][c]:.4f}" for c in cols]
-            lines.append(f"| {s['system']} | " + " | ".join(cells) + f" | {s['train_s']:.0f} |")
+            cells = [f"{s['mean'][c]:.4f} ± {s['sd'][c]:.4f}" if c in s["mean"]
+                     else "not finite" for c in cols]
+            runs = len(s["runs"])
+            label = "deterministic" if s["seeds"] == [None] else f"{runs} seed{'s' * (runs > 1)}"
+            lines.append(f"| {s['system']} ({label}) | " + " | ".join(cells)
+                         + f" | {s['train_s']:.0f} |")
+        if res.get("pending"):
+            lines.append(f"\nNot finished yet: {', '.join(res['pending'])}.")
         lines.append("")
     return "\n".join(lines)
 
@@ -184,15 +217,17 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", default=",".join(PROTOCOLS))
     parser.add_argument("--seeds", default=",".join(map(str, SEEDS)))
-    parser.add_argument("--out", type=Path, default=RESULTS / "longterm.json")
+    parser.add_argument("--no-joint", action="store_true",
+                        help="do not train the (slow) joint model: its cached seeds only")
     args = parser.parse_args(argv)
     seeds = tuple(int(s) for s in args.seeds.split(","))
-    results = [compare(d, seeds) for d in args.datasets.split(",")]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    args.out.with_suffix(".md").write_text(render(results))
-    print_rows([{k: v for k, v in r.items() if k != "systems"} for r in results], None)
-    print(render(results))
+    for dataset in args.datasets.split(","):  # each written as it finishes
+        result = compare(dataset, seeds, not args.no_joint)
+        out = RESULTS / f"longterm_{dataset}.json"
+        out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        out.with_suffix(".md").write_text(render([result]))
+        print_rows([{k: v for k, v in result.items() if k != "systems"}], None)
+        print(render([result]))
 
 
 if __name__ == "__main__":

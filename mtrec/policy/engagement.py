@@ -32,6 +32,7 @@ class EngagementHeadConfig:
     dropout: float = 0.1
     state_dropout: float = 0.0  # on the user state where the head reads it
     counts_from_state: bool = True  # False: the count outputs read the features only
+    train_state: bool = True  # False: the engagement loss does not train the user tower
     use_state: bool = True  # read the user tower's state (False: features only)
     use_features: bool = True  # read the pre-cut recency / frequency features
 
@@ -164,6 +165,8 @@ class EngagementModel(nn.Module):
         rec = self.recommender
         state = (rec.encode(batch, rec.item_tables()).h if self.head.config.use_state
                  else features.new_zeros(len(features), 0))
+        if not self.head.config.train_state:  # the recommender's own tasks shape the state
+            state = state.detach()
         return self.head(state, features, targets)
 
 

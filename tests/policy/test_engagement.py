@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 
 from mtrec.models.batches import gap_bucket
 from mtrec.policy.engagement import (
@@ -13,6 +14,7 @@ from mtrec.policy.engagement import (
     EngagementHead,
     EngagementHeadConfig,
     EngagementModel,
+    EngagementTargets,
     cut_batch,
 )
 from mtrec.policy.fit import EngagementTrainConfig, fit_engagement, predict, predict_best
@@ -115,3 +117,23 @@ def test_each_output_is_predicted_from_its_own_best_epoch(planted):
         model.load_state_dict(fit.snapshots[fit.best_epochs[name]])
         own = predict(model, data, *split.test, max_len=16).predictions()[key]
         np.testing.assert_array_equal(best[key], own)
+
+
+def test_a_head_that_does_not_train_the_state_leaves_the_tower_alone(planted):
+    """``train_state=False``: the engagement loss reaches the head only; the user tower is
+    shaped by the recommender's own tasks."""
+    split = engagement_split(planted, PROTOCOL)
+    at_cut = before_cut(planted, split.test_cut)
+    config, _ = budgeted(_config(), at_cut)
+    for train_state in (True, False):
+        recommender, _ = build(config, at_cut, None)
+        head = EngagementHead(EngagementHeadConfig(hidden=16, train_state=train_state),
+                              config.model.item.dim, len(split.features), 2)
+        model = EngagementModel(recommender, head.fit_scaler(split.train[1], split.train[0]))
+        ex, x = split.train[0].take(np.arange(32)), split.train[1][:32]
+        out = model(cut_batch(at_cut.interactions, ex.user, ex.cut, 16), torch.from_numpy(x),
+                    EngagementTargets.of(ex))
+        out.loss.backward()
+        tower = [p.grad for p in recommender.user_tower.parameters()]
+        assert any(g is not None and g.abs().sum() > 0 for g in tower) == train_state
+        assert all(p.grad is not None for p in head.net.parameters())
