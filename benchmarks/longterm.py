@@ -14,16 +14,17 @@ event, censored at the end).  Training examples come from earlier cuts, one step
 whose label windows close by the test cut; a tenth of their users is held out for early
 stopping.  Systems, each scored by the same metric functions on the same test users:
 
-- mtrec: the engagement head on the user state of a multi-task model (next item, with a
-  sampled softmax, + purchase + engagement, trained jointly on the events before the test
-  cut), plus the pre-cut recency / frequency features; and the same head without the
-  sequence tasks (``engagement only``).
+- mtrec (``VARIANTS``): the engagement head on the user state of a multi-task model (next
+  item, with a sampled softmax, and purchase, trained in the same loop on the events before
+  the test cut; the engagement loss does not train the user tower) and the pre-cut
+  features, the counts from the features only; and the same head on the features alone.
 - LightGBM on the same pre-cut features (benchmarks/longterm_runner.py), trained on the
   same training examples, early-stopped on the same validation users.
-- BG/NBD and Pareto/NBD (``lifetimes``) fitted on each user's pre-cut active days (and,
-  for purchases, purchase days); their return probability within t days is
-  ``P(alive) * (1 - P(no visit in t | alive))`` (closed form for BG/NBD, Monte Carlo over
-  the posterior for Pareto/NBD) and their counts the conditional expectations.
+- BG/NBD and Pareto/NBD (``lifetimes``) fitted on each test user's pre-cut active days;
+  their return probability within t days is ``P(alive) * (1 - P(no visit in t | alive))``
+  (closed form for BG/NBD, Monte Carlo over the posterior for Pareto/NBD), their active
+  days the conditional expectation, their purchases that times the user's purchases per
+  active day (shrunk towards the population's).
 
 Each system's rows are cached as it finishes (benchmarks/results/runs/longterm-<dataset>);
 a rerun reuses them.  LightGBM and lifetimes run in their own virtualenv
@@ -213,15 +214,24 @@ def render(results: list[Row]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m benchmarks longterm", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--datasets", default=",".join(PROTOCOLS))
-    parser.add_argument("--seeds", default=",".join(map(str, SEEDS)))
+    parser.add_argument("--datasets", default=",".join(PROTOCOLS),
+                        help=f"comma-separated, of {', '.join(PROTOCOLS)}")
+    parser.add_argument("--seeds", default=",".join(map(str, SEEDS)),
+                        help="comma-separated seeds of mtrec and LightGBM")
     parser.add_argument("--no-joint", action="store_true",
                         help="do not train the (slow) joint model: its cached seeds only")
     args = parser.parse_args(argv)
-    seeds = tuple(int(s) for s in args.seeds.split(","))
-    for dataset in args.datasets.split(","):  # each written as it finishes
+    datasets = args.datasets.split(",")
+    unknown = [d for d in datasets if d not in PROTOCOLS]
+    if unknown:
+        parser.error(f"unknown dataset {', '.join(unknown)}; known: {', '.join(PROTOCOLS)}")
+    try:
+        seeds = tuple(int(s) for s in args.seeds.split(","))
+    except ValueError:
+        parser.error(f"--seeds takes comma-separated integers, got {args.seeds!r}")
+    for dataset in datasets:  # each written as it finishes
         result = compare(dataset, seeds, not args.no_joint)
         out = RESULTS / f"longterm_{dataset}.json"
         out.write_text(json.dumps(result, indent=2, default=str) + "\n")
