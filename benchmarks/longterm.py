@@ -41,6 +41,7 @@ import statistics
 import tempfile
 import time
 from dataclasses import asdict, replace
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -193,7 +194,8 @@ def render(results: list[Row]) -> str:
         days = res["protocol"]["return_days"]
         cols = [*(f"return_{d}d/auc" for d in days), f"return_{days[-1]}d/logloss",
                 "active_days/rmse", "purchases/rmse", "time_to_return/cindex"]
-        lines += [f"**{res['dataset']}** (test cut {res['split']['test_cut']}, "
+        cut = datetime.fromtimestamp(res["split"]["test_cut"], UTC).strftime("%Y-%m-%d %H:%M")
+        lines += [f"**{res['dataset']}** (test cut {cut} UTC, "
                   f"{res['split']['examples']['test']:,} test users, "
                   f"{res['split']['examples']['train']:,} training examples; test return rate "
                   + " / ".join(f"{r:.3f}" for r in res["split"]["test_return_rate"])
