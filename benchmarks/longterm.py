@@ -104,7 +104,7 @@ def _export(split: EngagementSplit, eng: EngagementConfig, folder: Path) -> Path
     path = folder / "examples.npz"
     arrays: dict[str, Any] = {"features": np.array(split.features),
                               "return_days": np.array(eng.return_days),
-                              "count_days": np.array(eng.horizon_days or max(eng.return_days))}
+                              "count_days": np.array(eng.count_days)}
     for part in ("train", "valid", "test"):
         ex, x = getattr(split, part)
         arrays[f"{part}_x"] = x

@@ -10,6 +10,7 @@ scored from the state after that history; the first one is the next-item target.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -41,6 +42,34 @@ def gap_bucket(later: np.ndarray, earlier: np.ndarray) -> np.ndarray:
     minutes = np.where(known, later - earlier, 0) / 60.0
     bucket = 1 + np.floor(np.log2(1.0 + minutes)).astype(np.int64)
     return np.where(known, np.minimum(bucket, GAP_BUCKETS - 1), 0)
+
+
+@dataclass(frozen=True)
+class InputGrid:
+    """Input sequences as ``[B, L]`` arrays: position 0 is the begin token (item -1), then
+    each sequence's interactions; padding is 0 (ts -1)."""
+
+    items: np.ndarray
+    behaviors: np.ndarray
+    scenarios: np.ndarray
+    ts: np.ndarray
+    gaps: np.ndarray  # time-gap bucket of each input to the one before it
+
+
+def input_grid(data: Interactions, inputs: Sequence[np.ndarray]) -> InputGrid:
+    """The grid of ``inputs`` (per row, interaction indices in order)."""
+    n, length = len(inputs), max(len(s) for s in inputs) + 1
+    items, behaviors, scenarios = (np.zeros((n, length), np.int64) for _ in range(3))
+    ts = np.full((n, length), -1, np.int64)
+    items[:, 0] = -1
+    for b, s in enumerate(inputs):
+        items[b, 1:len(s) + 1] = data.item[s]
+        behaviors[b, 1:len(s) + 1] = data.behaviors[s]
+        scenarios[b, 1:len(s) + 1] = data.scenario[s]
+        ts[b, 1:len(s) + 1] = data.ts[s]
+    gaps = np.zeros((n, length), np.int64)
+    gaps[:, 1:] = gap_bucket(ts[:, 1:], ts[:, :-1])
+    return InputGrid(items, behaviors, scenarios, ts, gaps)
 
 
 class SequenceBatcher:
@@ -137,32 +166,21 @@ class SequenceBatcher:
                next_item: str) -> Batch:
         """``next_item``: which examples are next-item targets: "all", "first" per row, "none"."""
         d = self.data
-        length = max(len(s) for s in inputs) + 1
-        n = len(inputs)
-        items = np.zeros((n, length), np.int64)
-        behaviors = np.zeros((n, length), np.int64)
-        scenarios = np.zeros((n, length), np.int64)
-        in_ts = np.full((n, length), -1, np.int64)
-        items[:, 0] = -1
-        for b, s in enumerate(inputs):
-            items[b, 1:len(s) + 1] = d.item[s]
-            behaviors[b, 1:len(s) + 1] = d.behaviors[s]
-            scenarios[b, 1:len(s) + 1] = d.scenario[s]
-            in_ts[b, 1:len(s) + 1] = d.ts[s]
+        grid = input_grid(d, inputs)
+        in_ts = grid.ts
         rows = np.concatenate([np.full(len(t), b) for b, (t, _) in enumerate(targets)])
         cols = np.concatenate([c for _, c in targets])
         tgt = np.concatenate([t for t, _ in targets]).astype(np.int64)
-        gaps = np.zeros((n, length), np.int64)
-        gaps[:, 1:] = gap_bucket(in_ts[:, 1:], in_ts[:, :-1])
         first = np.concatenate([np.ones(len(t), bool) if next_item == "all"
                                 else (np.arange(len(t)) == 0) & (next_item == "first")
                                 for t, _ in targets])
         as_t = torch.from_numpy
         return Batch(
-            items=as_t(items), behaviors=as_t(behaviors), scenarios=as_t(scenarios),
+            items=as_t(grid.items), behaviors=as_t(grid.behaviors),
+            scenarios=as_t(grid.scenarios),
             rows=as_t(rows.astype(np.int64)), cols=as_t(cols.astype(np.int64)),
             target=as_t(d.item[tgt]), target_scenario=as_t(d.scenario[tgt]),
-            next_item=as_t(first), gaps=as_t(gaps),
+            next_item=as_t(first), gaps=as_t(grid.gaps),
             target_gap=as_t(gap_bucket(d.ts[tgt], in_ts[rows, cols])),
             labels={k: as_t(v.values[tgt]) for k, v in self.labels.items()},
             label_mask={k: as_t(v.mask[tgt]) for k, v in self.labels.items()},

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mtrec.data.interactions import Interactions
-from mtrec.models.batches import gap_bucket
+from mtrec.models.batches import gap_bucket, input_grid
 from mtrec.models.model import Batch, MultiTaskRecommender
 from mtrec.policy.labels import CutExamples
 
@@ -30,11 +30,9 @@ from mtrec.policy.labels import CutExamples
 class EngagementHeadConfig:
     hidden: int = 64
     dropout: float = 0.1
-    state_dropout: float = 0.0  # on the user state where the head reads it
+    use_state: bool = True  # read the user tower's state beside the features
     counts_from_state: bool = True  # False: the count outputs read the features only
     train_state: bool = True  # False: the engagement loss does not train the user tower
-    use_state: bool = True  # read the user tower's state (False: features only)
-    use_features: bool = True  # read the pre-cut recency / frequency features
 
 
 #: The head's outputs, each with its own loss (and its own early stopping) and the key of
@@ -93,15 +91,11 @@ class EngagementHead(nn.Module):
                  n_returns: int) -> None:
         super().__init__()
         self.config, self.n_returns = config, n_returns
-        width = (state_dim if config.use_state else 0) + (n_features if config.use_features
-                                                          else 0)
-        if width == 0:
-            raise ValueError("the engagement head needs the user state, the features or both")
-        split = not config.counts_from_state and config.use_state and config.use_features
+        width = n_features + (state_dim if config.use_state else 0)
+        split = config.use_state and not config.counts_from_state
         self.register_buffer("mean", torch.zeros(n_features))
         self.register_buffer("std", torch.ones(n_features))
         self.register_buffer("count_scale", torch.ones(2))
-        self.state_dropout = nn.Dropout(config.state_dropout)
         self.net = _tower(width, config, n_returns + (1 if split else 3))
         self.counts = _tower(n_features, config, 2) if split else None
 
@@ -114,17 +108,14 @@ class EngagementHead(nn.Module):
         self.count_scale.copy_(torch.from_numpy(counts.var(1).clip(min=1e-3)))
         return self
 
-    def forward(self, state: torch.Tensor, features: torch.Tensor,
+    def forward(self, state: torch.Tensor | None, features: torch.Tensor,
                 targets: EngagementTargets | None = None) -> EngagementOutput:
-        parts = []
-        if self.config.use_state:
-            parts.append(self.state_dropout(state.float()))
-        if self.config.use_features:
-            parts.append((torch.log1p(features.clamp(min=0)) - self.mean) / self.std)
-        out = self.net(torch.cat(parts, -1)).float()
+        """``state``: ``[T, dim]``, or None for a head that does not read it."""
+        x = (torch.log1p(features.clamp(min=0)) - self.mean) / self.std
+        out = self.net(x if state is None else torch.cat([state.float(), x], -1)).float()
         r = self.n_returns
         if self.counts is not None:  # [returns, hazard] and, from the features, the counts
-            out = torch.cat([out[:, :r], self.counts(parts[-1]).float(), out[:, r:]], -1)
+            out = torch.cat([out[:, :r], self.counts(x).float(), out[:, r:]], -1)
         counts = F.softplus(out[:, r:r + 2])
         result = EngagementOutput(out[:, :r], counts[:, 0], counts[:, 1], out[:, r + 2])
         if targets is not None:
@@ -160,14 +151,18 @@ class EngagementModel(nn.Module):
         super().__init__()
         self.recommender, self.head = recommender, head
 
-    def forward(self, batch: Batch, features: torch.Tensor,
-                targets: EngagementTargets | None = None) -> EngagementOutput:
-        rec = self.recommender
-        state = (rec.encode(batch, rec.item_tables()).h if self.head.config.use_state
-                 else features.new_zeros(len(features), 0))
-        if not self.head.config.train_state:  # the recommender's own tasks shape the state
-            state = state.detach()
-        return self.head(state, features, targets)
+    def forward(self, data: Interactions, examples: CutExamples, features: np.ndarray,
+                max_len: int) -> EngagementOutput:
+        """Outputs and losses for ``examples`` (users at their cuts, with their labels) and
+        their ``features``; the user tower runs only for a head that reads its state."""
+        state = None
+        if self.head.config.use_state:
+            rec = self.recommender
+            batch = cut_batch(data, examples.user, examples.cut, max_len)
+            state = rec.encode(batch, rec.item_tables()).h
+            if not self.head.config.train_state:  # the recommender's own tasks shape it
+                state = state.detach()
+        return self.head(state, torch.from_numpy(features), EngagementTargets.of(examples))
 
 
 def cut_batch(data: Interactions, users: np.ndarray, cuts: np.ndarray, max_len: int) -> Batch:
@@ -179,24 +174,12 @@ def cut_batch(data: Interactions, users: np.ndarray, cuts: np.ndarray, max_len: 
         ts = data.ts[rows]
         before = rows[(ts >= 0) & (ts < cut)]
         seqs.append(before[max(0, len(before) - (max_len - 1)):])
-    n, length = len(seqs), max(len(s) for s in seqs) + 1
-    grid = {k: np.zeros((n, length), np.int64) for k in ("items", "behaviors", "scenarios")}
-    ts_grid = np.full((n, length), -1, np.int64)
-    grid["items"][:, 0] = -1
-    for b, s in enumerate(seqs):
-        grid["items"][b, 1:len(s) + 1] = data.item[s]
-        grid["behaviors"][b, 1:len(s) + 1] = data.behaviors[s]
-        grid["scenarios"][b, 1:len(s) + 1] = data.scenario[s]
-        ts_grid[b, 1:len(s) + 1] = data.ts[s]
-    cols = np.array([len(s) for s in seqs], np.int64)
-    rows = np.arange(n)
-    gaps = np.zeros((n, length), np.int64)
-    gaps[:, 1:] = gap_bucket(ts_grid[:, 1:], ts_grid[:, :-1])
-    last_scenario = grid["scenarios"][rows, cols]
+    grid = input_grid(data, seqs)
+    n = len(seqs)
+    rows, cols = np.arange(n), np.array([len(s) for s in seqs], np.int64)
     t = torch.from_numpy
-    return Batch(items=t(grid["items"]), behaviors=t(grid["behaviors"]),
-                 scenarios=t(grid["scenarios"]), rows=t(rows), cols=t(cols),
-                 target=torch.zeros(n, dtype=torch.long),
-                 target_scenario=t(np.maximum(last_scenario, 1)),
-                 next_item=torch.zeros(n, dtype=torch.bool), gaps=t(gaps),
-                 target_gap=t(gap_bucket(cuts.astype(np.int64), ts_grid[rows, cols])))
+    return Batch(items=t(grid.items), behaviors=t(grid.behaviors), scenarios=t(grid.scenarios),
+                 rows=t(rows), cols=t(cols), target=torch.zeros(n, dtype=torch.long),
+                 target_scenario=t(np.maximum(grid.scenarios[rows, cols], 1)),
+                 next_item=torch.zeros(n, dtype=torch.bool), gaps=t(grid.gaps),
+                 target_gap=t(gap_bucket(cuts.astype(np.int64), grid.ts[rows, cols])))

@@ -26,8 +26,6 @@ from mtrec.policy.engagement import (
     OUTPUTS,
     EngagementModel,
     EngagementOutput,
-    EngagementTargets,
-    cut_batch,
 )
 from mtrec.policy.labels import CutExamples, user_features
 from mtrec.train.loss import task_losses
@@ -143,9 +141,7 @@ def _epoch(model: EngagementModel, optimizer: torch.optim.Optimizer, batcher: Se
 def _engagement_step(model: EngagementModel, data: Interactions,
                      train: tuple[CutExamples, np.ndarray], rows: np.ndarray,
                      max_len: int) -> torch.Tensor:
-    ex = train[0].take(rows)
-    batch = cut_batch(data, ex.user, ex.cut, max_len)
-    out = model(batch, torch.from_numpy(train[1][rows]), EngagementTargets.of(ex))
+    out = model(data, train[0].take(rows), train[1][rows], max_len)
     assert out.loss is not None
     return out.loss
 
@@ -159,10 +155,8 @@ def predict(model: EngagementModel, data: Interactions, examples: CutExamples,
     parts, sums = [], dict.fromkeys(OUTPUTS, 0.0)
     for start in range(0, len(examples), batch_size):
         rows = np.arange(start, min(start + batch_size, len(examples)))
-        ex = examples.take(rows)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            out = model(cut_batch(data, ex.user, ex.cut, max_len),
-                        torch.from_numpy(features[rows]), EngagementTargets.of(ex))
+            out = model(data, examples.take(rows), features[rows], max_len)
         for name, value in (out.losses or {}).items():
             sums[name] += float(value) * len(rows)
         parts.append(out)

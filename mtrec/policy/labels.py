@@ -47,9 +47,14 @@ class EngagementConfig:
             raise EngagementError(f"valid_frac must be in [0, 1), got {self.valid_frac}")
 
     @property
+    def count_days(self) -> int:
+        """The window of the active-day and purchase counts."""
+        return self.horizon_days or max(self.return_days)
+
+    @property
     def horizon(self) -> int:
         """The label window in days (the longest of the return and count horizons)."""
-        return max(self.horizon_days or max(self.return_days), max(self.return_days))
+        return max(self.count_days, max(self.return_days))
 
 
 @dataclass(frozen=True)
@@ -112,8 +117,8 @@ def cut_examples(data: Interactions, cut: int, config: EngagementConfig,
     """Labels at ``cut`` for every user with an event before it, from the events before
     ``end`` only (default: the end of the data; a training cut's is the test cut, so no
     training label, the censored time to return included, sees the test period)."""
+    end = data_end(data) if end is None else end
     idx = timed_events(data)
-    end = int(data.ts[idx].max()) + 1 if end is None else end
     idx = idx[data.ts[idx] < end]
     horizon = config.horizon
     if cut + horizon * DAY > end:
@@ -138,18 +143,13 @@ def cut_examples(data: Interactions, cut: int, config: EngagementConfig,
     next_ts[has_next] = t_after[first[has_next]]
     for k, days in enumerate(config.return_days):
         returned[:, k] = has_next & (next_ts < cut + days * DAY)
-    count_days = config.horizon_days or max(config.return_days)
-    window = t_after < cut + count_days * DAY
-    day = (t_after - cut) // DAY
-    pos = np.searchsorted(users, u_after)
-    known = (pos < len(users)) & window
-    known &= users[np.minimum(pos, len(users) - 1)] == u_after
-    pairs = np.unique(np.stack([pos[known], day[known]]), axis=1)
-    active = np.bincount(pairs[0], minlength=len(users)).astype(np.float32)
-    bought = np.bincount(pos[known & purchase], minlength=len(users)).astype(np.float32)
+    pos, known = _positions(users, u_after)
+    known &= t_after < cut + config.count_days * DAY
+    active = _distinct(pos[known], (t_after[known] - cut) // DAY, len(users))
+    bought = np.bincount(pos[known & purchase], minlength=len(users))
     return CutExamples(
         cut=np.full(len(users), cut, np.int64), user=users.astype(np.int64), returned=returned,
-        active_days=active, purchases=bought,
+        active_days=active.astype(np.float32), purchases=bought.astype(np.float32),
         time_to_return=((next_ts - cut) / DAY).astype(np.float32), observed=has_next)
 
 
@@ -163,9 +163,27 @@ def split_users(examples: CutExamples, config: EngagementConfig) -> tuple[np.nda
     return np.flatnonzero(~valid), np.flatnonzero(valid)
 
 
+def _positions(users: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each of ``codes`` is in the sorted ``users``, and whether it is there."""
+    pos = np.searchsorted(users, codes)
+    known = pos < len(users)
+    known[known] = users[pos[known]] == codes[known]
+    return pos, known
+
+
+def _distinct(pos: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """Per position ``0..n-1``, how many distinct ``values`` it has."""
+    pairs = np.unique(np.stack([pos, values]), axis=1)
+    return np.bincount(pairs[0], minlength=n).astype(np.float64)
+
+
+def _behaviors(data: Interactions) -> list[str]:
+    return [b for b in BEHAVIORS if data.has_behavior(b).any()]
+
+
 def feature_names(data: Interactions) -> tuple[str, ...]:
     """The columns of :func:`user_features` for this dataset's behaviours."""
-    behaviors = [b for b in BEHAVIORS if data.has_behavior(b).any()]
+    behaviors = _behaviors(data)
     return ("recency_days", "tenure_days", "active_days", "events", "items",
             "events_1d", "events_7d", "events_30d", "active_days_7d", "active_days_30d",
             "purchase_days", "purchase_recency_days", "purchase_tenure_days",
@@ -181,9 +199,7 @@ def user_features(data: Interactions, users: np.ndarray, cut: int) -> np.ndarray
     idx = timed_events(data)
     idx = idx[data.ts[idx] < cut]
     span = (cut - float(data.ts[idx].min())) / DAY if len(idx) else 0.0
-    pos = np.searchsorted(users, data.user[idx])
-    ok = (pos < len(users)) & (users[np.minimum(pos, max(len(users) - 1, 0))]
-                               == data.user[idx])
+    pos, ok = _positions(users, data.user[idx])
     idx, pos = idx[ok], pos[ok]
     age = (cut - data.ts[idx]) / DAY  # days before the cut
     day = np.floor(age).astype(np.int64)
@@ -193,8 +209,7 @@ def user_features(data: Interactions, users: np.ndarray, cut: int) -> np.ndarray
         return np.bincount(pos[mask], minlength=n).astype(np.float64)
 
     def days_active(mask: np.ndarray) -> np.ndarray:
-        pairs = np.unique(np.stack([pos[mask], day[mask]]), axis=1)
-        return np.bincount(pairs[0], minlength=n).astype(np.float64)
+        return _distinct(pos[mask], day[mask], n)
 
     def newest(mask: np.ndarray) -> np.ndarray:
         out = np.full(n, span)
@@ -208,13 +223,11 @@ def user_features(data: Interactions, users: np.ndarray, cut: int) -> np.ndarray
 
     every = np.ones(len(idx), bool)
     bought = data.has_behavior("purchase")[idx]
-    pairs = np.unique(np.stack([pos, data.item[idx]]), axis=1)
     columns = [newest(every), oldest(every), days_active(every), count(every),
-               np.bincount(pairs[0], minlength=n).astype(np.float64),
+               _distinct(pos, data.item[idx], n),
                count(age < 1), count(age < 7), count(age < 30),
                days_active(age < 7), days_active(age < 30),
                days_active(bought), newest(bought), oldest(bought)]
-    behaviors = [b for b in BEHAVIORS if data.has_behavior(b).any()]
-    flags = [data.has_behavior(b)[idx] for b in behaviors]
+    flags = [data.has_behavior(b)[idx] for b in _behaviors(data)]
     columns += [count(f) for f in flags] + [newest(f) for f in flags]
     return np.stack(columns, 1).astype(np.float32)

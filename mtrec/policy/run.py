@@ -37,7 +37,6 @@ from mtrec.policy.labels import (
     default_cut,
     feature_names,
     split_users,
-    timed_events,
     training_cuts,
 )
 from mtrec.run_config import RunConfig
@@ -80,7 +79,6 @@ def prepare_engagement(dataset: str, config: EngagementConfig, protocol: str = "
 
 def engagement_split(prepared: Prepared, config: EngagementConfig) -> EngagementSplit:
     data = prepared.interactions
-    timed_events(data)
     test_cut = default_cut(data, config)
     cuts = training_cuts(data, config)
     pooled = CutExamples.concat([cut_examples(data, c, config, end=test_cut) for c in cuts])

@@ -6,7 +6,6 @@ import dataclasses
 
 import numpy as np
 import pytest
-import torch
 
 from mtrec.models.batches import gap_bucket
 from mtrec.policy.engagement import (
@@ -14,7 +13,6 @@ from mtrec.policy.engagement import (
     EngagementHead,
     EngagementHeadConfig,
     EngagementModel,
-    EngagementTargets,
     cut_batch,
 )
 from mtrec.policy.fit import EngagementTrainConfig, fit_engagement, predict, predict_best
@@ -121,19 +119,19 @@ def test_each_output_is_predicted_from_its_own_best_epoch(planted):
 
 def test_a_head_that_does_not_train_the_state_leaves_the_tower_alone(planted):
     """``train_state=False``: the engagement loss reaches the head only; the user tower is
-    shaped by the recommender's own tasks."""
+    shaped by the recommender's own tasks.  ``use_state=False``: the tower is not run."""
     split = engagement_split(planted, PROTOCOL)
     at_cut = before_cut(planted, split.test_cut)
     config, _ = budgeted(_config(), at_cut)
-    for train_state in (True, False):
+    for options, tower_trained in (({}, True), ({"train_state": False}, False),
+                                   ({"use_state": False}, False)):
         recommender, _ = build(config, at_cut, None)
-        head = EngagementHead(EngagementHeadConfig(hidden=16, train_state=train_state),
+        head = EngagementHead(EngagementHeadConfig(hidden=16, **options),
                               config.model.item.dim, len(split.features), 2)
         model = EngagementModel(recommender, head.fit_scaler(split.train[1], split.train[0]))
-        ex, x = split.train[0].take(np.arange(32)), split.train[1][:32]
-        out = model(cut_batch(at_cut.interactions, ex.user, ex.cut, 16), torch.from_numpy(x),
-                    EngagementTargets.of(ex))
+        out = model(at_cut.interactions, split.train[0].take(np.arange(32)),
+                    split.train[1][:32], 16)
         out.loss.backward()
         tower = [p.grad for p in recommender.user_tower.parameters()]
-        assert any(g is not None and g.abs().sum() > 0 for g in tower) == train_state
+        assert any(g is not None and g.abs().sum() > 0 for g in tower) == tower_trained
         assert all(p.grad is not None for p in head.net.parameters())
