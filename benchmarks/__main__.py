@@ -7,6 +7,7 @@
     python -m benchmarks jdata        # multi-task vs torch-rechub (buy / cart / collect)
     python -m benchmarks poisoning    # fake users vs the defences (benchmarks/poisoning.py)
     python -m benchmarks longterm     # engagement at a time cut vs LightGBM, BG/NBD, Pareto/NBD
+    python -m benchmarks policy       # an RL ranking policy vs greedy in a held-out simulator
 
 Peers are installed on first use into their own virtualenvs under .mtrec/peers.  The
 README's results table is regenerated from the recorded results afterwards.
@@ -320,6 +321,11 @@ def main() -> None:
         from benchmarks.poisoning import main as poisoning
 
         poisoning(sys.argv[2:])
+        return
+    if sys.argv[1:2] == ["policy"]:  # its own options (--datasets, --seeds)
+        from benchmarks.policy import main as policy
+
+        policy(sys.argv[2:])
         return
     if sys.argv[1:2] == ["longterm"]:  # its own options (--datasets, --seeds)
         from benchmarks.longterm import main as longterm

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mtrec import cli_export, cli_model, cli_report, cli_serve
+from mtrec import cli_export, cli_model, cli_policy, cli_report, cli_serve
 from mtrec.cli_common import (
     AsJson,
     DataRoot,
@@ -40,6 +40,7 @@ app = typer.Typer(help="mtrec: multi-task recommendation from raw logs to a live
                   no_args_is_help=True, pretty_exceptions_enable=False)
 data_app = typer.Typer(help="Import, inspect and split datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+app.add_typer(cli_policy.app, name="policy")
 
 
 @app.callback()

@@ -25,10 +25,12 @@ from mtrec.config import from_dict
 from mtrec.data.interactions import Catalog, Interactions
 from mtrec.models.batches import SequenceBatcher, history_batch
 from mtrec.models.model import MultiTaskRecommender, UserStates, build_model
+from mtrec.policy.store import has_policy, load_policy
 from mtrec.rank.base import Candidates, RankContext, RankRequest, Step
 from mtrec.rank.blend import resolve_objective
 from mtrec.rank.config import RankConfig
 from mtrec.rank.pipeline import RankingPipeline, exact_pool
+from mtrec.rank.policy import PolicyStage
 from mtrec.rank.trending import Trending
 from mtrec.run_config import RunConfig
 
@@ -72,8 +74,12 @@ class Recommender:
         vectors = text if text is not None and text.shape[1] > 0 else None
         model = build_model(config.model, meta["n_items"], meta["n_scenarios"], vectors)
         model.load_state_dict(weights)
-        return cls(model, meta, bundle.read_catalog(path), bundle.read_interactions(path),
-                   config.rank)
+        rec = cls(model, meta, bundle.read_catalog(path), bundle.read_interactions(path),
+                  config.rank)
+        if has_policy(path):
+            policy, popularity, _ = load_policy(path)
+            rec.pipeline.policy = PolicyStage(policy, popularity)
+        return rec
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -136,7 +142,7 @@ class Recommender:
     @torch.no_grad()
     def recommend(self, user: str, k: int = 10, scenario: str | None = None,
                   objective: dict[str, float] | None = None,
-                  candidates: int | None = None) -> list[Recommendation]:
+                  candidates: int | None = None, policy: bool = False) -> list[Recommendation]:
         """Top ``k`` items the user has not interacted with, ranked by ``objective``."""
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
@@ -146,14 +152,11 @@ class Recommender:
         seen = np.unique([st.code for st in steps]).astype(np.int64)
         request = RankRequest(steps, k, s, objective, seen,
                               candidates=candidates or self.rank_config.candidates,
-                              user=user, scenario_given=scenario is not None)
+                              user=user, scenario_given=scenario is not None, policy=policy)
         if not steps or self.model.retrieval_task is None:
             found = self.pipeline.cold() if not steps else self._all_items(request)
         else:
-            state = self.state(steps, s)
-            pool = exact_pool(self.tables.retrieval, state.query[0],
-                              self.model.retrieval_task.temperature, request.fetch, seen)
-            found = self.pipeline.scored(state, self.tables, pool)
+            found = self.retrieve(steps, s, request.fetch, seen)
         ranked = self.pipeline.rank(request, found, self.context)
         return [Recommendation(str(self.catalog.item_ids[c]), float(ranked.total[i]),
                                {t: float(v[i]) for t, v in ranked.scores.items()},
@@ -161,6 +164,19 @@ class Recommender:
                                [(str(self.catalog.item_ids[h]), v) for h, v in
                                 (ranked.because[i] if ranked.because else ())])
                 for i, c in enumerate(ranked.codes.tolist())]
+
+    @torch.no_grad()
+    def retrieve(self, steps: list[Step], scenario: int, fetch: int,
+                 exclude: np.ndarray) -> Candidates:
+        """The best ``fetch`` items after ``steps`` outside ``exclude``, in retrieval order,
+        with every task's score (needs a retrieval task and a non-empty history)."""
+        task = self.model.retrieval_task
+        if task is None or not steps:
+            raise ValueError("retrieval needs a model with a retrieval task and a history")
+        state = self.state(steps, scenario)
+        pool = exact_pool(self.tables.retrieval, state.query[0], task.temperature, fetch,
+                          exclude)
+        return self.pipeline.scored(state, self.tables, pool)
 
     def _all_items(self, request: RankRequest) -> Candidates:
         """Without a retrieval task every unseen item is a candidate, scored pointwise."""

@@ -39,6 +39,7 @@ class RankRequest:
     candidates: int = 200  # retrieval candidates ranked by the stages
     user: str | None = None  # whose history it is (a precomputed state may serve)
     scenario_given: bool = True  # False: the default scenario (cold start: all of them)
+    policy: bool = False  # re-order by the bundle's ranking policy (mtrec.rank.policy)
 
     @property
     def fetch(self) -> int:

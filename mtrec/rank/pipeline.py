@@ -51,8 +51,9 @@ def pool_from_logits(logits: torch.Tensor, fetch: int, exclude: np.ndarray) -> P
 class RankingPipeline:
     """``model``'s per-task scores for a pool, then ``stages`` in order, then the top k."""
 
-    def __init__(self, model: MultiTaskRecommender, stages: Sequence[Stage]) -> None:
-        self.model, self.stages = model, list(stages)
+    def __init__(self, model: MultiTaskRecommender, stages: Sequence[Stage],
+                 policy: Stage | None = None) -> None:
+        self.model, self.stages, self.policy = model, list(stages), policy
 
     @classmethod
     def from_config(cls, model: MultiTaskRecommender, config: RankConfig) -> RankingPipeline:
@@ -69,9 +70,18 @@ class RankingPipeline:
 
     def rank(self, request: RankRequest, candidates: Candidates,
              context: RankContext) -> Candidates:
-        """The stages over ``candidates``, then the first ``request.k``."""
+        """The stages over ``candidates``, then the first ``request.k``; a request for the
+        policy runs it before ``explain`` (or last)."""
+        policy = self.policy if request.policy else None
+        if request.policy and policy is None:
+            raise ValueError("this bundle has no ranking policy; train one with `mtrec "
+                             "policy train` (or leave out policy)")
         for stage in self.stages:
+            if policy is not None and stage.name == "explain":
+                candidates, policy = policy.rank(request, candidates, context), None
             candidates = stage.rank(request, candidates, context)
+        if policy is not None:
+            candidates = policy.rank(request, candidates, context)
         return candidates.head(request.k)
 
     @staticmethod

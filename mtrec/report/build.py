@@ -14,6 +14,7 @@ from mtrec.report.data import BundleData, default_results_dir, read_bundle, read
 from mtrec.report.doc import Report
 from mtrec.report.html import render_html
 from mtrec.report.markdown import render_markdown
+from mtrec.report.policy import policy_section
 from mtrec.report.scenarios import ScenarioMetrics, evaluate_scenarios
 
 
@@ -44,6 +45,9 @@ def build_report(bundle_dir: Path, results_dir: Path | None = None, compare: boo
     report.sections = [sections.header(b), sections.training(b), sections.test_metrics(b),
                        sections.cold_items(b), sections.scenarios(b, scen, skipped),
                        comparisons(b, found, problems, None if folder is None else str(folder))]
+    policy = policy_section(b.path)
+    if policy is not None:
+        report.sections.append(policy)
     return report
 
 

@@ -198,3 +198,34 @@ def time_to_accuracy(curves: Sequence[Curve], title: str = "Time to accuracy",
         ax.set_title(f"{title} (x: stopped by the wall-time cap)", loc="left")
         ax.legend(frameon=False, fontsize=7, ncols=2)
         return _svg(fig, fmt)
+
+
+def reward_curve(iterations: Sequence[float], train: Sequence[float],
+                 valid: Sequence[float], best: int | None) -> bytes:
+    """Mean episode reward per REINFORCE iteration (training batch; validation users under
+    the deterministic policy)."""
+    with _figure(WIDTH / 2, 2.4) as (fig, ax):
+        ax.plot(iterations, train, color=SERIES[0], linewidth=0.9, label="training batch")
+        pts = [(i, v) for i, v in zip(iterations, valid, strict=True) if math.isfinite(v)]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3,
+                color=SERIES[2], label="validation users")
+        ax.set(title="Policy training reward", xlabel="iteration", ylabel="reward per user")
+        ax.legend(frameon=False, loc="best")
+        _epoch_axis(ax, list(iterations), best)
+        return _svg(fig)
+
+
+def calibration(bins: Mapping[str, Sequence[Sequence[float]]]) -> bytes:
+    """Observed rate against predicted probability per bin, one series per response head
+    (point size: how many predictions the bin holds)."""
+    with _figure(WIDTH / 2, 2.6) as (fig, ax):
+        ax.plot([0, 1], [0, 1], color="#999999", linestyle="--", linewidth=0.8)
+        for (name, rows), color in zip(bins.items(), SERIES, strict=False):
+            total = max(1.0, sum(r[2] for r in rows))
+            ax.scatter([r[0] for r in rows], [r[1] for r in rows], color=color, label=name,
+                       s=[8 + 120 * r[2] / total for r in rows])
+            ax.plot([r[0] for r in rows], [r[1] for r in rows], color=color, linewidth=0.7)
+        ax.set(title="Simulator calibration (held-out logs)", xlabel="predicted",
+               ylabel="observed", xlim=(0, 1), ylim=(0, 1))
+        ax.legend(frameon=False, loc="upper left")
+        return _svg(fig)

@@ -72,6 +72,9 @@ class RecommendRequest(Strict):
                                   f"each finite, at most {MAX_WEIGHT:g} in size")
     exclude_seen: bool = True
     category: str | None = None
+    policy: bool = Field(default=False, description=(
+        "re-order the candidates by the bundle's ranking policy, trained for long-term value "
+        "(`mtrec policy train`); a bundle without one answers 422"))
 
 
 class TaskScores(Strict):
@@ -177,6 +180,7 @@ class Health(Strict):
     events_quarantined: int  # held for review: GET /v1/quarantine (admin)
     index: str  # next-item retrieval: exact, hnsw or ivf
     scan: str  # the exact catalog pass: float32, half or int8 (unused past exact_max)
+    policy: bool = False  # the bundle has a ranking policy (/v1/recommend "policy": true)
 
 
 class HistoryItem(Strict):

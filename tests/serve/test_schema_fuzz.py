@@ -115,6 +115,8 @@ def _realistic(case: Any, known: Known, draw: st.DataObject) -> None:
                 v = int(v)  # JSON Schema counts 3.0 an integer; the strict API does not
             elif k == "objective" and isinstance(v, dict):
                 v = {pick(known.tasks): w for w in v.values()}
+            elif k == "policy" and v is True:
+                v = False  # this bundle has no policy: a 422 by design (tests/policy)
             out[k] = swap(v)
         return out
 

@@ -17,7 +17,8 @@ def health(service: ServiceDep) -> s.Health:
                     tasks=list(e.model.task_names),
                     events_stored=service.log.count() if service.log else 0,
                     events_quarantined=service.log.count("quarantined") if service.log else 0,
-                    index=e.retrieval.next_item.kind_, scan=e.retrieval.scan.dtype)
+                    index=e.retrieval.next_item.kind_, scan=e.retrieval.scan.dtype,
+                    policy=e.pipeline.policy is not None)
 
 
 @router.get("/metrics", include_in_schema=False)

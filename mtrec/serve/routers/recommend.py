@@ -57,7 +57,7 @@ def _ask(service: Service, body: s.RecommendRequest) -> Ask:
                if body.exclude_seen else np.zeros(0, dtype=np.int64))
     return Ask(history, body.k, scen, body.objective, exclude, body.category,
                e.pipeline_candidates, user=body.user_id if history else None,
-               scenario_given=body.scenario is not None)
+               scenario_given=body.scenario is not None, policy=body.policy)
 
 
 def _recommended(body: s.RecommendRequest, recs: list[Hit], cold: bool,

@@ -133,8 +133,11 @@ function clearUser() {
   $("history").replaceChildren();
   $("history-note").textContent = "(latest first)";
   $("recs").tBodies[0].replaceChildren();
+  $("policy-recs").tBodies[0].replaceChildren();
   $("recs-label").hidden = true;
 }
+
+let hasPolicy = false;  // the bundle has a ranking policy (GET /v1/health)
 
 async function showUser(event) {
   event?.preventDefault();
@@ -143,9 +146,11 @@ async function showUser(event) {
   const mine = ++userRequest;
   clearUser();
   $("user-status").textContent = "loading…";
-  const [history, recs] = await Promise.allSettled([
+  const [history, recs, policy] = await Promise.allSettled([
     api(`/v1/users/${encodeURIComponent(user)}/history`),
     api("/v1/recommend", { body: { user_id: user, k } }),
+    hasPolicy ? api("/v1/recommend", { body: { user_id: user, k, policy: true } })
+      : Promise.resolve(null),
   ]);
   if (mine !== userRequest) return;
   clearUser();
@@ -162,6 +167,10 @@ async function showUser(event) {
       ? `(latest 30 of ${steps.length}, latest first)` : "(latest first)";
   }
   $("recs").tBodies[0].replaceChildren(...items.map(recRow));
+  $("policy-panel").hidden = !(policy.status === "fulfilled" && policy.value);
+  if (!$("policy-panel").hidden) {
+    $("policy-recs").tBodies[0].replaceChildren(...policy.value.items.map(recRow));
+  }
   $("recs-label").hidden = !cold;
   $("recs-label").textContent = cold ? "cold start (trending)" : "";
   $("user-status").textContent = cold
@@ -215,8 +224,9 @@ async function addItem(event) {
 async function start() {
   try {
     const health = await api("/v1/health");
+    hasPolicy = Boolean(health.policy);
     $("health").textContent = `${health.items} items · ${health.users} users · ` +
-      `tasks: ${health.tasks.join(", ")}`;
+      `tasks: ${health.tasks.join(", ")}` + (hasPolicy ? " · long-term policy" : "");
   } catch (err) { $("health").textContent = err.message; }
   await loadUsers();
 }

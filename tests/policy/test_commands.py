@@ -1,0 +1,122 @@
+"""``mtrec policy train`` / ``eval``, the ``policy`` ranking stage and its service field, end
+to end on the planted shop logs (tests/policy/world.py) with a tiny ranking model."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from mtrec.cli import app as cli
+from mtrec.policy.commands import evaluate, train
+from mtrec.policy.experiment import LEARNED, PolicyProtocol
+from mtrec.policy.store import PolicyError
+from mtrec.recommender import Recommender
+from mtrec.serve.app import ServeSettings, create_app
+from mtrec.serve.engine import Engine
+from tests.planted import fast_torch, tiny
+from tests.policy.world import shop_store
+
+PROTOCOL = PolicyProtocol(horizon_days=10, return_days=(1, 5), candidates=20, valid_days=5,
+                          sim_users=60)
+KEY = {"X-API-Key": "secret"}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    home = tmp_path_factory.mktemp("policy")
+    store = shop_store(home)
+    ranker = {k: v for k, v in tiny(store).items() if not k.startswith("data.")}
+    ranker.pop("model.tasks")
+    with fast_torch():
+        result = train(str(store), home / "bundle", iterations=3, protocol=PROTOCOL,
+                       ranker={**ranker, "train.epochs": 3})
+    return home, result
+
+
+def test_train_writes_the_policy_with_its_checks(trained):
+    home, result = trained
+    folder = home / "bundle" / "policy"
+    assert (folder / "policy.safetensors").is_file() and (folder / "policy.json").is_file()
+    checks = result["simulator_validation"]
+    assert set(checks["calibration"]) == {"take", "purchase"}
+    assert 0 <= checks["returns"]["sim_return_5d"] <= 1
+    assert set(result["weights"]) == {"next_item_log", "purchase_logit", "popularity_log",
+                                      "retrieval_rank_log", "shown_before"}
+
+
+def test_the_policy_stage_reorders_by_the_policy(trained):
+    home, _ = trained
+    rec = Recommender.load(home / "bundle")
+    user = str(rec.catalog.user_ids[1])
+    plain = rec.recommend(user, k=100)  # every unseen item of the 30
+    ranked = rec.recommend(user, k=100, policy=True)
+    assert {r.item_id for r in plain} == {r.item_id for r in ranked}  # same candidates
+    scores = [r.score for r in ranked]
+    assert scores == sorted(scores, reverse=True)  # ordered by the policy's score
+
+
+def test_eval_compares_every_policy_with_intervals(trained, tmp_path):
+    home, _ = trained
+    with fast_torch():
+        result = evaluate(home / "bundle", (0, 1), tmp_path / "eval.json", iterations=2)
+    summary = result["summary"]["policies"]
+    assert set(summary) == {LEARNED, "greedy (purchase)", "blend (next item + purchase)",
+                            "retrieval order (next item)", "popularity", "random"}
+    for row in summary.values():
+        assert row["reward"]["low"] <= row["reward"]["mean"] <= row["reward"]["high"]
+        assert 0 <= row["ndcg@10"]["mean"] <= 1
+    run = result["runs"][0]
+    assert run["users"]["simulated"] >= 60
+    assert {"snips", "dr"} <= set(run["off_policy"]["greedy (purchase)"])
+    assert (tmp_path / "eval.seeds" / "seed-1.json").is_file()  # a rerun resumes per seed
+
+
+def test_a_bundle_without_a_policy_is_refused(trained, tmp_path):
+    home, _ = trained
+    bare = tmp_path / "bare"
+    shutil.copytree(home / "bundle", bare, ignore=shutil.ignore_patterns("policy"))
+    out = CliRunner().invoke(cli, ["policy", "eval", "--bundle", str(bare)])
+    assert out.exit_code == 2 and "no ranking policy" in out.output
+    with pytest.raises(ValueError, match="no ranking policy"):
+        Recommender.load(bare).recommend(str(Recommender.load(bare).catalog.user_ids[1]),
+                                         policy=True)
+    app = create_app(ServeSettings(api_key="secret"), Engine.from_bundle(bare))
+    with TestClient(app, base_url="http://localhost", headers=KEY) as client:
+        r = client.post("/v1/recommend", json={"user_id": "u1", "policy": True})
+        assert r.status_code == 422 and "no ranking policy" in r.json()["detail"]
+        assert client.post("/v1/recommend", json={"user_id": "u1"}).status_code == 200
+
+
+def test_the_service_serves_the_policy_list(trained):
+    home, _ = trained
+    app = create_app(ServeSettings(api_key="secret"), Engine.from_bundle(home / "bundle"))
+    with TestClient(app, base_url="http://localhost", headers=KEY) as client:
+        r = client.post("/v1/recommend", json={"user_id": "u1", "k": 5, "policy": True})
+        greedy = client.post("/v1/recommend", json={"user_id": "u1", "k": 5})
+    assert r.status_code == 200 and len(r.json()["items"]) == 5
+    assert greedy.status_code == 200
+
+
+def test_corrupt_policy_files_fail_at_load_naming_the_file(trained, tmp_path):
+    home, _ = trained
+    broken = tmp_path / "broken"
+    shutil.copytree(home / "bundle", broken)
+    (broken / "policy" / "policy.safetensors").write_bytes(b"not a tensor file")
+    with pytest.raises(PolicyError, match=r"policy\.safetensors"):
+        Engine.from_bundle(broken)
+
+
+def test_the_report_shows_the_policy_section(trained, tmp_path):
+    from mtrec.report.build import write_report
+
+    home, _ = trained
+    with fast_torch():
+        evaluate(home / "bundle", (0, 1), None, iterations=2)  # -> bundle/policy/eval.json
+    files = write_report(home / "bundle", tmp_path / "report", compare=False)
+    text = files.markdown.read_text()
+    assert "Long-term ranking policy" in text and "come back after a session" in text
+    names = {f.name for f in files.figures}
+    assert {"policy_reward.svg", "policy_calibration.svg", "policy_returns.svg"} <= names
