@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,6 +62,18 @@ def _ci(v: dict[str, float], pct: bool = False) -> str:
     return f"{v['mean']:.4f} [{v['low']:.4f}, {v['high']:.4f}]"
 
 
+def _finite_mean(values: list[float]) -> str:
+    """Mean over the seeds with an estimate (a policy that exposes no logged item has none).
+
+    >>> _finite_mean([1.0, float("nan"), 2.0])
+    '1.5000 (2 seeds)'
+    """
+    ok = [v for v in values if math.isfinite(v)]
+    if not ok:
+        return "n/a"
+    return f"{sum(ok) / len(ok):.4f}" + (f" ({len(ok)} seeds)" if len(ok) < len(values) else "")
+
+
 def render(res: dict[str, Any]) -> str:
     s = res["summary"]
     cut = datetime.fromtimestamp(res["cut"], UTC).strftime("%Y-%m-%d %H:%M")
@@ -84,9 +97,9 @@ def render(res: dict[str, Any]) -> str:
                   "| policy | SNIPS | DR | effective n |", "|---|---:|---:|---:|"]
         for name in s["policies"]:
             vals = [o[name] for o in ope]
-            lines.append(f"| {name} | " + " | ".join(
-                f"{sum(v[k] for v in vals) / len(vals):.4f}" for k in ("snips", "dr"))
-                + f" | {sum(v['effective_n'] for v in vals) / len(vals):.0f} |")
+            lines.append(f"| {name} | " + " | ".join(_finite_mean([v[k] for v in vals])
+                                                    for k in ("snips", "dr"))
+                         + f" | {sum(v['effective_n'] for v in vals) / len(vals):.0f} |")
         lines.append("")
     checks = first["simulator"]
     cal = checks["calibration"]

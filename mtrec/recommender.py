@@ -77,8 +77,8 @@ class Recommender:
         rec = cls(model, meta, bundle.read_catalog(path), bundle.read_interactions(path),
                   config.rank)
         if has_policy(path):
-            policy, popularity, _ = load_policy(path)
-            rec.pipeline.policy = PolicyStage(policy, popularity)
+            policy, popularity, info = load_policy(path)
+            rec.pipeline.policy = PolicyStage(policy, popularity, info)
         return rec
 
     @property

@@ -19,7 +19,10 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mtrec.data.interactions import Prepared
+from mtrec.data.split import TRAIN, VALID
 from mtrec.policy.agent import PolicyConfig
 from mtrec.policy.evaluate import BASELINES, calibration, return_check, simulate
 from mtrec.policy.experiment import (
@@ -36,11 +39,15 @@ from mtrec.policy.experiment import (
 from mtrec.policy.features import check_tasks
 from mtrec.policy.labels import DAY
 from mtrec.policy.pool import popularity_before
-from mtrec.policy.simulator import SimulatorConfig
+from mtrec.policy.simulator import SimulatorConfig, state_features
 from mtrec.policy.store import load_policy, save_policy
 from mtrec.recommender import Recommender
 from mtrec.run_config import load_run_config
 from mtrec.train.run import train_run
+
+# bumped when the simulator's or the evaluation's behaviour changes: cached seeds rerun
+# (2: a session is the user's own browsing plus the slate; per-user common random numbers)
+CODE = 2
 
 
 def _world(dataset: str, bundle: Path, protocol: PolicyProtocol, root: Path | None,
@@ -51,12 +58,31 @@ def _world(dataset: str, bundle: Path, protocol: PolicyProtocol, root: Path | No
         _train_ranker(prepared, bundle, seed, ranker or {}, root, store_dir)
     rec = Recommender.load(bundle)
     check_tasks(rec.tasks)
-    if rec.meta.get("dataset") != dataset:
-        raise ValueError(f"{bundle}: a bundle of {rec.meta.get('dataset')!r}, not {dataset!r}")
+    _check_ranker(rec, bundle, dataset, prepared, cut)
     # the candidates depend on the ranking model: a retrained bundle starts a new cache
     stamp = (bundle / "model.safetensors").stat().st_mtime_ns
     cache = bundle / "policy" / f"pool-{stamp}.npz"
     return World.build(rec, prepared, cut, protocol, cache), rec
+
+
+def _check_ranker(rec: Recommender, bundle: Path, dataset: str, prepared: Prepared,
+                  cut: int) -> None:
+    """A ranking model trained by this protocol at this cut on this dataset: anything else
+    (a bundle of `mtrec train`) has seen the events after the cut, and would leak them into
+    the candidates, the features and the immediate metrics."""
+    if rec.meta.get("dataset") != dataset:
+        raise ValueError(f"{bundle}: a bundle of {rec.meta.get('dataset')!r}, not {dataset!r}")
+    if rec.meta.get("protocol") != "policy-cut":
+        raise ValueError(f"{bundle}: a bundle of the {rec.meta.get('protocol')!r} protocol; "
+                         "a policy needs a ranking model trained before its cut: give an "
+                         "empty --out and `mtrec policy train` trains one")
+    d = rec.batcher.data
+    fitted = (d.part == TRAIN) | (d.part == VALID)
+    if (d.ts[fitted] >= cut).any() or len(rec.catalog.user_ids) != len(
+            prepared.catalog.user_ids):
+        raise ValueError(f"{bundle}: its ranking model was trained on other data or another "
+                         f"cut than {dataset}'s at {cut} (events after the cut, or other "
+                         "users): retrain it in an empty --out")
 
 
 def _train_ranker(prepared: Prepared, out: Path, seed: int, overrides: dict[str, Any],
@@ -94,7 +120,9 @@ def train(dataset: str, out: Path, seed: int = 0, iterations: int = 60,
                   "reward_in_training_simulator": {
                       "greedy (purchase)": simulate(sim, users, BASELINES["greedy (purchase)"](
                           users), world.episode, seed)["reward"]}}
+    high = np.hstack([state_features(sim.start).max(0), [1.0]])  # (+ the day's share)
     meta = {**describe(world, sim_config, policy_config), "seed": seed,
+            "user_high": high.round(4).tolist(),
             "curve": trained.curve, "best_iteration": trained.best_iteration,
             "weights": trained.policy.describe(), "simulator_validation": validation,
             "train_seconds": round(trained.seconds, 1)}
@@ -131,7 +159,7 @@ def evaluate(bundle: Path, seeds: tuple[int, ...], out: Path | None = None,
     for seed in seeds:
         file = cache / f"seed-{seed}.json"
         key = {"protocol": asdict(protocol), "policy": asdict(policy_config),
-               "simulator": asdict(sim_config), "ranker": ranker}
+               "simulator": asdict(sim_config), "ranker": ranker, "code": CODE}
         if file.is_file() and json.loads(file.read_text()).get("key") == key:
             runs.append(json.loads(file.read_text())["run"])
             continue

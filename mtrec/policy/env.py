@@ -2,11 +2,14 @@
 same dynamics behind the gymnasium :class:`SlateEnv` interface.
 
 An episode starts at the simulator's cut and lasts ``horizon`` days.  Each day a user visits
-with the return model's probability; a visit is a session: the policy picks ``k`` of the
-user's candidates (retrieved at the cut by the ranking model, fixed for the episode; an item
-the user has taken is not shown again), the simulator samples the responses, and the session
-updates the user's state.  Reward of a day: its purchases plus ``return_weight`` for a visit,
-discounted by ``gamma`` per day.
+with the return model's probability; a visit is a session: the user's own browsing (one of
+their logged days) and a slate where the policy picks ``k`` of the user's candidates
+(retrieved at the cut by the ranking model, fixed for the episode; an item the user has
+taken from a slate is not shown again); the simulator samples the responses, and the whole
+session updates the user's state.  Reward of a day: the slate's purchases (the browsing's
+are no policy's doing) plus ``return_weight`` for a visit, discounted by ``gamma`` per day.
+Random numbers are drawn per user and day whatever the policy does (common random numbers:
+policies differ only where their choices do).
 """
 
 from __future__ import annotations
@@ -88,45 +91,49 @@ def rollout(sim: UserSimulator, pool: Pool, choose: Chooser, episode: EpisodeCon
     act_rng = np.random.default_rng(seed + 7_919)
     rows = sim.rows(pool.users)
     raw = sim.start[rows].copy()
-    b, h = len(rows), episode.horizon
+    b, h, k = len(rows), episode.horizon, sim.config.slate
     available = pool.codes > 0
     shown = np.zeros(pool.codes.shape)
     out = Rollout(np.zeros(b), np.zeros((b, h), bool), np.zeros((b, h)), np.zeros((b, h)))
     out.day_reward = np.zeros((b, h))
+    buy = sim.heads.index("purchase") if "purchase" in sim.heads else None
     for day in range(h):
         visit = rng.random(b) < sim.returns.prob(raw)
-        taken_n, deep, bought = np.zeros(b), np.zeros(b), np.zeros(b)
+        draws = rng.random((len(sim.heads) + 1, b, k))  # per user and day, used or not
+        own = sim.organic(rows, rng.random(b))  # [b, 3]: the browsing of a visit
+        taken_n, deep, bought = own[:, 0].copy(), own[:, 1] > 0, own[:, 2].copy()
+        slate_bought = np.zeros(b)
         v = np.flatnonzero(visit & available.any(1))
         if len(v):
             obs = observe(raw[v], day, h, pool.take(v), shown[v], available[v])
             slate = choose(obs, act_rng)
             codes = np.take_along_axis(pool.codes[v], slate, 1)
             codes[~np.take_along_axis(available[v], slate, 1)] = 0  # nothing left to show
-            resp = sim.respond(rows[v], codes, np.random.default_rng([seed, day]))
+            resp = sim.respond(rows[v], codes, draws[:, v, :slate.shape[1]])
             shown[v[:, None], slate] += 1
             took = resp[0]
             available[v[:, None], slate] &= ~took
-            taken_n[v] = took.sum(1)
+            taken_n[v] += took.sum(1)
             if len(resp) > 1:
-                deep[v] = resp[1:].any(axis=(0, 2))
-            if "purchase" in sim.heads:
-                bought[v] = resp[sim.heads.index("purchase")].sum(1)
+                deep[v] |= resp[1:].any(axis=(0, 2))
+            if buy is not None:
+                slate_bought[v] = resp[buy].sum(1)
             if record:
                 out.sessions.append((day, v, obs, slate))
         out.visits[:, day] = visit
-        out.purchases[:, day] = bought
-        out.taken[:, day] = taken_n
-        out.day_reward[:, day] = bought + episode.return_weight * visit
-        raw = advance(raw, visit, taken_n, deep, bought)
+        out.purchases[:, day] = slate_bought
+        out.taken[:, day] = np.where(visit, taken_n, 0)
+        out.day_reward[:, day] = slate_bought + episode.return_weight * visit
+        raw = advance(raw, visit, taken_n, deep.astype(np.float64), bought + slate_bought)
     out.reward = (out.day_reward * episode.gamma ** np.arange(h)).sum(1)
     return out
 
 
 class SlateEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
     """One user per episode, from their first visit; a step is one session (the action:
-    ``k`` candidate indices, a repeated one shown once); the days without a visit pass
-    inside the step.  Reward of a step: the session's purchases, plus ``return_weight`` if
-    the user visits again within the horizon."""
+    ``k`` candidate indices, a repeated one shown once, one taken before not again); the
+    days without a visit pass inside the step.  Reward of a step: the slate's purchases,
+    plus ``return_weight`` if the user visits again within the horizon."""
 
     metadata = {"render_modes": []}  # noqa: RUF012 (gymnasium declares it per instance)
 
@@ -161,14 +168,17 @@ class SlateEnv(gym.Env[dict[str, np.ndarray], np.ndarray]):
         flat = np.asarray(action, np.int64).reshape(-1)
         slate = flat[np.sort(np.unique(flat, return_index=True)[1])][None]  # once each
         codes = self.pool.codes[[self._user]][:, slate[0]]
-        resp = self.sim.respond(self._row, codes, self.np_random)
+        codes[~self._available[:, slate[0]]] = 0  # taken before: not shown again
+        draws = self.np_random.random((len(self.sim.heads) + 1, *codes.shape))
+        resp = self.sim.respond(self._row, codes, draws)
+        own = self.sim.organic(self._row, self.np_random.random(1))[0]
         self._shown[0, slate[0]] += 1
         self._available[0, slate[0]] &= ~resp[0][0]
         bought = resp[self.sim.heads.index("purchase")].sum() if "purchase" in self.sim.heads \
             else 0
-        deep = np.array([resp[1:].any()]) if len(resp) > 1 else np.zeros(1)
-        self._raw = advance(self._raw, np.ones(1, bool), resp[0].sum(1, keepdims=True)[0],
-                            deep, np.array([bought]))
+        deep = float(own[1] > 0 or (len(resp) > 1 and resp[1:].any()))
+        self._raw = advance(self._raw, np.ones(1, bool), np.array([own[0] + resp[0].sum()]),
+                            np.array([deep]), np.array([own[2] + bought]))
         self._day += 1
         returned = self._wait()
         reward = float(bought) + self.episode.return_weight * returned

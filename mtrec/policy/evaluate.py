@@ -170,7 +170,6 @@ def return_check(sim: UserSimulator, pool: Pool, scorer: Scorer, episode: Episod
     """Simulated against real: share of the users back within each of ``days`` after the
     cut, and items taken per active day (the real one from the logs after the cut)."""
     out = rollout(sim, pool, top_k(scorer, sim.config.slate), episode, seed)
-    taken, _ = logged_targets(data, pool.users, sim.cut, sim.cut + episode.horizon * DAY)
     idx = timed_events(data)
     end = sim.cut + episode.horizon * DAY
     idx = idx[(data.ts[idx] >= sim.cut) & (data.ts[idx] < end) & np.isin(data.user[idx],
@@ -183,7 +182,7 @@ def return_check(sim: UserSimulator, pool: Pool, scorer: Scorer, episode: Episod
         res[f"real_return_{d}d"] = float((first < d).mean())
         res[f"sim_return_{d}d"] = float(out.visits[:, :d].any(1).mean())
     active = _active_days(data, idx, pos, sim.cut)
-    res["real_taken_per_active_day"] = float(sum(map(len, taken.values())) / max(1, active))
+    res["real_taken_per_active_day"] = float(len(idx) / max(1, active))  # (interactions)
     res["sim_taken_per_session"] = float(out.taken.sum() / max(1, out.visits.sum()))
     return res
 

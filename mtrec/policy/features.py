@@ -37,8 +37,12 @@ def candidate_features(scores: Mapping[str, np.ndarray], popularity: np.ndarray,
     rank = np.empty(len(nxt))
     rank[np.argsort(-nxt, kind="stable")] = np.arange(len(nxt))
     p = np.clip(np.asarray(scores["purchase"], np.float64), 1e-6, 1 - 1e-6)
-    return np.stack([np.log(np.maximum(nxt, 1e-12)), np.log(p / (1 - p)),
-                     np.log1p(popularity[codes]), np.log1p(rank)], 1).astype(np.float32)
+    codes = np.asarray(codes, np.int64)
+    pop = np.zeros(len(codes))
+    known = codes < len(popularity)  # an item added since (served live): no popularity yet
+    pop[known] = popularity[codes[known]]
+    return np.stack([np.log(np.maximum(nxt, 1e-12)), np.log(p / (1 - p)), np.log1p(pop),
+                     np.log1p(rank)], 1).astype(np.float32)
 
 
 def check_tasks(tasks: Sequence[str]) -> None:

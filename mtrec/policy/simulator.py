@@ -12,9 +12,13 @@ Two models, both fitted on one group of users' events before a time cut:
   satisfying their last session was (items taken, whether it reached cart or purchase), and
   their purchases so far.
 
-In the simulator a session is a slate of ``k`` items; position ``p`` (0-based) is examined with
-probability ``1 / log2(p + 2)`` (a fixed position model, not fitted: the logs hold no
-positions); an examined item is taken with the response model's probability.
+In the simulator a session is the user's own browsing plus a slate of ``k`` items.  The
+browsing (items taken, whether it reached cart or purchase, purchases) is one of the user's
+own active days before the cut, drawn at random, so that a simulated session measures up to
+a logged one (the return model learnt from whole days); the slate adds what it makes the
+user take.  Position ``p`` (0-based) of the slate is examined with probability
+``1 / log2(p + 2)`` (a fixed position model, not fitted: the logs hold no positions); an
+examined item is taken with the response model's probability.
 """
 
 from __future__ import annotations
@@ -141,6 +145,8 @@ class UserSimulator:
     returns: ReturnModel
     popularity: np.ndarray  # [n_items + 1] the negatives' sampling weights
     cut: int
+    days: np.ndarray  # [D, 3] the users' active days before the cut: taken, deep, bought
+    day_bounds: np.ndarray  # [n + 1] user row r owns days[day_bounds[r]:day_bounds[r + 1]]
 
     @property
     def heads(self) -> tuple[str, ...]:
@@ -153,16 +159,22 @@ class UserSimulator:
             raise KeyError("user(s) the simulator was not fitted on")
         return pos
 
-    def respond(self, rows: np.ndarray, slates: np.ndarray, rng: np.random.Generator
-                ) -> np.ndarray:
-        """Sampled responses ``[heads, B, k]`` (bool) to ``slates`` (item codes) shown to
-        user ``rows``: taken (examined and taken), then each deeper behaviour if taken."""
+    def respond(self, rows: np.ndarray, slates: np.ndarray, draws: np.ndarray) -> np.ndarray:
+        """Responses ``[heads, B, k]`` (bool) to ``slates`` (item codes, 0: nothing shown)
+        shown to user ``rows``: taken (examined and taken), then each deeper behaviour if
+        taken; ``draws`` ``[heads + 1, B, k]`` uniform numbers (the first: examination)."""
         p = self.response.probs(rows, slates)
-        seen = rng.random(slates.shape) < examination(slates.shape[1])[None, :]
-        out = rng.random(p.shape) < p
-        out[0] &= seen & (slates > 0)
+        out = draws[1:] < p
+        out[0] &= (draws[0] < examination(slates.shape[1])[None, :]) & (slates > 0)
         out[1:] &= out[0][None]
         return out
+
+    def organic(self, rows: np.ndarray, draws: np.ndarray) -> np.ndarray:
+        """``[B, 3]`` (taken, deep, bought) of one of each user's own logged active days,
+        picked by ``draws`` ``[B]`` uniform numbers."""
+        lo, hi = self.day_bounds[rows], self.day_bounds[rows + 1]
+        pick = lo + np.minimum((draws * (hi - lo)).astype(np.int64), hi - lo - 1)
+        return self.days[pick]
 
 
 def advance(raw: np.ndarray, visited: np.ndarray, taken: np.ndarray, deep: np.ndarray,
@@ -233,6 +245,9 @@ def fit_simulator(data: Interactions, users: np.ndarray, cut: int,
     users = np.unique(users)
     days, idx, pos = daily_log(data, users, cut)
     x, y, start = hazard_table(days, len(users))
+    if len(users) < 2:
+        raise EngagementError(f"a simulator needs at least 2 users with events before the "
+                              f"cut; got {len(users)}")
     returns = ReturnModel.fit(x, y, config.ridge)
     n_items = int(data.item.max())
     popularity = np.bincount(data.item[idx], minlength=n_items + 1).astype(np.float64)
@@ -242,7 +257,9 @@ def fit_simulator(data: Interactions, users: np.ndarray, cut: int,
     torch.manual_seed(config.seed)
     model = ResponseModel(len(users), n_items, heads, config.dim)
     _fit_response(model, pos, data.item[idx], labels, popularity, config)
-    return UserSimulator(config, users, start, model.eval(), returns, popularity, cut)
+    bounds = np.searchsorted(days[:, 0], np.arange(len(users) + 1))
+    return UserSimulator(config, users, start, model.eval(), returns, popularity, cut,
+                         days[:, 2:5].astype(np.float64), bounds)
 
 
 def _fit_response(model: ResponseModel, rows: np.ndarray, items: np.ndarray,

@@ -59,6 +59,8 @@ def load_policy(bundle: Path) -> tuple[SlatePolicy, np.ndarray, dict[str, Any]]:
     names = tuple(info["item_features"])
     width = len(names) + len(DYNAMIC)
     policy = SlatePolicy(names, np.zeros(width), np.ones(width))
+    if "popularity" not in tensors:
+        raise PolicyError(f"{weights_file}: no 'popularity' tensor (not a policy file)")
     popularity = tensors.pop("popularity").numpy()
     try:
         policy.load_state_dict(tensors)

@@ -28,7 +28,8 @@ def misleading_world(seed: int = 0) -> tuple[UserSimulator, Pool]:
     sim = UserSimulator(SimulatorConfig(slate=5), np.arange(N_USERS),
                         np.tile([1.0, 3, 2, 0, 0, 10], (N_USERS, 1)), model.eval(),
                         ReturnModel(np.zeros(len(STATE) + 1)),
-                        np.ones(N_ITEMS + 1), cut=0)
+                        np.ones(N_ITEMS + 1), cut=0, days=np.zeros((N_USERS, 3)),
+                        day_bounds=np.arange(N_USERS + 1))  # (no browsing of their own)
     rng = np.random.default_rng(seed)
     codes = np.stack([rng.permutation(np.arange(1, N_ITEMS + 1)) for _ in range(N_USERS)])
     truth = np.linspace(-4, 2, N_ITEMS)[codes - 1]

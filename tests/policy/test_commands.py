@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
@@ -120,3 +121,29 @@ def test_the_report_shows_the_policy_section(trained, tmp_path):
     assert "Long-term ranking policy" in text and "come back after a session" in text
     names = {f.name for f in files.figures}
     assert {"policy_reward.svg", "policy_calibration.svg", "policy_returns.svg"} <= names
+
+
+def test_a_bundle_not_trained_at_the_cut_is_refused(trained, tmp_path):
+    """A bundle of `mtrec train` has seen the events after the cut: used as the policy's
+    ranking model it would leak them into the candidates and the immediate metrics."""
+    import json
+
+    home, result = trained
+    other = tmp_path / "other"
+    shutil.copytree(home / "bundle", other, ignore=shutil.ignore_patterns("policy"))
+    config = json.loads((other / "config.json").read_text())
+    config["protocol"] = "temporal"
+    (other / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="trained before its cut"):
+        train(result["dataset"], other, iterations=1, protocol=PROTOCOL)
+
+
+def test_an_item_added_live_does_not_break_the_policy():
+    """Bug: the policy read the popularity of a candidate by its code, and an item added to
+    the live catalog after training has a code past the array: IndexError, a 500."""
+    from mtrec.policy.features import candidate_features
+
+    feats = candidate_features({"next_item": np.array([0.5, 0.1]),
+                                "purchase": np.array([0.2, 0.3])}, np.array([0.0, 4.0]),
+                               np.array([1, 7]))
+    assert feats[1, 2] == 0.0 and abs(feats[0, 2] - np.log1p(4.0)) < 1e-6

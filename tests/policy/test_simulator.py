@@ -115,3 +115,34 @@ def test_no_timestamps_is_refused_naming_the_column(shop):
     bare = dataclasses.replace(shop, ts=np.full(len(shop.ts), -1))
     with pytest.raises(EngagementError, match="'ts'"):
         fit_simulator(bare, np.unique(shop.user), CUT, SimulatorConfig())
+
+
+def test_the_environment_never_shows_a_taken_item_again(sim):
+    """Bug: SlateEnv.step showed (and let the user take and buy) items taken before, which
+    the batched rollout the policy trains in never does."""
+    pool = _pool(sim)
+    env = SlateEnv(sim, pool, EpisodeConfig(horizon=30))
+    env.reset(seed=4)
+    taken_before = set()
+    for _ in range(5):
+        available = env._available[0].copy()
+        env.step(np.arange(10))
+        newly = set(np.flatnonzero(available & ~env._available[0]).tolist())
+        assert not newly & taken_before
+        taken_before |= newly
+        if env._day >= 30:
+            break
+
+
+def test_a_session_is_the_users_own_browsing_plus_the_slate(shop, sim):
+    """Bug: the return model learnt "items taken" from whole logged days (9 a day on
+    RetailRocket) while a simulated session counted the slate's takes only (1 or 2), so
+    every simulated visit looked like a poor day and lowered the next day's return odds."""
+    pool = _pool(sim)
+    out = rollout(sim, pool, lambda o, r: np.argsort(-o.items[..., 0], 1)[:, :10],
+                  EpisodeConfig(horizon=10), seed=0)
+    check = return_check(sim, pool, lambda o, r: o.items[..., 0], EpisodeConfig(horizon=10),
+                         shop, (1, 5), seed=0)
+    simulated = out.taken.sum() / out.visits.sum()
+    assert simulated >= sim.days[:, 0].mean()  # at least the users' own days
+    assert abs(simulated - check["real_taken_per_active_day"]) < 1.5
