@@ -147,6 +147,8 @@ def train_policy(sim: UserSimulator, train: Pool, valid: Pool, episode: EpisodeC
                                                              len(train.users)), replace=False))
         out = rollout(sim, batch, lambda o, r: policy.sample(o, r, k), episode,
                       seed=int(rng.integers(2**31)), record=True)
+        # each session's log-probability is weighted by its reward to go, without the
+        # gamma^t factor of the exact discounted gradient (the common, lower-variance form)
         to_go = _reward_to_go(out.day_reward, discounts)
         loss = torch.zeros(())
         for day, rows, obs, slate in out.sessions:
