@@ -12,29 +12,15 @@ from typer.testing import CliRunner
 
 from mtrec.cli import app as cli
 from mtrec.policy.commands import evaluate, train
-from mtrec.policy.experiment import LEARNED, PolicyProtocol
+from mtrec.policy.experiment import LEARNED
 from mtrec.policy.store import PolicyError
 from mtrec.recommender import Recommender
 from mtrec.serve.app import ServeSettings, create_app
 from mtrec.serve.engine import Engine
-from tests.planted import fast_torch, tiny
-from tests.policy.world import shop_store
+from tests.planted import fast_torch
+from tests.policy.conftest import PROTOCOL
 
-PROTOCOL = PolicyProtocol(horizon_days=10, return_days=(1, 5), candidates=20, valid_days=5,
-                          sim_users=60)
 KEY = {"X-API-Key": "secret"}
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    home = tmp_path_factory.mktemp("policy")
-    store = shop_store(home)
-    ranker = {k: v for k, v in tiny(store).items() if not k.startswith("data.")}
-    ranker.pop("model.tasks")
-    with fast_torch():
-        result = train(str(store), home / "bundle", iterations=3, protocol=PROTOCOL,
-                       ranker={**ranker, "train.epochs": 3})
-    return home, result
 
 
 def test_train_writes_the_policy_with_its_checks(trained):

@@ -27,6 +27,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,7 +70,16 @@ def base_url(served: Served, tmp_path_factory: pytest.TempPathFactory) -> Iterat
                                                         bf16=False))
     engine = Engine.from_bundle(served.bundle, encoder=encoder)
     log = EventLog(tmp_path_factory.mktemp("web") / "ev.db")
-    app = create_app(ServeSettings(api_key=KEY), engine, log)
+    try:
+        with serving(create_app(ServeSettings(api_key=KEY), engine, log)) as url:
+            yield url
+    finally:
+        log.close()
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """``app`` in a uvicorn server on a free loopback port (a background thread)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))  # bound here, so no other process can take the port
     port = sock.getsockname()[1]
@@ -87,7 +97,6 @@ def base_url(served: Served, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
-        log.close()
 
 
 @pytest.fixture(scope="module")
