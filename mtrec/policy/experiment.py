@@ -87,7 +87,11 @@ def prepare_policy(dataset: str, protocol: PolicyProtocol, root: Path | None = N
             first = prepare(store, dataset, split)
         except SplitError:  # no split of its own: every event, by time
             split = SplitConfig("temporal", 0.0, 0.0)
-            first = prepare(store, dataset, split)
+            try:
+                first = prepare(store, dataset, split)
+            except SplitError as exc:
+                raise EngagementError(f"{dataset}: a policy needs event timestamps (column "
+                                      f"'ts'): {exc}") from exc
         cut = policy_cut(first, protocol)
         valid = int(cut - protocol.valid_days * DAY)
         prepared = prepare(store, dataset, split, breaks=(valid, cut))

@@ -133,3 +133,20 @@ def test_an_item_added_live_does_not_break_the_policy():
                                 "purchase": np.array([0.2, 0.3])}, np.array([0.0, 4.0]),
                                np.array([1, 7]))
     assert feats[1, 2] == 0.0 and abs(feats[0, 2] - np.log1p(4.0)) < 1e-6
+
+
+def test_policy_train_refuses_data_without_time_or_too_short(tmp_path):
+    from tests.policy.world import shop_rows, shop_store
+
+    rows = shop_rows(n_users=20, days=20)
+    store = shop_store(tmp_path, rows)
+    runner = CliRunner()
+    out = runner.invoke(cli, ["policy", "train", "--dataset", str(store), "--out",
+                              str(tmp_path / "b"), "--horizon-days", "400"])
+    assert out.exit_code == 2 and "leave no training history" in out.output
+    untimed = tmp_path / "untimed"
+    untimed.mkdir()
+    bare = shop_store(untimed, [(u, i, b, -1) for u, i, b, _ in rows], name="bare")
+    out = runner.invoke(cli, ["policy", "train", "--dataset", str(bare), "--out",
+                              str(tmp_path / "c")])
+    assert out.exit_code == 2 and "'ts'" in out.output

@@ -55,9 +55,9 @@ def shop_store(folder: Path, rows: list[tuple[str, str, str, int]] | None = None
         items.add(item, title=item)
     for user in sorted({r[0] for r in rows}):
         users.add(user)
-    for user, item, behavior, ts in rows:
+    for user, item, behavior, ts in rows:  # (ts < 0: no timestamp)
         events.add(user, item, behavior, ts=datetime.fromtimestamp(ts, UTC).replace(
-            tzinfo=None))
+            tzinfo=None) if ts >= 0 else None)
     path = folder / f"{name}.duckdb"
     Store.write_import(path, finish(name, events, items, users, RowLog(), files=[]))
     return path
