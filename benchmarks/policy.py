@@ -96,9 +96,11 @@ def render(res: dict[str, Any]) -> str:
               f"{_ci(s['ndcg_change_vs_greedy'], True)}.", ""]
     ope = [r["off_policy"] for r in res["runs"] if "error" not in r["off_policy"]]
     if ope:
-        lines += [f"Off-policy on the logs (mean over seeds; {ope[0]['logged_actions']:,} "
-                  f"logged items inside the candidates, coverage {ope[0]['coverage']:.1%}, "
-                  f"weights clipped at {ope[0]['clip']:g}):", "",
+        n = [o["logged_actions"] for o in ope]
+        cov = [o["coverage"] for o in ope]
+        lines += [f"Off-policy on the logs (mean over seeds; {min(n):,} to {max(n):,} logged "
+                  f"items a seed inside the candidates, coverage {min(cov):.1%} to "
+                  f"{max(cov):.1%}; weights clipped at {ope[0]['clip']:g}):", "",
                   "| policy | SNIPS | DR | effective n |", "|---|---:|---:|---:|"]
         for name in s["policies"]:
             vals = [o[name] for o in ope]

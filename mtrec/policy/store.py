@@ -50,9 +50,12 @@ def load_policy(bundle: Path) -> tuple[SlatePolicy, np.ndarray, dict[str, Any]]:
                           "missing); train one with `mtrec policy train`")
     try:
         info = json.loads(info_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise PolicyError(f"{info_file}: unreadable ({exc})") from exc
+    try:
         tensors = load_weights(weights_file)
     except (OSError, ValueError, SafetensorError) as exc:
-        raise PolicyError(f"{weights_file}: unreadable policy files ({exc})") from exc
+        raise PolicyError(f"{weights_file}: unreadable policy weights ({exc})") from exc
     if info.get("format") != FORMAT:
         raise PolicyError(f"{info_file}: policy format {info.get('format')!r}, expected "
                           f"{FORMAT}")

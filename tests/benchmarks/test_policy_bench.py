@@ -27,5 +27,6 @@ def test_render_shows_every_policy_the_gain_and_the_checks():
     assert f"| **{LEARNED}** |" in text and "| greedy (purchase) |" in text
     assert "+5.0% [-5.0%, +15.0%]" in text
     assert "| n/a | 0.2000 | 3 |" in text  # no SNIPS where nothing logged was exposed
+    assert "10 to 10 logged items a seed" in text
     assert "7 d: simulated 0.100 vs real 0.200" in text
     assert _finite_mean([float("nan")]) == "n/a"

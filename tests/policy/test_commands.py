@@ -150,3 +150,12 @@ def test_policy_train_refuses_data_without_time_or_too_short(tmp_path):
     out = runner.invoke(cli, ["policy", "train", "--dataset", str(bare), "--out",
                               str(tmp_path / "c")])
     assert out.exit_code == 2 and "'ts'" in out.output
+
+
+def test_a_corrupt_policy_json_is_named(trained, tmp_path):
+    home, _ = trained
+    broken = tmp_path / "broken-json"
+    shutil.copytree(home / "bundle", broken)
+    (broken / "policy" / "policy.json").write_text("{not json")
+    with pytest.raises(PolicyError, match=r"policy\.json"):
+        Recommender.load(broken)
