@@ -132,7 +132,6 @@ def train_policy(sim: UserSimulator, train: Pool, valid: Pool, episode: EpisodeC
     value = nn.Linear(len(USER_INPUTS), 1)
     opt = torch.optim.Adam([*policy.parameters(), *value.parameters()], lr=config.lr)
     k = sim.config.slate
-    discounts = episode.gamma ** np.arange(episode.horizon)
 
     def valid_reward() -> float:
         out = rollout(sim, valid, lambda o, r: policy.top(o, r, k), episode,
@@ -149,7 +148,7 @@ def train_policy(sim: UserSimulator, train: Pool, valid: Pool, episode: EpisodeC
                       seed=int(rng.integers(2**31)), record=True)
         # each session's log-probability is weighted by its reward to go, without the
         # gamma^t factor of the exact discounted gradient (the common, lower-variance form)
-        to_go = _reward_to_go(out.day_reward, discounts)
+        to_go = _reward_to_go(out.day_reward, episode.gamma)
         loss = torch.zeros(())
         for day, rows, obs, slate in out.sessions:
             g = torch.from_numpy(to_go[rows, day]).float()
@@ -176,11 +175,14 @@ def train_policy(sim: UserSimulator, train: Pool, valid: Pool, episode: EpisodeC
     return result
 
 
-def _reward_to_go(day_reward: np.ndarray, discounts: np.ndarray) -> np.ndarray:
-    """``G[b, t] = sum_{t' >= t} gamma^(t' - t) r[b, t']``."""
+def _reward_to_go(day_reward: np.ndarray, gamma: float) -> np.ndarray:
+    """``G[b, t] = sum_{t' >= t} gamma^(t' - t) r[b, t']``.
+
+    >>> _reward_to_go(np.array([[1.0, 0.0, 2.0]]), 0.5).tolist()
+    [[1.5, 1.0, 2.0]]
+    """
     g = np.zeros_like(day_reward)
     acc = np.zeros(len(day_reward))
-    gamma = discounts[1] if len(discounts) > 1 else 1.0
     for t in range(day_reward.shape[1] - 1, -1, -1):
         acc = day_reward[:, t] + gamma * acc
         g[:, t] = acc

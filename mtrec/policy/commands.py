@@ -24,7 +24,7 @@ import numpy as np
 from mtrec.data.interactions import Prepared
 from mtrec.data.split import TRAIN, VALID
 from mtrec.policy.agent import PolicyConfig
-from mtrec.policy.evaluate import BASELINES, calibration, return_check, simulate
+from mtrec.policy.evaluate import BASELINES, calibration, return_check
 from mtrec.policy.experiment import (
     LEARNED,
     PROTOCOLS,
@@ -116,10 +116,7 @@ def train(dataset: str, out: Path, seed: int = 0, iterations: int = 60,
     default = BASELINES["retrieval order (next item)"](users)
     validation = {"calibration": calibration(sim, data, world.cut, end, seed),
                   "returns": return_check(sim, users, default, world.episode, data,
-                                          protocol.return_days, seed),
-                  "reward_in_training_simulator": {
-                      "greedy (purchase)": simulate(sim, users, BASELINES["greedy (purchase)"](
-                          users), world.episode, seed)["reward"]}}
+                                          protocol.return_days, seed)}
     high = np.hstack([state_features(sim.start).max(0), [1.0]])  # (+ the day's share)
     meta = {**describe(world, sim_config, policy_config), "seed": seed,
             "user_high": high.round(4).tolist(),

@@ -71,9 +71,9 @@ class Rollout:
     visits: np.ndarray  # [B, H] bool
     purchases: np.ndarray  # [B, H]
     taken: np.ndarray  # [B, H] items taken per day
+    day_reward: np.ndarray  # [B, H] undiscounted
     sessions: list[tuple[int, np.ndarray, Observation, np.ndarray]] = field(
         default_factory=list)  # (day, rows, observation, slate) when recorded
-    day_reward: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # [B, H]
 
 
 def observe(raw: np.ndarray, day: int, horizon: int, pool: Pool, shown: np.ndarray,
@@ -94,8 +94,8 @@ def rollout(sim: UserSimulator, pool: Pool, choose: Chooser, episode: EpisodeCon
     b, h, k = len(rows), episode.horizon, sim.config.slate
     available = pool.codes > 0
     shown = np.zeros(pool.codes.shape)
-    out = Rollout(np.zeros(b), np.zeros((b, h), bool), np.zeros((b, h)), np.zeros((b, h)))
-    out.day_reward = np.zeros((b, h))
+    out = Rollout(np.zeros(b), np.zeros((b, h), bool), np.zeros((b, h)), np.zeros((b, h)),
+                  np.zeros((b, h)))
     buy = sim.heads.index("purchase") if "purchase" in sim.heads else None
     for day in range(h):
         visit = rng.random(b) < sim.returns.prob(raw)

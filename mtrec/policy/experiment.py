@@ -192,8 +192,7 @@ def run_seed(world: World, seed: int, sim_config: SimulatorConfig,
     default = scorers["retrieval order (next item)"]
     return {
         "seed": seed, "policies": policies,
-        "off_policy": off_policy(train_sim, sim, group, scorers, data, world.cut, episode,
-                                 seed),
+        "off_policy": off_policy(sim, group, scorers, data, world.cut, episode, seed),
         "training": {"curve": trained.curve, "best_iteration": trained.best_iteration,
                      "seconds": round(trained.seconds, 1),
                      "weights": trained.policy.describe()},

@@ -77,12 +77,12 @@ def propensity(pool: Pool, rows: np.ndarray, cols: np.ndarray, steps: int = 200
         return torch.softmax((x @ theta).masked_fill(mask, -1e9), 1).numpy()
 
 
-def off_policy(train_sim: UserSimulator, sim: UserSimulator, pool: Pool,
-               scorers: Mapping[str, Scorer], data: Interactions, cut: int,
-               episode: EpisodeConfig, seed: int) -> dict[str, Any]:
-    """SNIPS and DR value of each policy on ``pool``'s users' logs (``train_sim`` gives the
-    slate size; ``sim`` the users' states at the cut)."""
-    k = train_sim.config.slate
+def off_policy(sim: UserSimulator, pool: Pool, scorers: Mapping[str, Scorer],
+               data: Interactions, cut: int, episode: EpisodeConfig, seed: int
+               ) -> dict[str, Any]:
+    """SNIPS and DR value of each policy on ``pool``'s users' logs (``sim``: their
+    simulator, for the users' states at the cut and the slate size)."""
+    k = sim.config.slate
     rows, cols, reward, coverage = logged_actions(data, pool, cut, episode)
     if not len(rows):
         return {"error": "no logged item inside the candidates", "coverage": coverage}
