@@ -83,16 +83,20 @@ def read_catalog(path: Path) -> Catalog:
 
 
 def read_interactions(path: Path) -> Interactions:
-    """The bundle's interactions, integer arrays in int64 (``part`` int8) whatever width
-    they were stored in (an exported bundle stores the narrowest that holds them)."""
+    """The bundle's interactions, integer arrays in int64 (``part`` int8, ``rating``
+    float32) whatever width they were stored in (an exported bundle stores the narrowest
+    that holds them)."""
     arrays = load_weights(path / "interactions.safetensors")
     return Interactions(**{k: _widened(k, arrays[k].numpy()) for k in _ARRAYS})
 
 
 def _widened(name: str, values: np.ndarray) -> np.ndarray:
+    if values.dtype == np.float16:
+        return values.astype(np.float32)
     if values.dtype.kind != "i":
         return values
-    return values.astype(np.int8 if name == "part" else np.int64, copy=False)
+    wide = {"part": np.int8, "rating": np.float32}.get(name, np.int64)
+    return values.astype(wide, copy=False)
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:

@@ -26,7 +26,13 @@ import torch
 
 from mtrec import bundle
 from mtrec.export.tables import TABLE_KEYS, compress, narrowest, restore, table_error
-from mtrec.export.text import ExportError, OnnxTextEncoder, export_text_encoder
+from mtrec.export.text import (
+    EMBEDDINGS,
+    ONNX_BATCH,
+    ExportError,
+    OnnxTextEncoder,
+    export_text_encoder,
+)
 from mtrec.tensor_files import load_weights, save_weights
 
 COPIED = ("catalog.json", "metrics.json", "history.csv")
@@ -38,6 +44,8 @@ class ExportConfig:
     """What to compress and how close to the original each part must stay."""
 
     int8: bool = False  # the text encoder's weights (dynamic int8, per channel)
+    # its token-embedding table with --int8: int8 (per row) or int4 (blocks of 32 values)
+    embeddings: str = "int8"
     tables: str = "float16"  # float32, float16 or int8 (per-row scales)
     min_text_cosine: float = 0.98  # mean over the sample's items
     floor_text_cosine: float = 0.95  # worst item of the sample
@@ -53,6 +61,12 @@ class ExportConfig:
     def __post_init__(self) -> None:
         if self.tables not in ("float32", "float16", "int8"):
             raise ValueError(f"--tables must be float32, float16 or int8, got {self.tables!r}")
+        if self.embeddings not in EMBEDDINGS:
+            raise ValueError(f"--embeddings must be {' or '.join(EMBEDDINGS)}, got "
+                             f"{self.embeddings!r}")
+        if self.embeddings != "int8" and not self.int8:
+            raise ValueError(f"--embeddings {self.embeddings} quantises the encoder: it "
+                             "needs --int8")
         if self.graph_users < 1:
             raise ValueError(f"graph_users must be >= 1, got {self.graph_users}")
 
@@ -115,9 +129,10 @@ def _text(src: Path, meta: dict[str, Any], out: Path, config: ExportConfig
     from mtrec.text.encoder import TextEncoder
 
     encoder = TextEncoder.from_config(replace(text_config, bf16=False))  # the reference
-    export_text_encoder(encoder, out, config.int8)
+    export_text_encoder(encoder, out, config.int8, config.embeddings)
     key = f"{encoder.model_key}+onnx{'-int8' if config.int8 else ''}"
-    onnx = OnnxTextEncoder(out, text_config.max_length, text_config.batch_size, key)
+    key += "-int4emb" if config.embeddings == "int4" else ""
+    onnx = OnnxTextEncoder(out, text_config.max_length, ONNX_BATCH, key)
     texts = [t for t in bundle.read_catalog(src).texts[1:] if t][: config.sample]
     ref, got = encoder.encode(texts), onnx.encode(texts)
     cos = (ref * got).sum(1) / np.maximum(
@@ -128,8 +143,9 @@ def _text(src: Path, meta: dict[str, Any], out: Path, config: ExportConfig
     _check("text encoder", figures, {"mean_cosine": config.min_text_cosine,
                                      "min_cosine": config.floor_text_cosine,
                                      "top10_agreement": config.min_topk_agreement})
-    return {"key": key, "int8": config.int8, "max_length": text_config.max_length,
-            "batch_size": text_config.batch_size, "checks": figures}
+    return {"key": key, "int8": config.int8, "embeddings": config.embeddings,
+            "max_length": text_config.max_length,
+            "batch_size": ONNX_BATCH, "checks": figures}
 
 
 def _graphs(src: Path, out: Path, config: ExportConfig) -> dict[str, Any]:

@@ -71,15 +71,23 @@ def table_error(original: torch.Tensor, restored: torch.Tensor) -> dict[str, flo
 
 
 def narrowest(values: torch.Tensor) -> torch.Tensor:
-    """An integer tensor in the narrowest signed type that holds every value exactly (the
-    bundle's interaction arrays: codes, bitmasks and offsets in int64 by default); other
-    tensors unchanged.  Reading widens them back (``mtrec.bundle.read_interactions``).
+    """The narrowest type that holds every value exactly: a signed integer type for whole
+    numbers, float16 for other floats it holds (half stars; nan, a missing rating), else
+    unchanged.  For the bundle's interaction arrays (codes, bitmasks and offsets in int64,
+    ratings in float32); reading widens them back (``mtrec.bundle.read_interactions``).
 
-    >>> narrowest(torch.tensor([0, 300, -2])).dtype, narrowest(torch.tensor([1.5])).dtype
-    (torch.int16, torch.float32)
+    >>> narrowest(torch.tensor([0, 300, -2])).dtype, narrowest(torch.tensor([1.0, 5.0])).dtype
+    (torch.int16, torch.int8)
+    >>> [narrowest(torch.tensor([v])).dtype for v in (1.5, float("nan"), 0.1)]
+    [torch.float16, torch.float16, torch.float32]
     """
-    if values.is_floating_point() or values.dtype == torch.bool or not values.numel():
+    if values.dtype == torch.bool or not values.numel():
         return values
+    if values.is_floating_point() and not bool(
+            (torch.isfinite(values) & (values == values.round())).all()):
+        half = values.to(torch.float16)  # e.g. half stars, or no ratings at all (nan)
+        same = (half.float() == values) | (values.isnan() & half.isnan())
+        return half if bool(same.all()) else values
     lo, hi = int(values.min()), int(values.max())
     for dtype in (torch.int8, torch.int16, torch.int32):
         info = np.iinfo(str(dtype).removeprefix("torch."))

@@ -50,6 +50,9 @@ def test_interactions_are_stored_narrow_and_read_back_the_same(served: Served,
     stored = load_weights(exported / "interactions.safetensors")
     assert stored["item"].dtype in (torch.int8, torch.int16)  # a tiny catalog's codes
     assert stored["item"].element_size() < 8
+    ratings = bundle_io.read_interactions(served.bundle).rating
+    whole = bool(np.isfinite(ratings).all() and (ratings == np.round(ratings)).all())
+    assert stored["rating"].dtype == (torch.int8 if whole else torch.float16)
     original, again = (bundle_io.read_interactions(b) for b in (served.bundle, exported))
     for name, values in vars(original).items():
         np.testing.assert_array_equal(getattr(again, name), values)
@@ -84,6 +87,43 @@ def test_onnx_encoder_matches_the_torch_encoder(served: Served, exported: Path) 
     ref, got = torch_encoder.encode(texts), onnx.encode(texts)
     assert got.shape == ref.shape and np.allclose(ref, got, atol=1e-4)
     assert onnx.encode([]).shape[0] == 0
+
+
+def test_onnx_batches_run_side_by_side_keep_the_input_order(exported: Path) -> None:
+    """Small batches on several threads (the fast setting) give each text its own vector."""
+    meta = json.loads((exported / "config.json").read_text())
+    assert meta["export"]["text"]["batch_size"] == 16
+    texts = [f"item {i} " + "word " * (i % 7) for i in range(23)]
+    one = exported_encoder(exported, meta, threads=1)
+    two = exported_encoder(exported, meta, threads=2)
+    assert one is not None and two is not None and two.threads == 2
+    alone = np.stack([one.encode([t])[0] for t in texts])
+    seen: list[int] = []
+    got = two.encode(texts, batch_size=3, progress=seen.append)
+    assert np.allclose(got, alone, atol=1e-5) and sum(seen) == len(texts)
+    assert np.allclose(one.encode(texts, batch_size=4), alone, atol=1e-5)
+
+
+def test_int4_embeddings_shrink_the_encoder_and_stay_close(served: Served,
+                                                          exported: Path, tmp_path: Path) -> None:
+    out = tmp_path / "int4"
+    record = export_bundle(served.bundle, out, ExportConfig(int8=True, tables="int8",
+                                                            embeddings="int4"))
+    int8 = tmp_path / "int8"
+    export_bundle(served.bundle, int8, ExportConfig(int8=True, tables="int8"))
+    assert record["text"]["embeddings"] == "int4" and record["text"]["key"].endswith("-int4emb")
+    assert (out / "text_encoder.onnx").stat().st_size < (int8 / "text_encoder.onnx").stat().st_size
+    assert record["text"]["checks"]["mean_cosine"] >= 0.98
+    meta = json.loads((out / "config.json").read_text())
+    onnx = exported_encoder(out, meta)
+    assert onnx is not None and onnx.encode(["red lipstick"]).shape == (1, onnx.dim)
+
+
+def test_int4_embeddings_need_int8() -> None:
+    with pytest.raises(ValueError, match="needs --int8"):
+        ExportConfig(embeddings="int4")
+    with pytest.raises(ValueError, match="--embeddings must be int8 or int4, got 'int2'"):
+        ExportConfig(int8=True, embeddings="int2")
 
 
 def test_the_service_runs_an_exported_bundle(exported: Path, tmp_path: Path) -> None:
