@@ -24,10 +24,11 @@ from mtrec.tensor_files import load_weights, save_weights
 
 if TYPE_CHECKING:
     from mtrec.run_config import RunConfig
-    from mtrec.text.encoder import TextEncoderConfig
+    from mtrec.text.encoder import TextEncoder, TextEncoderConfig
 
 FORMAT = 1
-STUDENT_DIR = "text_model"  # a distilled bundle's own text encoder (Hugging Face format)
+# a bundle's own text encoder (Hugging Face format): a distilled student or a fine-tuned one
+TEXT_MODEL_DIR = STUDENT_DIR = "text_model"
 _ARRAYS = ("user", "item", "behaviors", "scenario", "rating", "ts", "part", "offsets")
 
 
@@ -36,13 +37,20 @@ class BundleError(ValueError):
 
 
 def save(out_dir: Path, config: RunConfig, prepared: Prepared, model: MultiTaskRecommender,
-         metrics: dict[str, Any], store: Path | None = None) -> Path:
+         metrics: dict[str, Any], store: Path | None = None,
+         text_encoder: TextEncoder | None = None) -> Path:
     """Write the bundle; ``store``: the store file it was trained from (evaluation finds
-    it there when the dataset is not under the store directory it is given)."""
+    it there when the dataset is not under the store directory it is given);
+    ``text_encoder``: a fine-tuned encoder, saved as the bundle's own (``TEXT_MODEL_DIR``)."""
     from mtrec.config import to_dict
 
     cat = prepared.catalog
+    tuned = None
+    if text_encoder is not None:
+        text_encoder.save_tuned(out_dir / TEXT_MODEL_DIR)
+        tuned = {"mode": text_encoder.config.mode, "dir": TEXT_MODEL_DIR}
     meta = {"format": FORMAT, "run": to_dict(config), "dataset": prepared.dataset,
+            "text_tuned": tuned,
             "protocol": prepared.protocol, "causal_parts": prepared.causal_parts,
             "n_items": cat.n_items,
             "n_scenarios": len(cat.scenarios), "fingerprint": cat.fingerprint(),
@@ -110,8 +118,8 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
 
 def encoder_config(path: Path, meta: dict[str, Any]) -> TextEncoderConfig | None:
     """How to build the text encoder that serves ``path`` (frozen), or None when the bundle
-    has no frozen encoder to serve with: a distilled bundle's student is its own
-    ``STUDENT_DIR``; a fine-tuned encoder's weights are not in the bundle."""
+    has none to serve with: a distilled bundle's student and a fine-tuned encoder are the
+    bundle's own ``TEXT_MODEL_DIR`` (bundles fine-tuned before it was saved have none)."""
     from dataclasses import replace
 
     from mtrec.config import from_dict
@@ -120,8 +128,12 @@ def encoder_config(path: Path, meta: dict[str, Any]) -> TextEncoderConfig | None
     if not meta.get("text_dim"):
         return None
     text = from_dict(RunConfig, meta["run"], f"{path / 'config.json'}: run").model.text
-    if meta.get("distill"):
-        return replace(text, model=str((path / STUDENT_DIR).resolve()), mode="frozen")
+    if meta.get("distill") or meta.get("text_tuned"):
+        own = path / TEXT_MODEL_DIR
+        if not own.is_dir():
+            raise BundleError(f"{own}: the bundle's own text encoder is missing; train or "
+                              "distil the bundle again")
+        return replace(text, model=str(own.resolve()), mode="frozen")
     return replace(text, mode="frozen") if text.mode == "frozen" else None
 
 

@@ -239,8 +239,8 @@ def distill_bundle(src: Path, out: Path, config: DistillConfig, min_cosine: floa
                               f"({meta[kind]['source']})")
     text_config = bundle.encoder_config(src, meta)
     if text_config is None:
-        raise ExportError(f"{src}: the bundle has no frozen text encoder to distil (trained "
-                          "without text, or with a fine-tuned encoder)")
+        raise ExportError(f"{src}: the bundle has no text encoder to distil (trained without "
+                          "text, or fine-tuned before bundles kept the tuned weights)")
     teacher = TextEncoder.from_config(text_config)
     texts = bundle.read_catalog(src).texts
     weights = bundle.read_weights(src)

@@ -21,7 +21,7 @@ from mtrec.models.text_match import TextMatch, TextMatchConfig, recent_items
 from mtrec.models.user_tower import UserTower, UserTowerConfig
 from mtrec.tasks import build_tasks
 from mtrec.tasks.base import PointwiseTask, RetrievalTask, Task, TaskDims, TaskOptions
-from mtrec.text.encoder import TextEncoderConfig
+from mtrec.text.encoder import TextEncoder, TextEncoderConfig
 
 
 @dataclass(frozen=True)
@@ -236,8 +236,8 @@ class MultiTaskRecommender(nn.Module):
         if tables is None:
             text = None  # fine-tuned text rows of this step, when the encoder is trained
             if self.text_tuner is not None and self.training:
-                items = torch.cat([batch.items.flatten(), batch.target]).clamp(min=0).unique()
-                text = self.text_tuner.refresh(self.item_tower.text_vectors, items[items > 0])
+                text = self.text_tuner.step_rows(self.item_tower.text_vectors, batch.items,
+                                                 batch.target)
             tables = self.item_tables(text)
         states = self.encode(batch, tables)
         heads = self.heads(states.h, tables.vectors[batch.target], states.scenario)
@@ -265,25 +265,47 @@ class MultiTaskRecommender(nn.Module):
 class TextTuner(nn.Module):
     """Fine-tunes the text encoder (LoRA or full) inside training.
 
-    Each step re-encodes only the batch's items with gradients; the rest of the catalog
-    keeps its cached vectors.  :meth:`refresh_all` re-encodes the whole catalog after
-    training, so inference reads the buffer alone and never needs the encoder.
+    Each step re-encodes with gradients at most ``limit`` of the batch's items (its targets
+    first, then a random share of its history items) and writes their fresh vectors into the
+    cache, so the rest of the catalog follows the encoder as it changes; the other items keep
+    their cached vectors.  :meth:`refresh_all` re-encodes the whole catalog after training,
+    so inference reads the buffer alone.
     """
 
-    def __init__(self, encoder: nn.Module, texts: list[str]) -> None:
+    def __init__(self, encoder: TextEncoder, texts: list[str], limit: int = 256) -> None:
         super().__init__()
-        self.encoder, self.texts = encoder, texts
+        self.encoder, self.texts, self.limit = encoder, texts, limit
+
+    def chosen(self, targets: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
+        """The item codes (> 0, unique) to re-encode: ``targets`` first, then others at
+        random, ``limit`` in all."""
+        first = targets[targets > 0].unique()
+        rest = others[others > 0].unique()
+        rest = rest[~torch.isin(rest, first)]
+        room = max(0, self.limit - len(first))
+        if len(first) > self.limit:
+            first = first[torch.randperm(len(first))[: self.limit]]
+        return torch.cat([first, rest[torch.randperm(len(rest))[:room]]])
 
     def refresh(self, cached: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        tokens = self.encoder.tokenize([self.texts[i] for i in items.tolist()])  # type: ignore[operator]
+        """``cached`` with the rows of ``items`` re-encoded (with gradients); the cache
+        itself takes their values too."""
+        tokens = self.encoder.tokenize([self.texts[i] for i in items.tolist()])
         fresh = self.encoder(tokens["input_ids"], tokens["attention_mask"]).to(cached.dtype)
         has_text = torch.tensor([bool(self.texts[i]) for i in items.tolist()])
         fresh = fresh * has_text.unsqueeze(-1)
+        with torch.no_grad():
+            cached.index_copy_(0, items, fresh.detach())
         return cached.index_copy(0, items, fresh)
+
+    def step_rows(self, cached: torch.Tensor, items: torch.Tensor, targets: torch.Tensor
+                  ) -> torch.Tensor:
+        """:meth:`refresh` of the items :meth:`chosen` from a batch."""
+        return self.refresh(cached, self.chosen(targets.flatten(), items.flatten()))
 
     @torch.no_grad()
     def refresh_all(self, cached: torch.Tensor) -> None:
-        vectors = self.encoder.encode(self.texts[1:])  # type: ignore[operator]
+        vectors = self.encoder.encode(self.texts[1:])
         mask = torch.tensor([bool(t) for t in self.texts[1:]]).unsqueeze(-1)
         cached[1:] = torch.from_numpy(vectors) * mask
 

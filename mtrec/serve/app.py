@@ -167,8 +167,9 @@ def create_app(settings: ServeSettings, bundle: str | Path | Engine,
 
 
 def _encoder(bundle: str | Path, threads: int = 0) -> Any:
-    """The bundle's text encoder, or None when it was trained without text or fine-tuned it
-    (the tuned weights are not in the bundle: new items and queries would land elsewhere)."""
+    """The bundle's text encoder (a distilled or fine-tuned one from the bundle itself), or
+    None when it was trained without text or fine-tuned before bundles kept the tuned
+    weights (new items and queries would land elsewhere)."""
     from mtrec import bundle as bundle_io
 
     path = Path(bundle)

@@ -47,6 +47,9 @@ class TextEncoderConfig:
     lora_dropout: float = 0.05
     lora_targets: tuple[str, ...] = ("query", "value")
     bf16: bool = True
+    # lora / full: items re-encoded with gradients per training step (the batch's targets
+    # first, then a random share of its history items; the rest keep their cached vectors)
+    tune_items: int = 256
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -57,6 +60,8 @@ class TextEncoderConfig:
             raise ValueError(f"max_length must be >= 1, got {self.max_length}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.tune_items < 1:
+            raise ValueError(f"tune_items must be >= 1, got {self.tune_items}")
 
 
 def _looks_like_path(name: str) -> bool:
@@ -263,6 +268,18 @@ class TextEncoder(torch.nn.Module):
                     f"expected {tuple(expected[key].shape)}"
                 )
         set_peft_model_state_dict(self.model, state_dict)
+
+    def save_tuned(self, out_dir: Path) -> None:
+        """Write the encoder as a plain Hugging Face model (LoRA adapters merged into the
+        weights) with its tokenizer, loadable as ``TextEncoderConfig(model=str(out_dir))``."""
+        import copy
+
+        model: Any = self.model
+        if self.config.mode == "lora":
+            model = copy.deepcopy(model).merge_and_unload()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(str(out_dir))
+        self.tokenizer.save_pretrained(str(out_dir))
 
     def _require_lora(self) -> None:
         if self.config.mode != "lora":

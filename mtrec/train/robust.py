@@ -39,8 +39,8 @@ def adversarial_losses(model: MultiTaskRecommender, batch: Batch, eps: float,
     :func:`perturbation` of the summed clean loss (inputs and scored items move together)."""
     text = None
     if model.text_tuner is not None and model.training:
-        items = torch.cat([batch.items.flatten(), batch.target]).clamp(min=0).unique()
-        text = model.text_tuner.refresh(model.item_tower.text_vectors, items[items > 0])
+        text = model.text_tuner.step_rows(model.item_tower.text_vectors, batch.items,
+                                          batch.target)
     tables = model.item_tables(text)
     clean = task_losses(model, model(batch, tables), batch)
     delta = perturbation(sum(clean.values()), tables.vectors, eps)  # type: ignore[arg-type]

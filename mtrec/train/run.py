@@ -117,7 +117,8 @@ def build(config: RunConfig, prepared: Prepared, vectors: torch.Tensor | None,
     if vectors is not None and config.model.text.mode != "frozen":
         from mtrec.text.encoder import TextEncoder
 
-        tuner = TextTuner(TextEncoder.from_config(config.model.text), cat.texts)
+        tuner = TextTuner(TextEncoder.from_config(config.model.text), cat.texts,
+                          config.model.text.tune_items)
     if tasks is None:
         tasks = checked_tasks(config, prepared)
     model = build_model(config.model, cat.n_items, len(cat.scenarios), vectors, tuner, tasks)
@@ -202,9 +203,10 @@ def train_run(config: RunConfig, out_dir: Path, root: Path | None = None,
                               resume)
         if model.text_match is not None and lags is not None:
             model.text_match.lag_weight.copy_(lags)
-    if model.text_tuner is not None:  # fine-tuned text: re-encode the catalog once, then drop it
+    tuned = None  # a fine-tuned encoder: re-encode the catalog once, save it with the bundle
+    if model.text_tuner is not None:
         model.text_tuner.refresh_all(model.item_tower.text_vectors)
-        model.text_tuner = None
+        tuned, model.text_tuner = model.text_tuner.encoder, None
     ctx = context()
     if not ctx.is_main:
         shutdown(ctx)
@@ -229,7 +231,8 @@ def train_run(config: RunConfig, out_dir: Path, root: Path | None = None,
     if fusion:
         summary["text_match"] = {"scale": _scale(model), "valid_ndcg@10_by_scale": fusion}
     bundle.save(out_dir, config, prepared, model, {**summary, **metrics},
-                store=find_store(config.data.dataset, store_dir, root).resolve())
+                store=find_store(config.data.dataset, store_dir, root).resolve(),
+                text_encoder=tuned)
     shutdown(ctx)
     return {**summary, **metrics}
 
