@@ -272,9 +272,17 @@ class TextTuner(nn.Module):
     so inference reads the buffer alone.
     """
 
-    def __init__(self, encoder: TextEncoder, texts: list[str], limit: int = 256) -> None:
+    def __init__(self, encoder: TextEncoder, texts: list[str], limit: int = 64) -> None:
         super().__init__()
         self.encoder, self.texts, self.limit = encoder, texts, limit
+
+    def train(self, mode: bool = True) -> TextTuner:
+        """Training mode without the encoder's dropout: a step's fresh rows go into the
+        cache beside rows encoded without it (with it, Scientific's first LoRA epoch reached
+        NDCG@10 0.005 against the frozen model's 0.022)."""
+        super().train(mode)
+        self.encoder.eval()
+        return self
 
     def chosen(self, targets: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
         """The item codes (> 0, unique) to re-encode: ``targets`` first, then others at

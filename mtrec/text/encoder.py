@@ -49,7 +49,7 @@ class TextEncoderConfig:
     bf16: bool = True
     # lora / full: items re-encoded with gradients per training step (the batch's targets
     # first, then a random share of its history items; the rest keep their cached vectors)
-    tune_items: int = 256
+    tune_items: int = 64
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
