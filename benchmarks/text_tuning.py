@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.machine import describe
-from benchmarks.runs import Row, cached_run
+from benchmarks.runs import Row, cached_run, short_hash
 
 RESULTS = Path(__file__).parent / "results"
 BENCH = Path(".mtrec") / "bench" / "text_tuning"
-CODE = ("mtrec/models/model.py", "mtrec/text/encoder.py", "mtrec/train/trainer.py")
+CODE = ("mtrec/models/model.py", "mtrec/models/item_tower.py", "mtrec/text/encoder.py",
+        "mtrec/train/trainer.py", "mtrec/train/run.py", "mtrec/train/robust.py")
 METRICS = ("ndcg@10", "recall@10", "cold_ndcg@10", "cold_recall@10")
 
 
@@ -78,8 +79,9 @@ def _train(dataset: str, variant: str, out: Path, max_minutes: float
 
 
 def run_variant(dataset: str, variant: str, max_minutes: float) -> list[Row]:
-    summary, seconds, peak = _train(dataset, variant, BENCH / f"{dataset}-{variant}",
-                                    max_minutes)
+    # the folder is keyed by the fingerprint: a killed run resumes, a changed one starts anew
+    folder = f"{dataset}-{variant}-{short_hash(fingerprint(dataset, variant, max_minutes))}"
+    summary, seconds, peak = _train(dataset, variant, BENCH / folder, max_minutes)
     test = summary["test"]
     row: Row = {"system": f"{dataset} {variant}", "dataset": dataset, "variant": variant,
                 "trainable_encoder_parameters": trainable(variant_settings(variant)),

@@ -229,5 +229,7 @@ def exported_encoder(path: Path, meta: dict[str, Any], threads: int = 0
     text = (meta.get("export") or {}).get("text")
     if not text:
         return None
-    return OnnxTextEncoder(path, int(text["max_length"]), int(text["batch_size"]),
+    # (bundles exported before the side-by-side batches of 16 recorded 128)
+    return OnnxTextEncoder(path, int(text["max_length"]),
+                           min(int(text["batch_size"]), ONNX_BATCH),
                            str(text["key"]), threads)

@@ -117,8 +117,6 @@ def _quiet_root_logger() -> Iterator[None]:
     and importing the 4-bit one configures it (a handler at INFO): both undone on exit."""
     root = logging.getLogger()
     level, handlers = root.level, list(root.handlers)
-    import onnxruntime.quantization.matmul_nbits_quantizer  # noqa: F401  (configures it)
-
     root.setLevel(logging.ERROR)
     try:
         yield
@@ -130,6 +128,8 @@ def _quiet_root_logger() -> Iterator[None]:
 def _int4_embeddings(plain: Path, out: Path) -> None:
     import onnx
     from onnxruntime.quantization import matmul_nbits_quantizer as nbits
+
+    logging.getLogger().setLevel(logging.ERROR)  # its import set the root logger to INFO
 
     ops, axes = ("Gather",), (("Gather", 1),)  # blocks along each token's vector
     algo = nbits.DefaultWeightOnlyQuantConfig(block_size=EMBEDDING_BLOCK, is_symmetric=True,

@@ -121,6 +121,8 @@ def build(config: RunConfig, prepared: Prepared, vectors: torch.Tensor | None,
                           config.model.text.tune_items)
     if tasks is None:
         tasks = checked_tasks(config, prepared)
+    if tuner is not None and vectors is not None:  # tuning rewrites the cache in place:
+        vectors = vectors.clone()  # the caller's (a refit's start) stay the pretrained ones
     model = build_model(config.model, cat.n_items, len(cat.scenarios), vectors, tuner, tasks)
     if vectors is not None:  # items never seen in training are served from their text alone
         seen = np.bincount(data.item[np.isin(data.part, train_parts)],

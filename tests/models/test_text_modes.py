@@ -36,7 +36,9 @@ def _config(store: Path, model_dir: Path, mode: str, epochs: int = 2) -> RunConf
 def test_lora_step_changes_only_lora_weights(store: Path, tiny_model_dir: Path) -> None:
     config = _config(store, tiny_model_dir, "lora")
     prepared = prepare_run(config, store_dir=store.parent)
-    model, batcher = build(config, prepared, text_vectors(config, prepared, store.parent))
+    vectors = text_vectors(config, prepared, store.parent)
+    pretrained = vectors.clone()
+    model, batcher = build(config, prepared, vectors)
     assert model.text_tuner is not None
     before = {k: v.clone() for k, v in model.text_tuner.state_dict().items()}
     trainable = [n for n, p in model.text_tuner.named_parameters() if p.requires_grad]
@@ -51,6 +53,11 @@ def test_lora_step_changes_only_lora_weights(store: Path, tiny_model_dir: Path) 
     after = model.text_tuner.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all("lora" in k for k in changed)
+    # regression: the step's fresh rows went into the caller's vectors, so a refit started
+    # from the first run's tuned rows rather than the pretrained encoder's
+    MultiTaskLoss(model)(batcher.train_batch(batcher.train_users()[:8]))
+    assert torch.equal(vectors, pretrained)
+    assert not torch.equal(model.item_tower.text_vectors, pretrained)
 
 
 @pytest.mark.parametrize("mode", ["lora", "full"])
