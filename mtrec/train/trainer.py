@@ -196,12 +196,20 @@ def _optimizer(model: nn.Module, weighting: nn.Module,
                cfg: TrainConfig) -> torch.optim.Optimizer:
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
+    text: list[nn.Parameter] = []  # a tuned text encoder's (LoRA or full), at its own rate
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
+        if name.startswith("text_tuner."):
+            text.append(p)
+            continue
         (no_decay if p.ndim < 2 or "norm" in name or "bias" in name else decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+    groups: list[dict[str, Any]] = [{"params": decay, "weight_decay": cfg.weight_decay},
+                                    {"params": no_decay, "weight_decay": 0.0}]
+    if text:
+        tuner: Any = getattr(model, "text_tuner", None)
+        groups.append({"params": text, "weight_decay": 0.0,
+                       "lr": tuner.encoder.config.lr})
     extra = [p for p in weighting.parameters() if p.requires_grad]
     if extra:
         groups.append({"params": extra, "weight_decay": 0.0})
