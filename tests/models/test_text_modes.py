@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 from mtrec import bundle as bundle_io
 from mtrec.models.model import TextTuner
 from mtrec.recommender import Recommender
-from mtrec.serve.app import ServeSettings, create_app
 from mtrec.run_config import RunConfig, load_run_config
+from mtrec.serve.app import ServeSettings, create_app
 from mtrec.text.encoder import TextEncoder, TextEncoderConfig
 from mtrec.train.loss import MultiTaskLoss
 from mtrec.train.run import build, prepare_run, text_vectors, train_run
