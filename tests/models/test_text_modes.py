@@ -30,7 +30,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _config(store: Path, model_dir: Path, mode: str, epochs: int = 2) -> RunConfig:
     return load_run_config(None, **tiny(store, **{
         "model.item.use_text": True, "model.text.model": str(model_dir),
-        "model.text.mode": mode, "train.epochs": epochs}))
+        "model.text.mode": mode, "train.epochs": epochs,
+        "model.text.lr": 1e-2}))  # (1e-4, the default, hardly moves a 2-epoch tiny run)
 
 
 def test_lora_step_changes_only_lora_weights(store: Path, tiny_model_dir: Path) -> None:
