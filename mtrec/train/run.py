@@ -259,17 +259,12 @@ def _refit(config: RunConfig, prepared: Prepared, vectors: torch.Tensor | None, 
 
 @contextmanager
 def _fresh_text(model: MultiTaskRecommender) -> Iterator[None]:
-    """While fine-tuning text, validate on the current encoder's vectors, not the cache."""
-    if model.text_tuner is None:
-        yield
-        return
-    cached = model.item_tower.text_vectors
-    saved = cached.clone()
-    model.text_tuner.refresh_all(cached)
-    try:
-        yield
-    finally:
-        cached.copy_(saved)
+    """While fine-tuning text, validate on the current encoder's vectors: the whole cache
+    is re-encoded first and kept, so every item follows the encoder once an epoch (between
+    validations only the rows a step re-encodes do)."""
+    if model.text_tuner is not None:
+        model.text_tuner.refresh_all(model.item_tower.text_vectors)
+    yield
 
 
 def _main_metric(config: RunConfig, model: MultiTaskRecommender) -> str:
