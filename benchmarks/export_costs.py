@@ -101,20 +101,17 @@ def reencoded(exported: Path, out: Path) -> Path:
     hold had every item come in through ``POST /v1/items``)."""
     import shutil
 
-    import torch
-
     from mtrec import bundle as bundle_io
     from mtrec.export.bundle import exported_encoder
+    from mtrec.export.distill import reencode
     from mtrec.tensor_files import save_weights
 
     shutil.copytree(exported, out)
     onnx = exported_encoder(exported, bundle_io.read_meta(exported), threads=2)
     assert onnx is not None, f"{exported} has no exported text encoder"
-    texts = bundle_io.read_catalog(exported).texts
     weights = bundle_io.read_weights(exported)
-    rows = [i for i, t in enumerate(texts) if i > 0 and t]
-    weights["item_tower.text_vectors"][rows] = torch.from_numpy(
-        onnx.encode([texts[i] for i in rows]))
+    reencode(weights["item_tower.text_vectors"], bundle_io.read_catalog(exported).texts,
+             onnx.encode)
     save_weights(out / "model.safetensors", weights)
     return out
 

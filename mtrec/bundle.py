@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 FORMAT = 1
 # a bundle's own text encoder (Hugging Face format): a distilled student or a fine-tuned one
-TEXT_MODEL_DIR = STUDENT_DIR = "text_model"
+TEXT_MODEL_DIR = "text_model"
 _ARRAYS = ("user", "item", "behaviors", "scenario", "rating", "ts", "part", "offsets")
 
 

@@ -221,9 +221,17 @@ def describe(distilled: Distilled) -> dict[str, Any]:
             "epochs": len(distilled.history), "history": distilled.history}
 
 
+def reencode(table: torch.Tensor, texts: Sequence[str],
+             encode: Callable[[list[str]], np.ndarray]) -> None:
+    """Overwrite the catalog's text-vector ``table`` rows (row 0 padding; items without
+    text keep theirs) with ``encode``'s vectors of their ``texts``."""
+    rows = [i for i, t in enumerate(texts) if i > 0 and t]
+    table[rows] = torch.from_numpy(encode([texts[i] for i in rows]))
+
+
 def distill_bundle(src: Path, out: Path, config: DistillConfig, min_cosine: float = 0.9,
                    report: Callable[[dict[str, float]], None] | None = None) -> dict[str, Any]:
-    """Write to ``out`` the bundle of ``src`` with a student encoder (``STUDENT_DIR``) and the
+    """Write to ``out`` the bundle of ``src`` with a student encoder (``TEXT_MODEL_DIR``) and the
     catalog re-encoded by it; its distillation record (also under ``distill`` in
     ``config.json``).  A student whose held-out mean cosine to the teacher is below
     ``min_cosine`` stops it with the figure named (nothing is written)."""
@@ -251,14 +259,13 @@ def distill_bundle(src: Path, out: Path, config: DistillConfig, min_cosine: floa
         raise ExportError(f"distillation check failed: held-out mean cosine {held:.4f} is "
                           f"below {min_cosine} (nothing was written); keep more layers "
                           "(--layers) or train longer")
-    rows = [i for i, t in enumerate(texts) if i > 0 and t]
-    table[rows] = torch.from_numpy(distilled.encoder.encode([texts[i] for i in rows]))
+    reencode(table, texts, distilled.encoder.encode)
     record = {"source": str(src), "teacher": teacher.model_key, "config": asdict(config),
               "min_cosine": min_cosine, **describe(distilled)}
     with staged(out) as stage:
         model: Any = distilled.encoder.model
-        model.save_pretrained(str(stage / bundle.STUDENT_DIR))
-        teacher.tokenizer.save_pretrained(str(stage / bundle.STUDENT_DIR))
+        model.save_pretrained(str(stage / bundle.TEXT_MODEL_DIR))
+        teacher.tokenizer.save_pretrained(str(stage / bundle.TEXT_MODEL_DIR))
         save_weights(stage / "model.safetensors", weights)
         copy_serving_files(src, stage)
         (stage / "config.json").write_text(json.dumps({**meta, "distill": record}, indent=2))

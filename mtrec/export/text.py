@@ -25,8 +25,9 @@ from mtrec.text.encoder import TextEncoder, mean_pool
 MODEL_FILE = "text_encoder.onnx"
 TOKENIZER_DIR = "tokenizer"
 # Texts per ONNX run. The int8 graph is fastest on small batches run side by side, one
-# thread each: on Beauty's catalog texts (2 cores) 830 titles/s for batches of 16 on two
-# threads against 480 for one batch of 128 on a two-thread session (32: 720, 64: 590).
+# thread each: on Beauty's catalog texts (2 cores) 801 titles/s for batches of 16 on two
+# threads against 488 for batches of 128 on a two-thread session (benchmarks/export_costs
+# before and after; in one-off trials 32 and 64 were slower, 8 about the same).
 ONNX_BATCH = 16
 EMBEDDINGS = ("int8", "int4")  # how --int8 stores the token-embedding table
 EMBEDDING_BLOCK = 32  # int4: values sharing one scale

@@ -11,8 +11,6 @@ import resource
 import shutil
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -184,19 +182,22 @@ def train_run(config: RunConfig, out_dir: Path, root: Path | None = None,
     if not resume:  # a refit left by an earlier run here must not be resumed later
         shutil.rmtree(out_dir / "refit", ignore_errors=True)
 
+    def validate(m: MultiTaskRecommender) -> dict[str, float]:
+        return evaluate(m, batcher, VALID, config.train.eval_batch_size,
+                        autocast=config.train.bf16, rolling=prepared.causal_parts)
+
     def on_valid(m: MultiTaskRecommender) -> dict[str, float]:
-        with _fresh_text(m):
-            return evaluate(m, batcher, VALID, config.train.eval_batch_size,
-                            autocast=config.train.bf16, rolling=prepared.causal_parts)
+        _sync_text(m)
+        return validate(m)
 
     result = Trainer(model, weighting, batcher, config.train, metric, on_valid,
                      out_dir).fit(resume)
     fusion: dict[float, float] = {}
     if context().is_main:
-        with _fresh_text(model):
-            fusion = fit_text_match(model, batcher, VALID, config.train.eval_batch_size,
-                                    autocast=config.train.bf16)
-    valid = on_valid(model) if context().is_main else {}
+        _sync_text(model)  # (once for both: the cache keeps what it re-encodes)
+        fusion = fit_text_match(model, batcher, VALID, config.train.eval_batch_size,
+                                autocast=config.train.bf16)
+    valid = validate(model) if context().is_main else {}
     refit: TrainResult | None = None
     if config.train.refit:
         lags = None if model.text_match is None else model.text_match.lag_weight.detach().clone()
@@ -257,14 +258,12 @@ def _refit(config: RunConfig, prepared: Prepared, vectors: torch.Tensor | None, 
     return model, result
 
 
-@contextmanager
-def _fresh_text(model: MultiTaskRecommender) -> Iterator[None]:
-    """While fine-tuning text, validate on the current encoder's vectors: the whole cache
-    is re-encoded first and kept, so every item follows the encoder once an epoch (between
+def _sync_text(model: MultiTaskRecommender) -> None:
+    """While fine-tuning text, re-encode the whole cache with the current encoder (and keep
+    it), so validation sees its vectors and every item follows it once an epoch (between
     validations only the rows a step re-encodes do)."""
     if model.text_tuner is not None:
         model.text_tuner.refresh_all(model.item_tower.text_vectors)
-    yield
 
 
 def _main_metric(config: RunConfig, model: MultiTaskRecommender) -> str:
