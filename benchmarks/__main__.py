@@ -8,6 +8,7 @@
     python -m benchmarks poisoning    # fake users vs the defences (benchmarks/poisoning.py)
     python -m benchmarks longterm     # engagement at a time cut vs LightGBM, BG/NBD, Pareto/NBD
     python -m benchmarks policy       # an RL ranking policy vs greedy in a held-out simulator
+    python -m benchmarks transfer     # pre-train on other categories, few-shot on a new one
 
 Peers are installed on first use into their own virtualenvs under .mtrec/peers.  The
 README's results table is regenerated from the recorded results afterwards.
@@ -326,6 +327,11 @@ def main() -> None:
         from benchmarks.policy import main as policy
 
         policy(sys.argv[2:])
+        return
+    if sys.argv[1:2] == ["transfer"]:  # its own options (--held-out, --shares, --seeds)
+        from benchmarks.transfer import main as transfer
+
+        transfer(sys.argv[2:])
         return
     if sys.argv[1:2] == ["longterm"]:  # its own options (--datasets, --seeds)
         from benchmarks.longterm import main as longterm

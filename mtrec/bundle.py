@@ -38,10 +38,12 @@ class BundleError(ValueError):
 
 def save(out_dir: Path, config: RunConfig, prepared: Prepared, model: MultiTaskRecommender,
          metrics: dict[str, Any], store: Path | None = None,
-         text_encoder: TextEncoder | None = None) -> Path:
+         text_encoder: TextEncoder | None = None, extra: dict[str, Any] | None = None
+         ) -> Path:
     """Write the bundle; ``store``: the store file it was trained from (evaluation finds
     it there when the dataset is not under the store directory it is given);
-    ``text_encoder``: a fine-tuned encoder, saved as the bundle's own (``TEXT_MODEL_DIR``)."""
+    ``text_encoder``: a fine-tuned encoder, saved as the bundle's own (``TEXT_MODEL_DIR``);
+    ``extra``: more entries for ``config.json`` (e.g. what a pre-training ran on)."""
     from mtrec.config import to_dict
 
     cat = prepared.catalog
@@ -55,7 +57,7 @@ def save(out_dir: Path, config: RunConfig, prepared: Prepared, model: MultiTaskR
             "n_items": cat.n_items,
             "n_scenarios": len(cat.scenarios), "fingerprint": cat.fingerprint(),
             "text_dim": int(model.item_tower.text_vectors.shape[1]),
-            "store": str(store) if store is not None else None}
+            "store": str(store) if store is not None else None, **(extra or {})}
     _write_json(out_dir / "config.json", meta)
     save_weights(out_dir / "model.safetensors", model.state_dict())
     model.eval()

@@ -340,6 +340,7 @@ def demo(root: DataRoot = None, store_dir: StoreDir = None, as_json: AsJson = Fa
 
 
 app.command("train")(cli_model.train)
+app.command("pretrain")(cli_model.pretrain)
 app.command("eval")(cli_model.evaluate)
 app.command("recommend")(cli_model.recommend)
 app.command("serve")(cli_serve.serve)

@@ -35,6 +35,9 @@ def train(
         "--refit/--no-refit",
         help="After choosing the epoch count on valid, retrain on train + valid for it "
              "(the default; --no-refit keeps the selected model).")] = None,
+    init: Annotated[Path | None, typer.Option(
+        help="Start from this pre-trained model (a bundle of `mtrec pretrain` or `mtrec "
+             "train`): the weights that fit are loaded, the old catalog's are not.")] = None,
     out: Annotated[Path, typer.Option(help="Bundle directory to write.")] = Path("bundle"),
     resume: Annotated[bool, typer.Option(help="Continue from OUT's last checkpoint.")] = False,
     root: DataRoot = None,
@@ -51,10 +54,44 @@ def train(
                        "model.tasks": tasks.split(",") if tasks else None,
                        "train.epochs": epochs, "train.seed": seed,
                        "train.max_minutes": max_minutes, "train.refit": refit,
+                       "train.init": str(init) if init is not None else None,
                        "model.item.use_text": False if no_text else None})
         result = train_run(run, out, root=root, store_dir=store_dir, resume=resume)
     if result:
         _emit(result, as_json, lambda: render_metrics(result, f"Trained {out}"))
+
+
+def pretrain(
+    datasets: Annotated[str, typer.Option(
+        help="Comma-separated datasets with item text, e.g. amazon-beauty,amazon-scientific.")],
+    out: Annotated[Path, typer.Option(help="Directory of the pre-trained model (a bundle).")],
+    config: ConfigFile = None,
+    epochs: Annotated[int | None, typer.Option(
+        help="Most epochs (early stop may end first); 0: from the data (the default).")] = None,
+    max_minutes: Annotated[float | None, typer.Option(
+        help="Stop after this many minutes of training (the best epoch is kept).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    item_contrast: Annotated[float, typer.Option(
+        help="Weight of the item <-> item contrast between augmented text views (0: off).")]
+    = 0.1,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT's last checkpoint.")] = False,
+    root: DataRoot = None,
+    store_dir: StoreDir = None,
+    as_json: AsJson = False,
+) -> None:
+    """Self-supervised pre-training over several datasets' text and sequences (no task
+    labels); `mtrec train --init OUT` starts a model from the result."""
+    from mtrec.pretrain.objectives import ObjectiveConfig
+    from mtrec.pretrain.run import pretrain_run
+    from mtrec.run_config import load_run_config
+
+    with _user_errors():
+        run = load_run_config(config, **{"train.epochs": epochs, "train.seed": seed,
+                                         "train.max_minutes": max_minutes})
+        result = pretrain_run(run, datasets.split(","), out,
+                              ObjectiveConfig(item_contrast=item_contrast), root=root,
+                              store_dir=store_dir, resume=resume)
+    _emit(result, as_json, lambda: render_metrics(result, f"Pre-trained {out}"))
 
 
 def evaluate(

@@ -129,6 +129,7 @@ class TrainConfig:
     bf16: bool = True
     eval_batch_size: int = 512
     max_minutes: float = 0.0  # 0 = no limit
+    init: str = ""  # a bundle (e.g. from `mtrec pretrain`) to start from; "" = from scratch
     robust: RobustConfig = field(default_factory=RobustConfig)
 
     def __post_init__(self) -> None:

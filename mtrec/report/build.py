@@ -16,6 +16,7 @@ from mtrec.report.html import render_html
 from mtrec.report.markdown import render_markdown
 from mtrec.report.policy import policy_section
 from mtrec.report.scenarios import ScenarioMetrics, evaluate_scenarios
+from mtrec.report.transfer import transfer_section
 
 
 @dataclass(frozen=True)
@@ -45,9 +46,9 @@ def build_report(bundle_dir: Path, results_dir: Path | None = None, compare: boo
     report.sections = [sections.header(b), sections.training(b), sections.test_metrics(b),
                        sections.cold_items(b), sections.scenarios(b, scen, skipped),
                        comparisons(b, found, problems, None if folder is None else str(folder))]
-    policy = policy_section(b.path)
-    if policy is not None:
-        report.sections.append(policy)
+    for extra in (transfer_section(folder, b.dataset), policy_section(b.path)):
+        if extra is not None:
+            report.sections.append(extra)
     return report
 
 

@@ -229,3 +229,27 @@ def calibration(bins: Mapping[str, Sequence[Sequence[float]]]) -> bytes:
                ylabel="observed", xlim=(0, 1), ylim=(0, 1))
         ax.legend(frameon=False, loc="upper left")
         return _svg(fig)
+
+
+ZERO_SHARE = 0.002  # where a 0 % share is drawn on the log axis of :func:`share_curves`
+
+
+def share_curves(series: Mapping[str, Sequence[tuple[float, float, float]]], title: str,
+                 fmt: str = "svg") -> bytes:
+    """Test NDCG@10 against the share of training users, one line per system: points
+    ``(share, mean, sd over seeds)``, 95 % bars of the seeds' spread; 0 % at the left edge."""
+    with _figure(WIDTH, 3.2) as (fig, ax):
+        for (name, pts), color in zip(series.items(), SERIES, strict=False):
+            pts = sorted(pts)
+            ax.errorbar([max(p[0], ZERO_SHARE) for p in pts], [p[1] for p in pts],
+                        yerr=[1.96 * p[2] for p in pts], marker="o", markersize=3,
+                        capsize=3, linewidth=1.2, color=color, label=name)
+        ticks = [ZERO_SHARE, 0.01, 0.05, 0.1, 0.25, 1.0]
+        ax.set_xscale("log")
+        ax.set_xticks(ticks, ["0 %", "1 %", "5 %", "10 %", "25 %", "100 %"])
+        ax.minorticks_off()
+        ax.set(title=title, xlabel="share of the category's training users",
+               ylabel="test NDCG@10")
+        ax.legend(frameon=False, loc="best")
+        return _svg(fig, fmt)
+

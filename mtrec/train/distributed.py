@@ -46,8 +46,11 @@ def context() -> DistContext:
 
 
 def wrap(model: MultiTaskRecommender, ctx: DistContext,
-         adversarial: tuple[float, float] | None = None) -> nn.Module:
-    engine: nn.Module = MultiTaskLoss(model, adversarial)
+         adversarial: tuple[float, float] | None = None,
+         objective: nn.Module | None = None) -> nn.Module:
+    """The module a training step calls: ``objective`` (a loss module around ``model``,
+    e.g. pre-training's) or the model's task losses, in DDP when several processes run."""
+    engine: nn.Module = objective if objective is not None else MultiTaskLoss(model, adversarial)
     if ctx.active:
         engine = nn.parallel.DistributedDataParallel(engine, find_unused_parameters=True)
     return engine

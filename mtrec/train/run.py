@@ -28,6 +28,7 @@ from mtrec.data.store import Store
 from mtrec.eval.protocols import evaluate
 from mtrec.models.batches import SequenceBatcher
 from mtrec.models.model import MultiTaskRecommender, TextTuner, build_model, task_dims
+from mtrec.pretrain.init import check_encoder, initialise
 from mtrec.run_config import RunConfig
 from mtrec.tasks import Task, TaskError, build_tasks, check_task_names, main_metric, task_class
 from mtrec.tasks.base import Labels
@@ -174,8 +175,11 @@ def train_run(config: RunConfig, out_dir: Path, root: Path | None = None,
     torch.manual_seed(config.train.seed)
     np.random.seed(config.train.seed)
     tasks = checked_tasks(config, prepared)
+    if config.train.init:  # (before the text is encoded)
+        check_encoder(Path(config.train.init), config)
     vectors = text_vectors(config, prepared, home(store_dir) / "embeddings")
     model, batcher = build(config, prepared, vectors, tasks)
+    initialise(model, config)
     weighting = build_weighting(config.weighting, model.task_names)
     metric = _main_metric(config, model)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -251,6 +255,7 @@ def _refit(config: RunConfig, prepared: Prepared, vectors: torch.Tensor | None, 
     np.random.seed(config.train.seed)
     # (items first seen in valid train their own ID rows here)
     model, batcher = build(config, prepared, vectors, train_parts=(TRAIN, VALID))
+    initialise(model, config, log=False)
     weighting = build_weighting(config.weighting, model.task_names)
     train_config = replace(config.train, epochs=max(1, epochs), patience=10**6, max_minutes=0.0)
     result = Trainer(model, weighting, batcher, train_config, metric, None,

@@ -51,8 +51,11 @@ class Trainer:
 
     def __init__(self, model: MultiTaskRecommender, weighting: TaskWeighting,
                  batcher: SequenceBatcher, config: TrainConfig, metric: str,
-                 evaluate: Evaluator | None, out_dir: Path) -> None:
+                 evaluate: Evaluator | None, out_dir: Path,
+                 objective: nn.Module | None = None) -> None:
+        """``objective``: the loss module to train (around ``model``; default its tasks')."""
         self.model, self.weighting, self.batcher = model, weighting, batcher
+        self.objective = objective
         self.config, self.metric, self.evaluate, self.out_dir = config, metric, evaluate, out_dir
         self.ctx = dist_utils.DistContext()
         self.augment: SequenceAugmenter | None = None
@@ -64,7 +67,7 @@ class Trainer:
         robust = cfg.robust
         engine = dist_utils.wrap(self.model, ctx, (robust.adversarial_eps,
                                                    robust.adversarial_weight)
-                                 if robust.adversarial else None)
+                                 if robust.adversarial else None, self.objective)
         self.augment = SequenceAugmenter(robust) if robust.augments else None
         optimizer = _optimizer(self.model, self.weighting, cfg)
         total = math.ceil(len(users) / cfg.batch_size) * cfg.epochs

@@ -316,3 +316,22 @@ def test_demo_writes_the_report(bundle: Path, real_root: Path, tmp_path: Path,
     assert (tmp_path / "b" / "report" / "report.html").is_file()
     assert (tmp_path / "b" / "report" / "report.md").is_file()
     assert str(tmp_path / "b" / "report" / "report.html") in " ".join(result.output.split())
+
+
+def test_transfer_section(bundle: Path, tmp_path: Path) -> None:
+    """The transfer chart and table appear for the held-out category the bundle is about,
+    with every system's mean ± sd, in share order; another category's rows stay out."""
+    dataset = json.loads((bundle / "metrics.json").read_text())["dataset"]
+    rows = [{"held_out": h, "system": s, "share": share, "seeds": 3, "ndcg@10": v,
+             "ndcg@10_sd": 0.001, "recall@10": 2 * v, "train_users": 5, "seconds": 1.0}
+            for h in (dataset, "amazon-office")
+            for s, share, v in (("pretrained", 0.0, 0.02), ("pretrained", 1.0, 0.05),
+                                ("scratch", 1.0, 0.04), ("popularity", 1.0, 0.004))]
+    (tmp_path / "transfer.json").write_text(json.dumps({"summary": rows}))
+    files = write_report(bundle, tmp_path / "out", tmp_path)
+    md = files.markdown.read_text()
+    assert "## Transfer from the other categories" in md
+    assert (tmp_path / "out" / "figures" / "transfer_shares.svg").is_file()
+    assert _table_row(md, "0%", "pretrained")[3] == "0.0200 ± 0.0010"
+    assert _table_row(md, "100%", "scratch")[3] == "0.0400 ± 0.0010"
+    assert md.count("| 100% | popularity |") == 1  # amazon-office's rows are not this report's

@@ -1,0 +1,129 @@
+"""Start a model from a pre-trained one (``mtrec train --init DIR``).
+
+``DIR`` is any bundle: one written by ``mtrec pretrain`` or by ``mtrec train``.  Every weight
+whose name and shape fit the new model is loaded.  The parts that belong to the old catalog
+(its ID embeddings, its cached text vectors, its popularity prior) are left out by design;
+weights whose shape differs (for example scenario tables of another scenario count) are
+left out and named; a longer history window keeps the learned positions it shares.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mtrec import bundle
+from mtrec.config import ConfigError
+from mtrec.models.model import MultiTaskRecommender
+from mtrec.run_config import RunConfig
+
+# weights that describe the catalog a model was trained on, never another's
+CATALOG_PARTS = ("item_tower.ids.", "item_tower.text_vectors", "item_tower.has_text",
+                 "item_tower.text_only", "tasks.next_item.log_q")
+# of those, what the new run sets from its own data rather than trains
+DATA_PARTS = ("item_tower.text_vectors", "item_tower.has_text", "item_tower.text_only",
+              "tasks.next_item.log_q")
+POSITIONS = "user_tower.position.weight"
+
+
+class InitError(ConfigError):
+    """The model to start from cannot initialise this run; the message says why."""
+
+
+@dataclass
+class InitReport:
+    """What :func:`load_initial` did with each weight of the pre-trained model."""
+
+    source: Path
+    loaded: list[str] = field(default_factory=list)
+    catalog: list[str] = field(default_factory=list)  # left out by design
+    mismatched: list[str] = field(default_factory=list)  # "name: old shape -> new shape"
+    unused: list[str] = field(default_factory=list)  # not in the new model
+    fresh: list[str] = field(default_factory=list)  # the new model's, not in the old one
+
+    def describe(self) -> str:
+        lines = [f"init from {self.source}: loaded {len(self.loaded)} weights; left out "
+                 f"{len(self.catalog)} catalog weights by design ({_short(self.catalog)})"]
+        if self.mismatched:
+            lines.append(f"  left out (shape differs): {_short(self.mismatched)}")
+        if self.unused:
+            lines.append(f"  not in this model: {_short(self.unused)}")
+        if self.fresh:
+            lines.append(f"  trained from scratch: {_short(self.fresh)}")
+        return "\n".join(lines)
+
+
+def _short(names: list[str], most: int = 8) -> str:
+    shown = ", ".join(names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def encoder_of(path: Path) -> str:
+    """The text encoder the model at ``path`` was trained with (a fine-tuned one: the
+    bundle's own copy), or ``""`` when it read no text."""
+    meta = bundle.read_meta(path)
+    text = bundle.encoder_config(path, meta)
+    return text.model if text is not None else ""
+
+
+def check_encoder(path: Path, config: RunConfig) -> None:
+    """Refuse a start whose text encoder differs from the run's, naming both."""
+    if not path.is_dir():
+        raise InitError(f"--init {path}: no such folder (give a bundle written by `mtrec "
+                        "pretrain` or `mtrec train`)")
+    try:
+        theirs = encoder_of(path)
+    except bundle.BundleError as exc:
+        raise InitError(f"--init {path}: {exc}") from exc
+    ours = config.model.text.model if config.model.item.use_text else ""
+    if theirs and ours and theirs != ours:
+        raise InitError(
+            f"--init {path}: it was trained with text encoder {theirs!r}, this run's config "
+            f"has model.text.model = {ours!r}; text vectors of another encoder would not fit "
+            f"its adapter (set model.text.model = {theirs!r}, or start from a model trained "
+            f"with {ours!r})")
+
+
+def load_initial(model: MultiTaskRecommender, path: Path, config: RunConfig) -> InitReport:
+    """Load into ``model`` what fits of the model at ``path`` (checked first)."""
+    check_encoder(path, config)
+    weights = bundle.read_weights(path)
+    own = model.state_dict()
+    report = InitReport(path)
+    for name, value in weights.items():
+        if name.startswith(CATALOG_PARTS):
+            report.catalog.append(name)
+        elif name not in own:
+            report.unused.append(name)
+        elif value.shape == own[name].shape:
+            own[name] = value.to(own[name].dtype)
+            report.loaded.append(name)
+        elif name == POSITIONS and value.shape[1:] == own[name].shape[1:]:
+            rows = min(len(value), len(own[name]))  # the positions both windows have
+            own[name] = own[name].clone()
+            own[name][:rows] = value[:rows]
+            report.loaded.append(f"{name} (first {rows} positions)")
+        else:
+            report.mismatched.append(f"{name}: {tuple(value.shape)} -> "
+                                     f"{tuple(own[name].shape)}")
+    done = {n.split(" ")[0] for n in report.loaded} | {n.split(":")[0] for n in
+                                                       report.mismatched}
+    report.fresh = [n for n in own if n not in done and not n.startswith(DATA_PARTS)]
+    if not report.loaded:
+        raise InitError(f"--init {path}: none of its weights fit this model (shapes: "
+                        f"{_short(report.mismatched) or 'no common weights'})")
+    model.load_state_dict(own)
+    return report
+
+
+def initialise(model: MultiTaskRecommender, config: RunConfig, log: bool = True
+               ) -> InitReport | None:
+    """:func:`load_initial` from ``config.train.init`` when it is set (a report is printed)."""
+    if not config.train.init:
+        return None
+    report = load_initial(model, Path(config.train.init), config)
+    if log:
+        import sys
+
+        print(report.describe(), file=sys.stderr, flush=True)
+    return report

@@ -1,0 +1,69 @@
+"""Several prepared datasets as one: disjoint catalogs and users, one text space.
+
+Item and user codes of each dataset are shifted past the earlier ones' and their ids are
+prefixed with the dataset's name, so that nothing of one dataset can collide with another's.
+Every interaction keeps its own dataset's split part.  All interactions share one scenario
+(``pretrain``), so that what the scenario embeddings learn is what a single-scenario
+catalog starts from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from mtrec.config import ConfigError
+from mtrec.data.interactions import Catalog, Interactions, Prepared
+
+SCENARIO = "pretrain"
+
+
+def check_text(prepared: Sequence[Prepared]) -> None:
+    """Refuse datasets without item text: pre-training learns from the text alone.
+
+    >>> check_text([])
+    """
+    missing = [p.dataset for p in prepared if not p.catalog.has_text]
+    if missing:
+        raise ConfigError(f"pre-training needs item text; these datasets have none: "
+                          f"{', '.join(missing)} (use datasets whose items have titles or "
+                          f"descriptions)")
+
+
+def merge(prepared: Sequence[Prepared]) -> Prepared:
+    """One :class:`Prepared` holding every dataset of ``prepared`` (at least one)."""
+    if not prepared:
+        raise ConfigError("pre-training needs at least one dataset")
+    item_shift = np.cumsum([0, *(p.catalog.n_items for p in prepared)])
+    user_shift = np.cumsum([0, *(len(p.catalog.user_ids) for p in prepared)])
+    catalog = Catalog(
+        item_ids=np.array(["", *(f"{p.dataset}:{i}" for p in prepared
+                                 for i in p.catalog.item_ids[1:])], dtype=object),
+        texts=["", *(t for p in prepared for t in p.catalog.texts[1:])],
+        user_ids=np.array([f"{p.dataset}:{u}" for p in prepared for u in p.catalog.user_ids],
+                          dtype=object),
+        scenarios=("", SCENARIO),
+        categories=(["", *(c for p in prepared for c in p.catalog.categories[1:])]
+                    if all(p.catalog.categories for p in prepared) else []))
+    parts = [p.interactions for p in prepared]
+    offsets = [np.asarray(d.offsets[1:]) + shift
+               for d, shift in zip(parts, _running_totals(parts), strict=True)]
+    interactions = Interactions(
+        user=np.concatenate([d.user + s for d, s in zip(parts, user_shift, strict=False)]),
+        item=np.concatenate([d.item + s for d, s in zip(parts, item_shift, strict=False)]),
+        behaviors=np.concatenate([d.behaviors for d in parts]),
+        scenario=np.ones(sum(len(d) for d in parts), np.int64),
+        rating=np.concatenate([d.rating for d in parts]),
+        ts=np.concatenate([d.ts for d in parts]),
+        part=np.concatenate([d.part for d in parts]),
+        offsets=np.concatenate([[0], *offsets]).astype(np.int64))
+    protocols = sorted({p.protocol for p in prepared})
+    return Prepared("+".join(p.dataset for p in prepared), "/".join(protocols), catalog,
+                    interactions, {p.dataset: p.split_report for p in prepared},
+                    all(p.ordered for p in prepared))
+
+
+def _running_totals(parts: Sequence[Interactions]) -> list[int]:
+    """How many interactions come before each dataset's."""
+    return [int(x) for x in np.cumsum([0, *(len(d) for d in parts[:-1])])]

@@ -1,0 +1,78 @@
+"""The self-supervised objectives of pre-training, as the loss module the trainer runs.
+
+* ``next_item``: sequence -> next item contrast, a softmax over the items of every catalog
+  (the model's own next-item task on the merged data: a user of one dataset is scored against
+  every dataset's items, so each catalog is a source of negatives for the others).
+* ``item_contrast``: item <-> item contrast between two augmented views of an item's text
+  vector (a random share of its features dropped, then the adapter with its own dropout),
+  InfoNCE against the other items of the batch: the adapter learns what the text says about
+  the item rather than what tells catalogs apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mtrec.models.model import Batch, MultiTaskRecommender
+from mtrec.train.loss import task_losses
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    item_contrast: float = 0.1  # weight of the item <-> item contrast (0: off)
+    view_drop: float = 0.2  # share of text features each view drops
+    temperature: float = 0.1  # of the item contrast's InfoNCE
+    items: int = 512  # most items per step in the item contrast
+
+    def __post_init__(self) -> None:
+        if self.item_contrast < 0:
+            raise ValueError(f"pretrain.item_contrast must be >= 0, got {self.item_contrast}")
+        if not 0.0 <= self.view_drop < 1.0:
+            raise ValueError(f"pretrain.view_drop must be in [0, 1), got {self.view_drop}")
+        if self.temperature <= 0:
+            raise ValueError(f"pretrain.temperature must be > 0, got {self.temperature}")
+
+    def weights(self) -> dict[str, float]:
+        """Each objective's weight in the total loss (the ones switched on)."""
+        out = {"next_item": 1.0}
+        if self.item_contrast > 0:
+            out["item_contrast"] = self.item_contrast
+        return out
+
+
+def item_contrast(model: MultiTaskRecommender, items: torch.Tensor, view_drop: float,
+                  temperature: float) -> torch.Tensor:
+    """InfoNCE between two augmented views of the text vectors of item codes ``items``."""
+    text = model.item_tower.text_vectors[items]
+    views = []
+    for _ in range(2):
+        keep = (torch.rand_like(text) >= view_drop).to(text.dtype) / (1.0 - view_drop)
+        views.append(F.normalize(model.item_tower.text_item_vectors(text * keep), dim=-1))
+    logits = views[0] @ views[1].T / temperature
+    labels = torch.arange(len(items), device=logits.device)
+    return 0.5 * (F.cross_entropy(logits.float(), labels)
+                  + F.cross_entropy(logits.T.float(), labels))
+
+
+class PretrainLoss(nn.Module):
+    """The model plus the pre-training objectives: ``forward(batch)`` -> ``{name: loss}``."""
+
+    def __init__(self, model: MultiTaskRecommender, config: ObjectiveConfig) -> None:
+        super().__init__()
+        self.model, self.config = model, config
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        losses = task_losses(self.model, self.model(batch), batch)
+        if self.config.item_contrast > 0:
+            items = batch.target[batch.target > 0].unique()
+            if len(items) > self.config.items:
+                items = items[torch.randperm(len(items))[: self.config.items]]
+            has_text = self.model.item_tower.has_text[items]
+            losses["item_contrast"] = item_contrast(self.model, items[has_text],
+                                                    self.config.view_drop,
+                                                    self.config.temperature)
+        return losses
