@@ -42,6 +42,7 @@ from benchmarks.machine import describe
 from benchmarks.render import plot_curves, render_markdown, update_readme
 from benchmarks.runs import (
     cached_run,
+    config_fingerprint,
     runner_fingerprint,
     short_hash,
     slug,
@@ -130,7 +131,8 @@ def _mtrec_variant(name: str, prepared: Prepared, base: dict[str, Any], model: s
                                 "data.protocol": prepared.protocol,
                                 "train.max_minutes": WALL_CAP_S / 60,
                                 "model.item.use_text": False if "--no-text" in extra else None})
-    fingerprint = {**base, "args": args, "config": to_dict(budgeted(config, prepared)[0]),
+    fingerprint = {**base, "args": args,
+                   "config": config_fingerprint(to_dict(budgeted(config, prepared)[0])),
                    "row": 2}  # 2: the refit's time is recorded and counted
     out = BENCH / name / f"{slug(model)}-{short_hash(fingerprint)}"
 

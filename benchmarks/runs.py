@@ -67,6 +67,35 @@ def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
+# Settings added after runs were cached, with the value at which they change nothing a run
+# does: left out of a fingerprint at that value, so that adding them reruns nothing.
+INERT = ((("train", "init"), ""),  # from scratch
+         (("model", "text", "lr"), None),  # None: read only when the encoder is fine-tuned
+         (("model", "text", "tune_items"), None))
+
+
+def config_fingerprint(config: dict[str, Any]) -> dict[str, Any]:
+    """A run config (as ``to_dict`` gives it) without the inert settings of ``INERT``.
+
+    >>> config_fingerprint({"train": {"init": "", "seed": 0},
+    ...                     "model": {"text": {"mode": "frozen", "lr": 1e-4}}})
+    {'train': {'seed': 0}, 'model': {'text': {'mode': 'frozen'}}}
+    """
+    out = json.loads(json.dumps(config))
+    for path, inert in INERT:
+        *parents, leaf = path
+        node = out
+        for key in parents:
+            node = node.get(key, {})
+        if leaf not in node:
+            continue
+        if inert is None:  # a fine-tuning setting: inert while the encoder is frozen
+            inert = node[leaf] if node.get("mode", "frozen") == "frozen" else object()
+        if node[leaf] == inert:
+            del node[leaf]
+    return out
+
+
 def changed(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """The keys whose values differ between two fingerprints.
 

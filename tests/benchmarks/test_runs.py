@@ -112,3 +112,20 @@ def test_a_fingerprint_with_tuples_matches_its_stored_form(tmp_path: Path) -> No
     cached_run("cmp", "baselines", fp, run, root=tmp_path)
     cached_run("cmp", "baselines", fp, run, root=tmp_path)
     assert run.calls == 1
+
+
+def test_inert_new_settings_keep_cached_runs() -> None:
+    """Regression: settings added to the run config (train.init, model.text.lr,
+    model.text.tune_items) changed every cached mtrec run's fingerprint, so the queue reran
+    runs whose training they do not change; they stay out at their inert values only."""
+    from benchmarks.runs import config_fingerprint
+    from mtrec.config import to_dict
+    from mtrec.run_config import load_run_config
+
+    plain = config_fingerprint(to_dict(load_run_config(None)))
+    assert "init" not in plain["train"] and "lr" not in plain["model"]["text"]
+    assert "tune_items" not in plain["model"]["text"] and "seed" in plain["train"]
+    started = config_fingerprint(to_dict(load_run_config(None, **{"train.init": "pre"})))
+    assert started["train"]["init"] == "pre"
+    lora = config_fingerprint(to_dict(load_run_config(None, **{"model.text.mode": "lora"})))
+    assert lora["model"]["text"]["lr"] == 1e-4 and lora["model"]["text"]["tune_items"] == 64
