@@ -11,10 +11,12 @@ trains on those users' training interactions only and selects its epoch on those
 validation interactions only (a few-shot user has no one else's labels); every system is
 tested on all the category's test users, full ranking with each user's earlier items
 masked.  Systems: the text-based model started from the pre-trained one (``pretrained``;
-at 0 % it is not trained at all) and the same model from scratch (``scratch``), both
-with the step-based epoch budget and patience of ``mtrec.train.budget`` for the users they
-train on; popularity and ItemKNN fitted on the same users.  Each (category, system, share,
-seed) is cached under ``benchmarks/results/runs/transfer`` and a killed run resumes.
+at 0 % it is not trained at all, and when trained its start is a candidate epoch 0 that the
+validation can keep) and the same model from scratch (``scratch``), both at the default
+learning rate with the step-based epoch budget and patience of ``mtrec.train.budget`` for
+the users they train on; popularity, and ItemKNN with its grid chosen on the same
+validation, fitted on the same users.  Each (category, system, share, seed) is cached under
+``benchmarks/results/runs/transfer``; a killed run resumes.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks.compare import KNN_GRID
 from benchmarks.machine import describe
 from benchmarks.runs import Row, cached_run, short_hash, split_fingerprint
 from mtrec.data.imports import home
@@ -143,17 +146,29 @@ def model_row(prepared: Prepared, vectors: torch.Tensor, config: RunConfig, shar
 
 
 def baseline_row(prepared: Prepared, system: str, share: float, seed: int) -> Row:
+    """Popularity, or ItemKNN with its neighbours and recency decay chosen on the chosen
+    users' validation interactions (the grid of the next-item comparisons), fitted on the
+    chosen users' training interactions."""
     started = time.perf_counter()
     chosen = chosen_users(prepared, share, seed)
     data = prepared.interactions
     seen = replace(data, part=np.where((data.part == TRAIN) & ~chosen[data.user], -1,
                                        data.part).astype(data.part.dtype))
     n_items = prepared.catalog.n_items
-    scorer = (Popularity() if system == "popularity" else ItemKNN()).fit(seen, n_items)
-    batcher = SequenceBatcher(data, 50, {})
-    test = evaluate_scorer(scorer.score, batcher, TEST, n_items)
+    extra: Row = {}
+    if system == "popularity":
+        scorer: Popularity | ItemKNN = Popularity().fit(seen, n_items)
+    else:
+        valid = ChosenBatcher(data, 50, {}, chosen)
+        scores = {(k, d): evaluate_scorer(ItemKNN(neighbors=k, decay=d).fit(seen, n_items).score,
+                                          valid, VALID, n_items)["next_item/ndcg@10"]
+                  for k, d in KNN_GRID}
+        k, d = max(scores, key=lambda kd: scores[kd])
+        scorer, extra = ItemKNN(neighbors=k, decay=d).fit(seen, n_items), {
+            "neighbors": k, "decay": d}
+    test = evaluate_scorer(scorer.score, SequenceBatcher(data, 50, {}), TEST, n_items)
     return {"train_users": int(chosen.sum()), "seconds": round(time.perf_counter() - started, 1),
-            **_metrics(test)}
+            **extra, **_metrics(test)}
 
 
 def _metrics(test: dict[str, float]) -> dict[str, float]:
@@ -162,7 +177,7 @@ def _metrics(test: dict[str, float]) -> dict[str, float]:
 
 
 def run_category(held_out: str, pool: tuple[str, ...], shares: list[float],
-                 seeds: list[int]) -> list[Row]:
+                 seeds: list[int], cached_only: bool = False) -> list[Row]:
     config = base_config(held_out, 0)
     prepared = prepare_run(config)
     split = split_fingerprint(prepared)
@@ -172,8 +187,8 @@ def run_category(held_out: str, pool: tuple[str, ...], shares: list[float],
     for share in shares:
         for seed in seeds:
             for system in ("pretrained", "scratch", "popularity", "itemknn"):
-                if system == "scratch" and share == 0:
-                    continue  # an untrained model: nothing to compare
+                if system != "pretrained" and share == 0:
+                    continue  # nothing to train or fit on: only the pre-trained model runs
                 key = {"held_out": held_out, "pool": list(pool), "system": system,
                        "share": share, "seed": seed, "split": split, "code": code_digest()}
                 name = f"{held_out}-{system}-{share:g}-s{seed}"
@@ -196,7 +211,9 @@ def run_category(held_out: str, pool: tuple[str, ...], shares: list[float],
                     return [{"held_out": held_out, "system": system, "share": share,
                              "seed": seed, **got}]
 
-                rows += cached_run("transfer", name, key, run)
+                rows += [r for r in cached_run("transfer", name, key, run,
+                                               cached_only=cached_only)
+                         if r.get("kind") != "pending"]
     return rows
 
 
@@ -266,6 +283,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="the categories; each held-out one is pre-trained on the others")
     parser.add_argument("--shares", default=",".join(f"{s:g}" for s in SHARES))
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--cached-only", action="store_true",
+                        help="train nothing: the tables and plots of the runs finished so far")
     args = parser.parse_args(argv)
     pool = tuple(args.pool.split(","))
     shares = [float(s) for s in args.shares.split(",")]
@@ -273,7 +292,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     rows: list[Row] = []
     for held_out in args.held_out.split(","):
-        rows += run_category(held_out, pool, shares, seeds)
+        rows += run_category(held_out, pool, shares, seeds, args.cached_only)
     summary = summarize(rows)
     result = {"experiment": "transfer", "protocol": __doc__.split("\n\n")[2],
               "rows": rows, "summary": summary, "targets": targets(summary),

@@ -203,7 +203,10 @@ def train_run(config: RunConfig, out_dir: Path, root: Path | None = None,
                                 autocast=config.train.bf16)
     valid = validate(model) if context().is_main else {}
     refit: TrainResult | None = None
-    if config.train.refit:
+    if config.train.refit and result.best_epoch == 0:  # the pre-trained start won
+        print("no epoch beat the pre-trained start on validation: it is kept as it is (no "
+              "refit)", file=sys.stderr, flush=True)
+    elif config.train.refit:
         lags = None if model.text_match is None else model.text_match.lag_weight.detach().clone()
         del model  # (the selected model is not kept in memory during the refit)
         model, refit = _refit(config, prepared, vectors, metric, result.best_epoch, out_dir,

@@ -84,6 +84,11 @@ class Trainer:
         first = cfg.epochs + 1 if stopped_early else state["epoch"] + 1
         started = time.perf_counter() - state["seconds"]
         logger = _Logger(self.out_dir, ctx.is_main)
+        if cfg.init and self.evaluate is not None and not state["history"]:
+            # a pre-trained start is a candidate too: "epoch 0" wins when no epoch beats it
+            row = {**self._validate(ctx, state, 0, {}), "seconds": 0.0}
+            state["history"].append(row)
+            logger.log(row)
         for epoch in range(first, cfg.epochs + 1):
             steps = dist_utils.sampler(users, ctx, cfg.seed, epoch, cfg.batch_size,
                                        self.batcher.train_lengths())
@@ -138,7 +143,8 @@ class Trainer:
         else:
             state["bad_epochs"] += 1
         shown = f" {self.metric} {value:.4f}{' *' if improved else ''}" if self.evaluate else ""
-        _log(ctx, f"epoch {epoch}: loss {sum(losses.values()):.4f}{shown}")
+        _log(ctx, f"epoch {epoch}: loss {sum(losses.values()):.4f}{shown}" if epoch else
+             f"start (from {self.config.init}):{shown}")
         return {"epoch": epoch, **{f"loss/{k}": v for k, v in losses.items()},
                 **{f"weight/{k}": v for k, v in self.weighting.current_weights().items()},
                 **{f"valid/{k}": v for k, v in metrics.items()}}
