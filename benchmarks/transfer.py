@@ -22,7 +22,6 @@ validation, fitted on the same users.  Each (category, system, share, seed) is c
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import statistics
 import subprocess
@@ -37,7 +36,8 @@ import torch
 
 from benchmarks.compare import KNN_GRID
 from benchmarks.machine import describe
-from benchmarks.runs import Row, cached_run, short_hash, split_fingerprint
+from benchmarks.runs import Row, cached_run, config_fingerprint, short_hash, split_fingerprint
+from mtrec.config import to_dict
 from mtrec.data.imports import home
 from mtrec.data.interactions import Interactions, Prepared
 from mtrec.data.split import TEST, TRAIN, VALID
@@ -56,10 +56,11 @@ CATEGORIES = ("amazon-beauty", "amazon-scientific", "amazon-office")
 SHARES = (0.0, 0.01, 0.05, 0.1, 0.25, 1.0)
 RESULTS = Path(__file__).parent / "results"
 BENCH = Path(".mtrec/bench/transfer")
-# what a pre-training depends on (a change retrains it), and what every run depends on
-PRETRAIN_CODE = [*sorted(Path("mtrec/pretrain").glob("*.py")), Path("mtrec/models/model.py"),
-                 Path("mtrec/train/trainer.py")]
-CODE = [Path(__file__), *PRETRAIN_CODE]
+# Versions of what a run measures, in every cache key with the configs: bump PROTOCOL when a
+# change alters what a transfer run measures, PRETRAIN when it alters what pre-training
+# learns (an edit that changes neither reruns nothing).
+PROTOCOL = 1  # 1: the pre-trained start is validated as epoch 0
+PRETRAIN = 1  # 1: next-item contrast across catalogs + item <-> item contrast (0.1)
 METRIC = "next_item/ndcg@10"
 
 
@@ -73,7 +74,8 @@ def pretrain(held_out: str, pool: tuple[str, ...]) -> Path:
     """The pre-trained model for ``held_out`` (the other categories of ``pool``), trained
     once and reused; a killed pre-training resumes."""
     others = [c for c in pool if c != held_out]
-    out = BENCH / f"pre-{held_out}-{short_hash([others, code_digest(PRETRAIN_CODE)])}"
+    config = config_fingerprint(to_dict(base_config("+".join(others), 0)))
+    out = BENCH / f"pre-{held_out}-{short_hash([others, config, PRETRAIN])}"
     if not (out / "config.json").is_file():
         resume = ["--resume"] if (out / "checkpoint").exists() else []
         cmd = [sys.executable, "-m", "mtrec.cli", "pretrain", "--datasets", ",".join(others),
@@ -81,10 +83,6 @@ def pretrain(held_out: str, pool: tuple[str, ...]) -> Path:
         print(f"pre-training for {held_out}: {' '.join(cmd)}", file=sys.stderr, flush=True)
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return out
-
-
-def code_digest(files: list[Path] = CODE) -> str:
-    return hashlib.sha256(b"".join(p.read_bytes() for p in files)).hexdigest()[:16]
 
 
 def chosen_users(prepared: Prepared, share: float, seed: int) -> np.ndarray:
@@ -190,7 +188,9 @@ def run_category(held_out: str, pool: tuple[str, ...], shares: list[float],
                 if system != "pretrained" and share == 0:
                     continue  # nothing to train or fit on: only the pre-trained model runs
                 key = {"held_out": held_out, "pool": list(pool), "system": system,
-                       "share": share, "seed": seed, "split": split, "code": code_digest()}
+                       "share": share, "seed": seed, "split": split, "protocol": PROTOCOL,
+                       "pretrain": PRETRAIN,
+                       "config": config_fingerprint(to_dict(base_config(held_out, seed)))}
                 name = f"{held_out}-{system}-{share:g}-s{seed}"
 
                 def run(system: str = system, share: float = share, seed: int = seed,

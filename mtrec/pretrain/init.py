@@ -17,7 +17,8 @@ from mtrec.config import ConfigError
 from mtrec.models.model import MultiTaskRecommender
 from mtrec.run_config import RunConfig
 
-# weights that describe the catalog a model was trained on, never another's
+# weights that describe the catalog a model was trained on, never another's (the tasks'
+# buffers, prepared from the data, are left out too: see _task_buffers)
 CATALOG_PARTS = ("item_tower.ids.", "item_tower.text_vectors", "item_tower.has_text",
                  "item_tower.text_only", "tasks.next_item.log_q")
 # of those, what the new run sets from its own data rather than trains
@@ -60,10 +61,23 @@ def _short(names: list[str], most: int = 8) -> str:
 
 def encoder_of(path: Path) -> str:
     """The text encoder the model at ``path`` was trained with (a fine-tuned one: the
-    bundle's own copy), or ``""`` when it read no text."""
+    bundle's own copy; one tuned before copies were saved: the name it started from), or
+    ``""`` when it read no text."""
     meta = bundle.read_meta(path)
+    if not meta.get("text_dim"):
+        return ""
     text = bundle.encoder_config(path, meta)
-    return text.model if text is not None else ""
+    return text.model if text is not None else str(meta["run"]["model"]["text"]["model"])
+
+
+def _resolved(name: str) -> str:
+    """``name`` as the folder it loads from (``default`` and its folder are one encoder)."""
+    from mtrec.text.encoder import TextModelError, resolve_model_path
+
+    try:
+        return str(Path(resolve_model_path(name)).resolve())
+    except (TextModelError, OSError, ValueError):  # not loadable here: keeps its name
+        return name
 
 
 def check_encoder(path: Path, config: RunConfig) -> None:
@@ -76,7 +90,7 @@ def check_encoder(path: Path, config: RunConfig) -> None:
     except bundle.BundleError as exc:
         raise InitError(f"--init {path}: {exc}") from exc
     ours = config.model.text.model if config.model.item.use_text else ""
-    if theirs and ours and theirs != ours:
+    if theirs and ours and theirs != ours and _resolved(theirs) != _resolved(ours):
         raise InitError(
             f"--init {path}: it was trained with text encoder {theirs!r}, this run's config "
             f"has model.text.model = {ours!r}; text vectors of another encoder would not fit "
@@ -90,8 +104,9 @@ def load_initial(model: MultiTaskRecommender, path: Path, config: RunConfig) -> 
     weights = bundle.read_weights(path)
     own = model.state_dict()
     report = InitReport(path)
+    prepared = _task_buffers(model)  # what each task prepared from this run's data
     for name, value in weights.items():
-        if name.startswith(CATALOG_PARTS):
+        if name.startswith(CATALOG_PARTS) or name in prepared:
             report.catalog.append(name)
         elif name not in own:
             report.unused.append(name)
@@ -108,12 +123,20 @@ def load_initial(model: MultiTaskRecommender, path: Path, config: RunConfig) -> 
                                      f"{tuple(own[name].shape)}")
     done = {n.split(" ")[0] for n in report.loaded} | {n.split(":")[0] for n in
                                                        report.mismatched}
-    report.fresh = [n for n in own if n not in done and not n.startswith(DATA_PARTS)]
+    report.fresh = [n for n in own if n not in done and not n.startswith(DATA_PARTS)
+                    and n not in prepared]
     if not report.loaded:
         raise InitError(f"--init {path}: none of its weights fit this model (shapes: "
                         f"{_short(report.mismatched) or 'no common weights'})")
     model.load_state_dict(own)
     return report
+
+
+def _task_buffers(model: MultiTaskRecommender) -> set[str]:
+    """The tasks' buffers (a popularity prior, a mean rating): set by ``prepare`` from this
+    run's training data, never taken from another run's."""
+    return {f"tasks.{name}.{buffer}" for name, task in model.tasks.items()
+            for buffer, _ in task.named_buffers()}
 
 
 def initialise(model: MultiTaskRecommender, config: RunConfig, log: bool = True

@@ -47,6 +47,8 @@ class ObjectiveConfig:
 def item_contrast(model: MultiTaskRecommender, items: torch.Tensor, view_drop: float,
                   temperature: float) -> torch.Tensor:
     """InfoNCE between two augmented views of the text vectors of item codes ``items``."""
+    if len(items) < 2:  # nothing to contrast (a batch whose targets have no text)
+        return model.item_tower.text_vectors.new_zeros((), requires_grad=True)
     text = model.item_tower.text_vectors[items]
     views = []
     for _ in range(2):

@@ -1,10 +1,10 @@
 """``mtrec pretrain``: the text-based model trained on several datasets with no task labels.
 
-The datasets are split by their own protocol and merged (:mod:`mtrec.pretrain.merge`); the
-model reads items through their text alone (ID embeddings cannot carry over to another
-catalog) and learns the objectives of :mod:`mtrec.pretrain.objectives`.  Early stopping,
-checkpoints, resume and the progress bar are the trainer's; the result is a bundle that
-``mtrec train --init DIR`` starts from.
+The datasets are split by the config's protocol (``data.protocol``) and merged
+(:mod:`mtrec.pretrain.merge`); the model reads items through their text alone (ID
+embeddings cannot carry over to another catalog) and learns the objectives of
+:mod:`mtrec.pretrain.objectives`.  Early stopping, checkpoints, resume and the progress bar
+are the trainer's; the result is a bundle that ``mtrec train --init DIR`` starts from.
 """
 
 from __future__ import annotations
@@ -42,6 +42,9 @@ def pretrain_config(config: RunConfig, datasets: list[str]) -> RunConfig:
     if not config.model.item.use_text:
         raise ConfigError("pre-training learns from item text: model.item.use_text must be "
                           "true (drop --no-text)")
+    if config.model.text.mode != "frozen":
+        raise ConfigError(f"pre-training reads cached text vectors: model.text.mode must be "
+                          f"'frozen', got {config.model.text.mode!r}")
     model = replace(config.model, tasks=("next_item",),
                     item=replace(config.model.item, use_id=False))
     return replace(config, model=model, train=replace(config.train, refit=False),
@@ -51,7 +54,8 @@ def pretrain_config(config: RunConfig, datasets: list[str]) -> RunConfig:
 def prepare_all(config: RunConfig, datasets: list[str], root: Path | None = None,
                 store_dir: Path | None = None) -> Prepared:
     """Every dataset split by ``config.data``'s protocol, checked for text, merged."""
-    if not datasets or any(not d.strip() for d in datasets):
+    datasets = [d.strip() for d in datasets]
+    if not datasets or not all(datasets):
         raise ConfigError(f"--datasets needs comma-separated dataset names, got "
                           f"{','.join(datasets)!r}")
     if len(set(datasets)) != len(datasets):
@@ -68,6 +72,7 @@ def pretrain_run(config: RunConfig, datasets: list[str], out: Path,
     """Pre-train on ``datasets`` and write the bundle to ``out``; returns its summary."""
     started = time.perf_counter()
     objectives = objectives or ObjectiveConfig()
+    datasets = [d.strip() for d in datasets]
     config = pretrain_config(config, datasets)
     if config.train.init:
         check_encoder(Path(config.train.init), config)

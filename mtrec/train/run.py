@@ -179,7 +179,7 @@ def train_run(config: RunConfig, out_dir: Path, root: Path | None = None,
         check_encoder(Path(config.train.init), config)
     vectors = text_vectors(config, prepared, home(store_dir) / "embeddings")
     model, batcher = build(config, prepared, vectors, tasks)
-    initialise(model, config)
+    initialise(model, config, log=context().is_main)
     weighting = build_weighting(config.weighting, model.task_names)
     metric = _main_metric(config, model)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -204,8 +204,9 @@ def train_run(config: RunConfig, out_dir: Path, root: Path | None = None,
     valid = validate(model) if context().is_main else {}
     refit: TrainResult | None = None
     if config.train.refit and result.best_epoch == 0:  # the pre-trained start won
-        print("no epoch beat the pre-trained start on validation: it is kept as it is (no "
-              "refit)", file=sys.stderr, flush=True)
+        if context().is_main:
+            print("no epoch beat the pre-trained start on validation: it is kept as it is (no "
+                  "refit)", file=sys.stderr, flush=True)
     elif config.train.refit:
         lags = None if model.text_match is None else model.text_match.lag_weight.detach().clone()
         del model  # (the selected model is not kept in memory during the refit)

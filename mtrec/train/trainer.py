@@ -158,7 +158,9 @@ class Trainer:
         history = list(past.values())
         metrics["mean"] = mean_best_share(past[str(epoch)], history, tasks)
         best = past.get(str(state["best_epoch"]))
-        if best is not None:  # (a run resumed from before this rule keeps its old score)
+        # (a run resumed from before this rule keeps its old score; with no best yet, the
+        # first candidate, a pre-trained start's epoch 0, is not its own earlier best)
+        if best is not None and state["best_value"] is not None:
             state["best_value"] = mean_best_share(best, history, tasks)
 
     def _out_of_time(self, seconds: float) -> bool:

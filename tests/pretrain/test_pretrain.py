@@ -66,6 +66,9 @@ def test_merge_keeps_datasets_apart(stores: Path, tiny_model_dir: Path) -> None:
     assert merged.catalog.item_ids[n_a + 1] == f"{parts[1].dataset}:{parts[1].catalog.item_ids[1]}"
     assert merged.catalog.texts[n_a + 1] == parts[1].catalog.texts[1]
     u_a = len(parts[0].catalog.user_ids)
+    assert np.array_equal(d.user[len(a):] - u_a, c.user)
+    assert np.array_equal(d.offsets[: u_a + 1], a.offsets)
+    assert np.array_equal(d.offsets[u_a:] - len(a), c.offsets)
     for u in (0, u_a, len(d.offsets) - 2):  # each user's rows are their own dataset's
         rows = slice(d.offsets[u], d.offsets[u + 1])
         assert (d.user[rows] == u).all()
@@ -116,6 +119,8 @@ def test_train_init_loads_what_fits(stores: Path, tiny_model_dir: Path, tmp_path
     with fast_torch():
         result = train_run(config, tmp_path / "b", store_dir=stores)
     assert result["config"]["train"]["init"] == str(out)
+    # the pre-trained start is a candidate: validated as epoch 0 before any training
+    assert result["curve"][0][0] == 0 and result["curve"][1][0] == 1
 
 
 def test_init_with_another_text_encoder_is_refused(stores: Path, tiny_model_dir: Path,
@@ -159,3 +164,45 @@ def test_pretrain_cli(stores: Path, tiny_model_dir: Path, tmp_path: Path) -> Non
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.stdout)["datasets"] == ["a", "c"]
     assert (tmp_path / "p" / "model.safetensors").is_file()
+
+
+def test_init_into_a_multi_task_run(stores: Path, tiny_model_dir: Path, tmp_path: Path,
+                                    pretrained: tuple[Path, dict[str, Any]]) -> None:
+    """Regression: with the ``mean`` selection metric (several tasks) the pre-trained start
+    was never saved as the best, so a run no epoch improved on had no checkpoint to load;
+    and a start's task buffers (the mean rating) overwrote those prepared from this run."""
+    out, _ = pretrained
+    config = _config(stores, "b", tiny_model_dir, **{
+        "model.tasks": ["next_item", "rating"], "train.init": str(out), "train.epochs": 1,
+        "train.refit": False})
+    with fast_torch():
+        result = train_run(config, tmp_path / "two", store_dir=stores)
+        assert result["selection_metric"] == "mean" and result["curve"][0][0] == 0
+        assert (tmp_path / "two" / "checkpoint" / "best").is_dir()
+        prepared = prepare_run(config, store_dir=stores)
+        model, _ = build(config, prepared, text_vectors(config, prepared, stores))
+        mean = model.tasks["rating"].mean.clone()  # type: ignore[union-attr]
+        report = load_initial(model, tmp_path / "two", config)  # a bundle with a rating head
+    assert torch.equal(model.tasks["rating"].mean, mean)  # type: ignore[union-attr]
+    assert "tasks.rating.mean" in report.catalog
+
+
+def test_a_fine_tuned_start_keeps_its_encoder_name(stores: Path, tiny_model_dir: Path,
+                                                   tmp_path: Path,
+                                                   pretrained: tuple[Path, dict[str, Any]]
+                                                   ) -> None:
+    """A bundle tuned with LoRA before tuned encoders were saved still names its encoder."""
+    import shutil
+
+    out, _ = pretrained
+    old = tmp_path / "old-lora"
+    shutil.copytree(out, old)
+    meta = json.loads((old / "config.json").read_text())
+    meta["run"]["model"]["text"].update(mode="lora", model="some/other-encoder")
+    (old / "config.json").write_text(json.dumps(meta))
+    config = _config(stores, "b", tiny_model_dir, **{"train.init": str(old)})
+    with pytest.raises(InitError, match="some/other-encoder"):
+        load_initial(build(config, prepare_run(config, store_dir=stores), None)[0], old, config)
+    lora = _config(stores, "a", tiny_model_dir, **{"model.text.mode": "lora"})
+    with pytest.raises(ConfigError, match="must be 'frozen'"):
+        pretrain_run(lora, ["a", "c"], tmp_path / "p", store_dir=stores)
