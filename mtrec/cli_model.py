@@ -74,6 +74,8 @@ def pretrain(
     item_contrast: Annotated[float, typer.Option(
         help="Weight of the item <-> item contrast between augmented text views (0: off).")]
     = 0.1,
+    masked_item: Annotated[float, typer.Option(
+        help="Weight of masked-item recovery over the sequences (0: off).")] = 0.0,
     resume: Annotated[bool, typer.Option(help="Continue from OUT's last checkpoint.")] = False,
     root: DataRoot = None,
     store_dir: StoreDir = None,
@@ -88,8 +90,8 @@ def pretrain(
     with _user_errors():
         run = load_run_config(config, **{"train.epochs": epochs, "train.seed": seed,
                                          "train.max_minutes": max_minutes})
-        result = pretrain_run(run, datasets.split(","), out,
-                              ObjectiveConfig(item_contrast=item_contrast), root=root,
+        objectives = ObjectiveConfig(item_contrast=item_contrast, masked_item=masked_item)
+        result = pretrain_run(run, datasets.split(","), out, objectives, root=root,
                               store_dir=store_dir, resume=resume)
     _emit(result, as_json, lambda: render_metrics(result, f"Pre-trained {out}"))
 

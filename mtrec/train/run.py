@@ -167,6 +167,8 @@ def train_run(config: RunConfig, out_dir: Path, root: Path | None = None,
     """Train, pick the best epoch on validation, evaluate valid and test, write the bundle
     (``prepared``: an already prepared split to train on, e.g. one with injected users)."""
     started = time.perf_counter()
+    if config.train.init:  # (before the data is split and the text encoded)
+        check_encoder(Path(config.train.init), config)
     if prepared is None:
         prepared = prepare_run(config, root, store_dir)
     config, budget = budgeted(config, prepared)
@@ -175,8 +177,6 @@ def train_run(config: RunConfig, out_dir: Path, root: Path | None = None,
     torch.manual_seed(config.train.seed)
     np.random.seed(config.train.seed)
     tasks = checked_tasks(config, prepared)
-    if config.train.init:  # (before the text is encoded)
-        check_encoder(Path(config.train.init), config)
     vectors = text_vectors(config, prepared, home(store_dir) / "embeddings")
     model, batcher = build(config, prepared, vectors, tasks)
     initialise(model, config, log=context().is_main)

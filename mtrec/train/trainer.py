@@ -69,10 +69,15 @@ class Trainer:
                                                    robust.adversarial_weight)
                                  if robust.adversarial else None, self.objective)
         self.augment = SequenceAugmenter(robust) if robust.augments else None
-        optimizer = _optimizer(self.model, self.weighting, cfg)
+        # an objective's own weights outside the model (a pre-training head) train and are
+        # checkpointed beside the weighting's
+        heads: nn.Module | None = getattr(self.objective, "heads", None)
+        extra = nn.ModuleList([self.weighting, *([heads] if heads is not None else [])])
+        optimizer = _optimizer(self.model, extra, cfg)
         total = math.ceil(len(users) / cfg.batch_size) * cfg.epochs
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg.warmup_steps, total))
-        both = nn.ModuleDict({"model": self.model, "weighting": self.weighting})
+        both = nn.ModuleDict({"model": self.model, "weighting": self.weighting,
+                              **({"heads": heads} if heads is not None else {})})
         state: dict[str, Any] = {"epoch": 0, "best_value": None, "best_epoch": 0,
                                  "bad_epochs": 0, "history": [], "seconds": 0.0}
         last_dir = self.out_dir / "checkpoint" / "last"
@@ -205,6 +210,8 @@ def _mean_over_ranks(losses: dict[str, float], ctx: dist_utils.DistContext) -> d
 
 def _optimizer(model: nn.Module, weighting: nn.Module,
                cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW over ``model`` (decay on matrices only; a tuned text encoder at its own rate)
+    and the weights of ``weighting`` (and of any other module given with it), undecayed."""
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
     text: list[nn.Parameter] = []  # a tuned text encoder's (LoRA or full), at its own rate
