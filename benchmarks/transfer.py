@@ -44,7 +44,7 @@ from mtrec.data.split import TEST, TRAIN, VALID
 from mtrec.eval.protocols import evaluate, evaluate_scorer
 from mtrec.models.baselines import ItemKNN, Popularity
 from mtrec.models.batches import SequenceBatcher
-from mtrec.pretrain.init import initialise
+from mtrec.pretrain.init import initialise, start_text_match
 from mtrec.run_config import RunConfig, load_run_config
 from mtrec.train.budget import plan_budget
 from mtrec.train.match import fit_text_match
@@ -59,7 +59,9 @@ BENCH = Path(".mtrec/bench/transfer")
 # Versions of what a run measures, in every cache key with the configs: bump PROTOCOL when a
 # change alters what a transfer run measures, PRETRAIN when it alters what pre-training
 # learns (an edit that changes neither reruns nothing).
-PROTOCOL = 1  # 1: the pre-trained start is validated as epoch 0
+# 1: the pre-trained start is validated as epoch 0; 2: its text-match scale is not carried
+# into training (chosen after training as from scratch; zero-shot keeps the start's)
+PROTOCOL = 2
 PRETRAIN = 1  # 1: next-item contrast across catalogs + item <-> item contrast (0.1)
 METRIC = "next_item/ndcg@10"
 
@@ -130,6 +132,8 @@ def model_row(prepared: Prepared, vectors: torch.Tensor, config: RunConfig, shar
     initialise(model, config)
     batcher = ChosenBatcher(data, config.model.user.max_len, task_labels(model, data), chosen)
     best_epoch = epochs = 0
+    if share == 0 and init is not None:  # zero-shot: the start's text-match scale
+        start_text_match(model, init)
     if share > 0:
         def validate(m: Any) -> dict[str, float]:
             return evaluate(m, batcher, VALID, 512, autocast=True)
