@@ -247,6 +247,25 @@ def render(summary: list[Row]) -> str:
     return "\n".join([head, *body]) + "\n"
 
 
+def render_wide(summary: list[Row]) -> str:
+    """Test NDCG@10 (mean over seeds, the seed count in brackets when several) per held-out
+    category and system, one column per share: the table the README shows."""
+    shares = sorted({r["share"] for r in summary})
+    head = ("| held out | system | " + " | ".join(f"{s:.0%}" for s in shares) + " |\n"
+            "|---|---|" + "---:|" * len(shares))
+    body = []
+    for cat in sorted({r["held_out"] for r in summary}):
+        for system in ("pretrained", "scratch", "itemknn", "popularity"):
+            cells = {r["share"]: r for r in summary
+                     if r["held_out"] == cat and r["system"] == system}
+            if cells:
+                body.append(f"| {cat} | {system} | " + " | ".join(
+                    (f"{cells[s]['ndcg@10']:.4f}"
+                     + (f" ({cells[s]['seeds']})" if cells[s]["seeds"] > 1 else ""))
+                    if s in cells else "-" for s in shares) + " |")
+    return "\n".join([head, *body]) + "\n"
+
+
 def targets(summary: list[Row]) -> list[str]:
     """The issue's targets, each as measured (mean over the seeds run)."""
     by = {(r["held_out"], r["system"], r["share"]): r["ndcg@10"] for r in summary}
@@ -305,7 +324,8 @@ def main(argv: list[str] | None = None) -> None:
               "command": "python -m benchmarks transfer " + " ".join(argv or [])}
     out = RESULTS / "transfer.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
-    out.with_suffix(".md").write_text(render(summary) + "\n" + "\n".join(
+    tables = render_wide(summary) + "\n" + render(summary)
+    out.with_suffix(".md").write_text(tables + "\n" + "\n".join(
         f"- {t}" for t in result["targets"]) + "\n")
     result["plots"] = [str(p) for p in plot(summary, RESULTS)]
     out.write_text(json.dumps(result, indent=2) + "\n")

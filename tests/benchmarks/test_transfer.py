@@ -63,3 +63,15 @@ def test_summary_and_targets() -> None:
     assert lines[0].startswith("c: zero-shot 0.0350 = 2.33x popularity")
     assert "5% pre-trained 0.0450 vs scratch 0.0250 = 1.80x" in lines[1]
     assert "100% pre-trained 0.0550 vs scratch 0.0550 = 1.00x" in lines[2]
+
+
+def test_the_wide_table_has_a_column_per_share() -> None:
+    from benchmarks.transfer import render_wide
+
+    rows = [{"held_out": "c", "system": "pretrained", "share": 0.0, "seeds": 1,
+             "ndcg@10": 0.03}, {"held_out": "c", "system": "scratch", "share": 1.0,
+                                "seeds": 3, "ndcg@10": 0.05}]
+    lines = render_wide(rows).splitlines()
+    assert lines[0] == "| held out | system | 0% | 100% |"
+    assert lines[2] == "| c | pretrained | 0.0300 | - |"
+    assert lines[3] == "| c | scratch | - | 0.0500 (3) |"
