@@ -44,7 +44,7 @@ from mtrec.data.split import TEST, TRAIN, VALID
 from mtrec.eval.protocols import evaluate, evaluate_scorer
 from mtrec.models.baselines import ItemKNN, Popularity
 from mtrec.models.batches import SequenceBatcher
-from mtrec.pretrain.init import initialise, start_text_match
+from mtrec.pretrain.init import initialise, keeps_start_match
 from mtrec.run_config import RunConfig, load_run_config
 from mtrec.train.budget import plan_budget
 from mtrec.train.match import fit_text_match
@@ -60,8 +60,8 @@ BENCH = Path(".mtrec/bench/transfer")
 # change alters what a transfer run measures, PRETRAIN when it alters what pre-training
 # learns (an edit that changes neither reruns nothing).
 # 1: the pre-trained start is validated as epoch 0; 2: its text-match scale is not carried
-# into training (chosen after training as from scratch; zero-shot keeps the start's)
-PROTOCOL = 2
+# into training (chosen after training); 3: it is carried and kept (not chosen again)
+PROTOCOL = 3
 PRETRAIN = 1  # 1: next-item contrast across catalogs + item <-> item contrast (0.1)
 METRIC = "next_item/ndcg@10"
 
@@ -132,8 +132,6 @@ def model_row(prepared: Prepared, vectors: torch.Tensor, config: RunConfig, shar
     initialise(model, config)
     batcher = ChosenBatcher(data, config.model.user.max_len, task_labels(model, data), chosen)
     best_epoch = epochs = 0
-    if share == 0 and init is not None:  # zero-shot: the start's text-match scale
-        start_text_match(model, init)
     if share > 0:
         def validate(m: Any) -> dict[str, float]:
             return evaluate(m, batcher, VALID, 512, autocast=True)
@@ -141,9 +139,12 @@ def model_row(prepared: Prepared, vectors: torch.Tensor, config: RunConfig, shar
         result = Trainer(model, build_weighting(config.weighting, model.task_names), batcher,
                          config.train, METRIC, validate, folder).fit(resume=True)
         best_epoch, epochs = result.best_epoch, result.epochs_run
-        fit_text_match(model, batcher, VALID, 512, autocast=True)
+        if not keeps_start_match(model, config):
+            fit_text_match(model, batcher, VALID, 512, autocast=True)
     test = evaluate(model, batcher, TEST, 512, autocast=True)
+    scale = float(model.text_match.lag_weight[0]) if model.text_match is not None else 0.0
     return {"train_users": int(chosen.sum()), "best_epoch": best_epoch, "epochs": epochs,
+            "text_match_scale": scale,
             "seconds": round(time.perf_counter() - started, 1), **_metrics(test)}
 
 

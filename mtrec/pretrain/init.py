@@ -134,27 +134,20 @@ def load_initial(model: MultiTaskRecommender, path: Path, config: RunConfig) -> 
 
 
 def _task_buffers(model: MultiTaskRecommender) -> set[str]:
-    """What a run fits from its own data rather than trains, never taken from another run's:
-    the tasks' buffers (a popularity prior, a mean rating), set by ``prepare``, and the
-    text-match scale, chosen on validation after training (the network trains without the
-    channel; carried over, it stayed on through training and the scale chosen afterwards
-    no longer fitted the network: Office at 25 % of its users fell from 0.0383 NDCG@10 with
-    no training to 0.0357)."""
-    names = {f"tasks.{name}.{buffer}" for name, task in model.tasks.items()
-             for buffer, _ in task.named_buffers()}
-    if model.text_match is not None:
-        names |= {f"text_match.{name}" for name, _ in model.text_match.named_buffers()}
-    return names
+    """The tasks' buffers (a popularity prior, a mean rating): set by ``prepare`` from this
+    run's training data, never taken from another run's."""
+    return {f"tasks.{name}.{buffer}" for name, task in model.tasks.items()
+            for buffer, _ in task.named_buffers()}
 
 
-def start_text_match(model: MultiTaskRecommender, path: Path) -> float:
-    """For a model used as it starts, with no data of its own to choose the text-match scale
-    on (zero-shot): the start's scale.  Returns it (0 when either model has no channel)."""
-    weight = bundle.read_weights(path).get("text_match.lag_weight")
-    if model.text_match is None or weight is None:
-        return 0.0
-    model.text_match.lag_weight.copy_(weight)
-    return float(weight[0])
+def keeps_start_match(model: MultiTaskRecommender, config: RunConfig) -> bool:
+    """The run started from a model whose text-match scale it carries: the network trains
+    with the channel on at that scale, so the scale is kept rather than chosen again after
+    training.  (Chosen again, it no longer fitted the network: Office at 25 % of its users
+    fell to 0.0357 NDCG@10, below the 0.0383 of no training at all; trained with the channel
+    off and chosen afterwards on 49 users' validation, it was 0 and Office at 1 % fell to
+    0.0163.)"""
+    return bool(config.train.init) and model.text_match is not None and model.text_match.active
 
 
 def initialise(model: MultiTaskRecommender, config: RunConfig, log: bool = True

@@ -28,7 +28,7 @@ from mtrec.data.store import Store
 from mtrec.eval.protocols import evaluate
 from mtrec.models.batches import SequenceBatcher
 from mtrec.models.model import MultiTaskRecommender, TextTuner, build_model, task_dims
-from mtrec.pretrain.init import check_encoder, initialise
+from mtrec.pretrain.init import check_encoder, initialise, keeps_start_match
 from mtrec.run_config import RunConfig
 from mtrec.tasks import Task, TaskError, build_tasks, check_task_names, main_metric, task_class
 from mtrec.tasks.base import Labels
@@ -199,8 +199,9 @@ def train_run(config: RunConfig, out_dir: Path, root: Path | None = None,
     fusion: dict[float, float] = {}
     if context().is_main:
         _sync_text(model)  # (once for both: the cache keeps what it re-encodes)
-        fusion = fit_text_match(model, batcher, VALID, config.train.eval_batch_size,
-                                autocast=config.train.bf16)
+        if not keeps_start_match(model, config):
+            fusion = fit_text_match(model, batcher, VALID, config.train.eval_batch_size,
+                                    autocast=config.train.bf16)
     valid = validate(model) if context().is_main else {}
     refit: TrainResult | None = None
     if config.train.refit and result.best_epoch == 0:  # the pre-trained start won
