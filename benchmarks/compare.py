@@ -24,7 +24,7 @@ from typing import Any
 from benchmarks.anchors import anchors_for
 from benchmarks.model_targets import run_train
 from benchmarks.peers.venv import allocator_env
-from mtrec.data.interactions import Prepared
+from mtrec.data.interactions import Interactions, Prepared
 from mtrec.data.sources import DATASETS
 from mtrec.data.sources.base import data_root
 from mtrec.data.split import TEST, VALID
@@ -81,19 +81,27 @@ def prepared_for(dataset: str, protocol: str, config: Path | None = None) -> Pre
     return prepare_run(load_run_config(config, **overrides))
 
 
+def best_knn(data: Interactions, valid: SequenceBatcher, n_items: int
+             ) -> tuple[float, int, float]:
+    """ItemKNN fitted on ``data``: the (valid NDCG@10, neighbours, recency decay) of
+    :data:`KNN_GRID` that ranks ``valid``'s validation part best (the first of ties)."""
+    best: tuple[float, int, float] | None = None
+    for neighbors, decay in KNN_GRID:
+        knn = ItemKNN(neighbors=neighbors, decay=decay).fit(data, n_items)
+        value = evaluate_scorer(knn.score, valid, VALID, n_items)["next_item/ndcg@10"]
+        if best is None or value > best[0]:
+            best = (value, neighbors, decay)
+    assert best is not None
+    return best
+
+
 def baseline_rows(prepared: Prepared) -> list[Row]:
     """Popularity, and ItemKNN with its neighbours and recency decay chosen on valid."""
     batcher = SequenceBatcher(prepared.interactions, 50, {})
     n = prepared.catalog.n_items
     rows = [_fit_and_rank("Popularity", Popularity(), prepared, batcher, n, {})]
-    best: tuple[float, int, float] | None = None
     started = time.perf_counter()
-    for neighbors, decay in KNN_GRID:
-        knn = ItemKNN(neighbors=neighbors, decay=decay).fit(prepared.interactions, n)
-        value = evaluate_scorer(knn.score, batcher, VALID, n)["next_item/ndcg@10"]
-        if best is None or value > best[0]:
-            best = (value, neighbors, decay)
-    assert best is not None
+    best = best_knn(prepared.interactions, batcher, n)
     grid_seconds = time.perf_counter() - started
     row = _fit_and_rank("ItemKNN", ItemKNN(neighbors=best[1], decay=best[2]), prepared,
                         batcher, n, {"neighbors": best[1], "decay": best[2], "shrink": 10.0})

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.compare import KNN_GRID
+from benchmarks.compare import best_knn
 from benchmarks.machine import describe
 from benchmarks.runs import Row, cached_run, config_fingerprint, short_hash, split_fingerprint
 from mtrec.config import to_dict
@@ -162,11 +162,7 @@ def baseline_row(prepared: Prepared, system: str, share: float, seed: int) -> Ro
     if system == "popularity":
         scorer: Popularity | ItemKNN = Popularity().fit(seen, n_items)
     else:
-        valid = ChosenBatcher(data, 50, {}, chosen)
-        scores = {(k, d): evaluate_scorer(ItemKNN(neighbors=k, decay=d).fit(seen, n_items).score,
-                                          valid, VALID, n_items)["next_item/ndcg@10"]
-                  for k, d in KNN_GRID}
-        k, d = max(scores, key=lambda kd: scores[kd])
+        _, k, d = best_knn(seen, ChosenBatcher(data, 50, {}, chosen), n_items)
         scorer, extra = ItemKNN(neighbors=k, decay=d).fit(seen, n_items), {
             "neighbors": k, "decay": d}
     test = evaluate_scorer(scorer.score, SequenceBatcher(data, 50, {}), TEST, n_items)

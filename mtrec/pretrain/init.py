@@ -9,6 +9,7 @@ left out and named; a longer history window keeps the learned positions it share
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,13 +18,11 @@ from mtrec.config import ConfigError
 from mtrec.models.model import MultiTaskRecommender
 from mtrec.run_config import RunConfig
 
-# weights that describe the catalog a model was trained on, never another's (the tasks'
-# buffers, prepared from the data, are left out too: see _task_buffers)
-CATALOG_PARTS = ("item_tower.ids.", "item_tower.text_vectors", "item_tower.has_text",
-                 "item_tower.text_only", "tasks.next_item.log_q")
-# of those, what the new run sets from its own data rather than trains
-DATA_PARTS = ("item_tower.text_vectors", "item_tower.has_text", "item_tower.text_only",
-              "tasks.next_item.log_q")
+# what the new run sets from its own catalog rather than trains (the tasks' buffers, a
+# popularity prior or a mean rating, are set from its data too: see _task_buffers)
+DATA_PARTS = ("item_tower.text_vectors", "item_tower.has_text", "item_tower.text_only")
+# weights that describe the catalog a model was trained on, never another's
+CATALOG_PARTS = ("item_tower.ids.", *DATA_PARTS)
 POSITIONS = "user_tower.position.weight"
 
 
@@ -106,12 +105,16 @@ def load_initial(model: MultiTaskRecommender, path: Path, config: RunConfig) -> 
     own = model.state_dict()
     report = InitReport(path)
     prepared = _task_buffers(model)  # what each task prepared from this run's data
+    seen: set[str] = set()  # this model's weights the start has, loaded or not fitting
     for name, value in weights.items():
         if name.startswith(CATALOG_PARTS) or name in prepared:
             report.catalog.append(name)
-        elif name not in own:
+            continue
+        if name not in own:
             report.unused.append(name)
-        elif value.shape == own[name].shape:
+            continue
+        seen.add(name)
+        if value.shape == own[name].shape:
             own[name] = value.to(own[name].dtype)
             report.loaded.append(name)
         elif name == POSITIONS and value.shape[1:] == own[name].shape[1:]:
@@ -122,9 +125,7 @@ def load_initial(model: MultiTaskRecommender, path: Path, config: RunConfig) -> 
         else:
             report.mismatched.append(f"{name}: {tuple(value.shape)} -> "
                                      f"{tuple(own[name].shape)}")
-    done = {n.split(" ")[0] for n in report.loaded} | {n.split(":")[0] for n in
-                                                       report.mismatched}
-    report.fresh = [n for n in own if n not in done and not n.startswith(DATA_PARTS)
+    report.fresh = [n for n in own if n not in seen and not n.startswith(DATA_PARTS)
                     and n not in prepared]
     if not report.loaded:
         raise InitError(f"--init {path}: none of its weights fit this model (shapes: "
@@ -157,7 +158,5 @@ def initialise(model: MultiTaskRecommender, config: RunConfig, log: bool = True
         return None
     report = load_initial(model, Path(config.train.init), config)
     if log:
-        import sys
-
         print(report.describe(), file=sys.stderr, flush=True)
     return report

@@ -54,7 +54,6 @@ def pretrain_config(config: RunConfig, datasets: list[str]) -> RunConfig:
 def prepare_all(config: RunConfig, datasets: list[str], root: Path | None = None,
                 store_dir: Path | None = None) -> Prepared:
     """Every dataset split by ``config.data``'s protocol, checked for text, merged."""
-    datasets = [d.strip() for d in datasets]
     if not datasets or not all(datasets):
         raise ConfigError(f"--datasets needs comma-separated dataset names, got "
                           f"{','.join(datasets)!r}")
