@@ -66,7 +66,7 @@ def save(out_dir: Path, config: RunConfig, prepared: Prepared, model: MultiTaskR
     _write_json(out_dir / "catalog.json", {
         "item_ids": [str(i) for i in cat.item_ids], "texts": cat.texts,
         "user_ids": [str(u) for u in cat.user_ids], "scenarios": list(cat.scenarios),
-        "categories": cat.categories})
+        "categories": cat.categories, "item_scenarios": cat.item_scenarios.tolist()})
     inter = prepared.interactions
     save_weights(out_dir / "interactions.safetensors",
                  {k: torch.from_numpy(np.ascontiguousarray(getattr(inter, k)))
@@ -89,7 +89,8 @@ def read_catalog(path: Path) -> Catalog:
     data = json.loads((path / "catalog.json").read_text())
     return Catalog(np.array(data["item_ids"], dtype=object), list(data["texts"]),
                    np.array(data["user_ids"], dtype=object), tuple(data["scenarios"]),
-                   list(data.get("categories", [])))
+                   list(data.get("categories", [])),
+                   np.asarray(data.get("item_scenarios", []), dtype=np.int64))
 
 
 def read_interactions(path: Path) -> Interactions:

@@ -29,7 +29,7 @@ from mtrec.policy.store import has_policy, load_policy
 from mtrec.rank.base import Candidates, RankContext, RankRequest, Step
 from mtrec.rank.blend import resolve_objective
 from mtrec.rank.config import RankConfig
-from mtrec.rank.pipeline import RankingPipeline, exact_pool
+from mtrec.rank.pipeline import RankingPipeline, exact_pool, scoped_exclude
 from mtrec.rank.policy import PolicyStage
 from mtrec.rank.trending import Trending
 from mtrec.run_config import RunConfig
@@ -74,8 +74,10 @@ class Recommender:
         vectors = text if text is not None and text.shape[1] > 0 else None
         model = build_model(config.model, meta["n_items"], meta["n_scenarios"], vectors)
         model.load_state_dict(weights)
-        rec = cls(model, meta, bundle.read_catalog(path), bundle.read_interactions(path),
-                  config.rank)
+        catalog = bundle.read_catalog(path)
+        if catalog.scoped:
+            model.set_item_scope(catalog.item_scenarios)
+        rec = cls(model, meta, catalog, bundle.read_interactions(path), config.rank)
         if has_policy(path):
             policy, popularity, info = load_policy(path)
             rec.pipeline.policy = PolicyStage(policy, popularity, info)
@@ -150,6 +152,7 @@ class Recommender:
         s = self.scenario_code(scenario)
         steps = self.steps(user)
         seen = np.unique([st.code for st in steps]).astype(np.int64)
+        seen = scoped_exclude(self.tables.scope, s, seen)  # and other scenarios' items
         request = RankRequest(steps, k, s, objective, seen,
                               candidates=candidates or self.rank_config.candidates,
                               user=user, scenario_given=scenario is not None, policy=policy)

@@ -33,6 +33,9 @@ class Catalog:
     user_ids: np.ndarray  # object [U]
     scenarios: tuple[str, ...]  # scenarios[0] = "" (none)
     categories: list[str] = field(default_factory=list)  # [N + 1] when known, else empty
+    # [N + 1] the scenario code each item belongs to (0: every scenario), or empty when no
+    # item is scoped: a scoped item is ranked only for targets in its own scenario
+    item_scenarios: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     @property
     def n_items(self) -> int:
@@ -41,6 +44,11 @@ class Catalog:
     @property
     def has_text(self) -> bool:
         return any(self.texts[1:])
+
+    @property
+    def scoped(self) -> bool:
+        """Some item belongs to one scenario only (a multi-scenario catalog)."""
+        return bool(len(self.item_scenarios)) and bool(self.item_scenarios.any())
 
     def fingerprint(self) -> str:
         """A hash of the item ids in code order: a bundle only fits a catalog with the same."""
@@ -104,16 +112,17 @@ def prepare(store: Store, dataset: str, split: SplitConfig,
     extra = store.con.sql(
         "SELECT coalesce(scenario, '') AS scenario, value FROM events ORDER BY seq"
     ).to_arrow_table()
-    catalog = _catalog(store, events)
+    catalog, item_scen = _catalog(store, events)
     scen_names = extra.column("scenario").to_numpy(zero_copy_only=False)
     if scenarios:
         parts = np.where(np.isin(scen_names.astype(str), scenarios), parts, DROPPED)
     names, scen_codes = np.unique(scen_names.astype(str), return_inverse=True)
-    catalog = Catalog(catalog.item_ids, catalog.texts, catalog.user_ids,
-                      ("", *(str(n) for n in names)), catalog.categories)
     code_of = {item_id: k for k, item_id in enumerate(catalog.item_ids)}
     item_codes = np.fromiter((code_of[i] for i in events.item_ids), np.int64,
                              len(events.item_ids))[events.item]
+    scopes = _item_scopes(item_scen, names, item_codes, scen_codes + 1)
+    catalog = Catalog(catalog.item_ids, catalog.texts, catalog.user_ids,
+                      ("", *(str(n) for n in names)), catalog.categories, scopes)
     value = extra.column("value").to_numpy(zero_copy_only=False).astype(np.float32)
     interactions = _merge(events, parts, item_codes, scen_codes.astype(np.int64) + 1, value,
                           np.sort(np.asarray(breaks, np.int64)))
@@ -121,13 +130,28 @@ def prepare(store: Store, dataset: str, split: SplitConfig,
                     events.ordered or events.has_time)
 
 
-def _catalog(store: Store, events: EventArrays) -> Catalog:
+def _item_scopes(item_scen: list[str], names: np.ndarray, item_codes: np.ndarray,
+                 event_scen: np.ndarray) -> np.ndarray:
+    """Each item's scenario code when the catalog is partitioned by scenario (several
+    scenarios, and every event on an item with a scenario happens in that scenario), else
+    empty: items listed in one scenario but used in others are not scoped."""
+    scen_of = {str(n): k + 1 for k, n in enumerate(names)}
+    scopes = np.array([scen_of.get(s, 0) for s in item_scen], np.int64)
+    own = scopes[item_codes]
+    if len(names) < 2 or not scopes.any() or ((own != 0) & (own != event_scen)).any():
+        return np.zeros(0, np.int64)
+    return scopes
+
+
+def _catalog(store: Store, events: EventArrays) -> tuple[Catalog, list[str]]:
+    """The catalog (scenarios not yet known) and each item's scenario name ("" for none)."""
     rows = store.query(
-        "SELECT item_id, coalesce(nullif(text, ''), title, ''), coalesce(category, '') "
-        "FROM items ORDER BY item_id")
+        "SELECT item_id, coalesce(nullif(text, ''), title, ''), coalesce(category, ''), "
+        "coalesce(scenario, '') FROM items ORDER BY item_id")
     item_ids = np.array(["", *(r[0] for r in rows)], dtype=object)
     texts = ["", *(r[1] for r in rows)]
-    return Catalog(item_ids, texts, events.user_ids, ("",), ["", *(r[2] for r in rows)])
+    catalog = Catalog(item_ids, texts, events.user_ids, ("",), ["", *(r[2] for r in rows)])
+    return catalog, ["", *(r[3] for r in rows)]
 
 
 def _merge(events: EventArrays, parts: np.ndarray, item: np.ndarray, scenario: np.ndarray,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mtrec.data.interactions import Catalog, Interactions, Prepared
+from mtrec.data.interactions import Interactions, Prepared
 from mtrec.data.split import TRAIN
 
 FILLERS = ("random", "popular")
@@ -104,8 +104,7 @@ def inject_fake_users(prepared: Prepared, attack: Attack) -> Prepared:
            for f in dataclasses.fields(Interactions)})
     ids = np.array([f"fake-{i}" for i in range(len(seqs))], dtype=object)
     cat = prepared.catalog
-    catalog = Catalog(cat.item_ids, cat.texts, np.concatenate([cat.user_ids, ids]),
-                      cat.scenarios, cat.categories)
+    catalog = dataclasses.replace(cat, user_ids=np.concatenate([cat.user_ids, ids]))
     return dataclasses.replace(prepared, catalog=catalog, interactions=joined)
 
 

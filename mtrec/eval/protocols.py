@@ -19,6 +19,7 @@ import torch
 from mtrec.data.split import TRAIN
 from mtrec.eval.metrics import ranking_metrics, target_ranks_torch
 from mtrec.models.batches import SequenceBatcher
+from mtrec.models.fast_ops import out_of_scope
 from mtrec.models.model import Batch, ItemTables, MultiTaskRecommender, UserStates
 from mtrec.tasks import main_metric
 
@@ -131,15 +132,26 @@ def next_item_summary(ranks: np.ndarray, targets: np.ndarray, train_counts: np.n
 
 def evaluate_scorer(score: Callable[[list[np.ndarray]], torch.Tensor],
                     batcher: SequenceBatcher, part: int, n_items: int,
-                    batch_size: int = 1024, cold_max: int = COLD_MAX) -> dict[str, float]:
+                    batch_size: int = 1024, cold_max: int = COLD_MAX,
+                    scope: np.ndarray | None = None,
+                    scenario: int | None = None) -> dict[str, float]:
     """Next-item metrics of any scorer on ``part``, ranked exactly as :func:`evaluate` ranks
     the model: ``score(histories)`` returns ``[B, N]`` scores of item codes ``1..N`` for
-    each user's whole visible history, which is then masked."""
-    _, histories, targets = batcher.next_item_queries(part)
+    each user's whole visible history, which is then masked.  ``scope`` (``[N + 1]``, each
+    item's scenario, 0 = every one; a multi-scenario catalog): each target is ranked among
+    its scenario's items only, as the model ranks it; ``scenario``: only the targets in it."""
+    _, histories, targets, scenarios = batcher.next_item_queries(part)
+    if scenario is not None:
+        keep = np.flatnonzero(scenarios == scenario)
+        histories, targets, scenarios = [histories[k] for k in keep], targets[keep], scenarios[keep]
     ranks = []
     for start in range(0, len(targets), batch_size):
         chunk = histories[start:start + batch_size]
         scores = score(chunk)
+        if scope is not None and scope.any():
+            rows = torch.from_numpy(scenarios[start:start + batch_size])
+            scores = scores.masked_fill(out_of_scope(torch.from_numpy(scope[1:]), rows),
+                                        float("-inf"))
         ranks.append(masked_ranks(scores, torch.from_numpy(targets[start:start + batch_size] - 1),
                                   chunk))
     return next_item_summary(np.concatenate(ranks), targets,

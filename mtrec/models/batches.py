@@ -72,13 +72,26 @@ def input_grid(data: Interactions, inputs: Sequence[np.ndarray]) -> InputGrid:
     return InputGrid(items, behaviors, scenarios, ts, gaps)
 
 
+def first_per_scenario(scenario: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The first of ``rows`` (interaction indices, in order) in each scenario they touch,
+    in order: a held-out part's next-item targets (one per scenario of a user).
+
+    >>> first_per_scenario(np.array([1, 2, 1, 2, 1]), np.array([2, 3, 4])).tolist()
+    [2, 3]
+    """
+    _, first = np.unique(scenario[rows], return_index=True)
+    return rows[np.sort(first)]
+
+
 class SequenceBatcher:
     def __init__(self, data: Interactions, max_len: int, labels: dict[str, Labels],
                  train_parts: tuple[int, ...] = (TRAIN,),
-                 exclude: np.ndarray | None = None) -> None:
-        """``exclude``: per user code, users left out of training (still histories)."""
+                 exclude: np.ndarray | None = None, per_scenario: bool = False) -> None:
+        """``exclude``: per user code, users left out of training (still histories).
+        ``per_scenario``: a held-out part has one next-item target per user and scenario
+        (a multi-scenario catalog, each scenario ranked apart), else one per user."""
         self.data, self.max_len, self.labels = data, max_len, labels
-        self.exclude = exclude
+        self.exclude, self.per_scenario = exclude, per_scenario
         self._train = _grouped(data, np.isin(data.part, train_parts))
         self._history: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._targets: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -129,15 +142,26 @@ class SequenceBatcher:
             targets.append((rows, np.full(len(rows), len(h))))
         return self._batch(inputs, targets, "first"), [self.data.item[h] for h in full]
 
-    def next_item_queries(self, part: int) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
-        """Users with a ``part`` target, each one's whole visible history (item codes, the
-        mask) and next-item target (the first ``part`` interaction): what every model,
-        neural or not, is ranked on."""
+    def next_item_queries(self, part: int
+                          ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray, np.ndarray]:
+        """What every model, neural or not, is ranked on: one query per user with a
+        ``part`` target (per user and scenario with ``per_scenario``), each with the user's
+        whole visible history (item codes, the mask), the next-item target (the first
+        ``part`` interaction, in that scenario) and its scenario.  Users are repeated where
+        they have targets in several scenarios."""
         users = self.eval_users(part)
         h_idx, h_off = self.history(part)
         t_idx, t_off = self._part_targets(part)
-        histories = [self.data.item[h_idx[h_off[u]:h_off[u + 1]]] for u in users]
-        return users, histories, self.data.item[t_idx[t_off[users]]]
+        owners, histories, rows = [], [], []
+        for u in users:
+            history = self.data.item[h_idx[h_off[u]:h_off[u + 1]]]
+            for row in self._firsts(t_idx[t_off[u]:t_off[u + 1]]):
+                owners.append(u)
+                histories.append(history)
+                rows.append(row)
+        picked = np.asarray(rows, dtype=np.int64)
+        return (np.asarray(owners, dtype=np.int64), histories, self.data.item[picked],
+                self.data.scenario[picked])
 
     def rolling_batch(self, users: Sequence[int] | np.ndarray,
                       part: int) -> tuple[Batch, np.ndarray]:
@@ -162,9 +186,14 @@ class SequenceBatcher:
                 end = start - 1
         return self._batch(inputs, targets, "none"), np.asarray(owners, dtype=np.int64)
 
+    def _firsts(self, rows: np.ndarray) -> np.ndarray:
+        """A held-out part's next-item targets among a user's ``rows``."""
+        return first_per_scenario(self.data.scenario, rows) if self.per_scenario else rows[:1]
+
     def _batch(self, inputs: list[np.ndarray], targets: list[tuple[np.ndarray, np.ndarray]],
                next_item: str) -> Batch:
-        """``next_item``: which examples are next-item targets: "all", "first" per row, "none"."""
+        """``next_item``: which examples are next-item targets: "all", "first" per row and
+        scenario (a held-out part), "none"."""
         d = self.data
         grid = input_grid(d, inputs)
         in_ts = grid.ts
@@ -172,7 +201,7 @@ class SequenceBatcher:
         cols = np.concatenate([c for _, c in targets])
         tgt = np.concatenate([t for t, _ in targets]).astype(np.int64)
         first = np.concatenate([np.ones(len(t), bool) if next_item == "all"
-                                else (np.arange(len(t)) == 0) & (next_item == "first")
+                                else np.isin(t, self._firsts(t)) & (next_item == "first")
                                 for t, _ in targets])
         as_t = torch.from_numpy
         return Batch(

@@ -81,11 +81,14 @@ def fast_dropouts(module: M) -> M:
     return module
 
 
-def full_softmax_loss(query: torch.Tensor, items: torch.Tensor,
-                      targets: torch.Tensor) -> torch.Tensor:
+def full_softmax_loss(query: torch.Tensor, items: torch.Tensor, targets: torch.Tensor,
+                      scope: torch.Tensor | None = None,
+                      scenario: torch.Tensor | None = None) -> torch.Tensor:
     """Mean cross-entropy of ``query @ items.T`` (``[T, N]`` logits) against ``targets``
     (column indices), as ``F.cross_entropy`` computes it.  Under CPU/GPU autocast the matmuls
-    run in the autocast dtype, the softmax in fp32.
+    run in the autocast dtype, the softmax in fp32.  With ``scope`` (``[N]``, each item's
+    scenario, 0 = every one) and ``scenario`` (``[T]``), a row's softmax runs over the items
+    of its scenario only.
 
     >>> q, it = torch.randn(5, 3), torch.randn(7, 3)
     >>> t = torch.tensor([0, 6, 2, 2, 1])
@@ -103,33 +106,56 @@ def full_softmax_loss(query: torch.Tensor, items: torch.Tensor,
     if torch.is_autocast_enabled(device):
         dtype = torch.get_autocast_dtype(device)
     with torch.autocast(device, enabled=False):
-        loss: torch.Tensor = _FullSoftmax.apply(query.to(dtype), items.to(dtype), targets)
+        loss: torch.Tensor = _FullSoftmax.apply(query.to(dtype), items.to(dtype), targets,
+                                                scope, scenario)
     return loss
+
+
+def out_of_scope(scope: torch.Tensor, scenario: torch.Tensor) -> torch.Tensor:
+    """``[T, N]``: which items (``scope`` ``[N]``, 0 = every scenario) lie outside the
+    scenario of each row (``scenario`` ``[T]``).
+
+    >>> out_of_scope(torch.tensor([0, 1, 2]), torch.tensor([1, 2])).tolist()
+    [[False, False, True], [False, True, False]]
+    """
+    return (scope[None, :] != 0) & (scope[None, :] != scenario[:, None])
+
+
+def _masked(logits: torch.Tensor, scope: torch.Tensor | None,
+            scenario: torch.Tensor | None) -> torch.Tensor:
+    """``logits`` with the items outside each row's scenario at -inf (in place)."""
+    if scope is None or scenario is None:
+        return logits
+    return logits.masked_fill_(out_of_scope(scope, scenario), float("-inf"))
 
 
 class _FullSoftmax(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, query: torch.Tensor, items: torch.Tensor,
-                targets: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: Any, query: torch.Tensor, items: torch.Tensor, targets: torch.Tensor,
+                scope: torch.Tensor | None, scenario: torch.Tensor | None) -> torch.Tensor:
         acc = torch.promote_types(query.dtype, torch.float32)
         lse = torch.empty(len(query), dtype=acc, device=query.device)
         picked = torch.empty_like(lse)
         for s in range(0, len(query), _CHUNK):
             logits = (query[s:s + _CHUNK] @ items.T).to(acc)
-            lse[s:s + _CHUNK] = torch.logsumexp(logits, 1)
             picked[s:s + _CHUNK] = logits.gather(1, targets[s:s + _CHUNK, None]).squeeze(1)
+            rows = None if scenario is None else scenario[s:s + _CHUNK]
+            lse[s:s + _CHUNK] = torch.logsumexp(_masked(logits, scope, rows), 1)
         ctx.save_for_backward(query, items, targets, lse)
+        ctx.scope, ctx.scenario = scope, scenario
         return (lse - picked).mean()
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+    def backward(ctx: Any, grad: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, None, None, None]:
         query, items, targets, lse = ctx.saved_tensors
         rows = len(query)
         probs = torch.empty(rows, len(items), dtype=query.dtype, device=query.device)
         scale = grad.to(lse.dtype) / max(rows, 1)
         for s in range(0, rows, _CHUNK):
             p = (query[s:s + _CHUNK] @ items.T).to(lse.dtype)
-            p.sub_(lse[s:s + _CHUNK, None]).exp_()
+            scen = None if ctx.scenario is None else ctx.scenario[s:s + _CHUNK]
+            _masked(p, ctx.scope, scen).sub_(lse[s:s + _CHUNK, None]).exp_()
             p[torch.arange(len(p), device=p.device), targets[s:s + _CHUNK]] -= 1.0
             probs[s:s + _CHUNK] = p.mul_(scale)
-        return probs @ items, probs.T @ query, None
+        return probs @ items, probs.T @ query, None, None, None

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
+from mtrec.models.fast_ops import out_of_scope
 from mtrec.models.item_tower import ItemTower, ItemTowerConfig, build_item_tower
 from mtrec.models.layers.base import MultiTaskLayer
-from mtrec.models.multitask import MultiTaskConfig, build_multitask
+from mtrec.models.multitask import SCENARIO_KINDS, MultiTaskConfig, build_multitask
 from mtrec.models.text_match import TextMatch, TextMatchConfig, recent_items
 from mtrec.models.user_tower import UserTower, UserTowerConfig
 from mtrec.tasks import build_tasks
@@ -64,6 +66,8 @@ class ModelOutput:
     item_table: torch.Tensor  # [N + 1, dim] item-tower vectors (inputs, pointwise heads)
     heads: dict[str, torch.Tensor]  # raw pointwise head outputs [T, out_dim]
     retrieval_items: torch.Tensor  # [N + 1, D] what ``query`` is scored against
+    item_scope: torch.Tensor | None = None  # [N + 1] each item's scenario (0: all), if scoped
+    scenario: torch.Tensor | None = None  # [T] the scenario each example is scored in
 
 
 @dataclass
@@ -77,6 +81,10 @@ class ItemTables:
     vectors: torch.Tensor  # [N + 1, dim] item-tower vectors
     retrieval: torch.Tensor  # [N + 1, D] next-item rows (vectors [+ unit text])
     unit: torch.Tensor | None  # [N + 1, text_dim] unit text vectors (text match), or None
+    # [N + 1] the scenario code of each item (0: every scenario) on a multi-scenario
+    # catalog: an item is ranked only for targets in its scenario; None: nothing scoped
+    scope: torch.Tensor | None = None
+
 
 
 @dataclass
@@ -115,6 +123,13 @@ class MultiTaskRecommender(nn.Module):
         nn.init.zeros_(self.query_scenario.weight)
         self.target_gap = nn.Embedding(user_tower.gap.num_embeddings, item_tower.config.dim)
         nn.init.zeros_(self.target_gap.weight)
+        # each item's scenario (0: all) on a multi-scenario catalog; empty: nothing scoped
+        self.register_buffer("item_scope", torch.zeros(0, dtype=torch.long), persistent=False)
+
+    def set_item_scope(self, scenarios: np.ndarray | torch.Tensor) -> None:
+        """Rank each item (codes 0..N) only for targets in its scenario (0: every one)."""
+        scope = torch.as_tensor(np.asarray(scenarios), dtype=torch.long)
+        self.item_scope = scope if bool(scope.any()) else scope[:0]
 
     @property
     def task_names(self) -> tuple[str, ...]:
@@ -137,10 +152,12 @@ class MultiTaskRecommender(nn.Module):
 
     def tables_for(self, vectors: torch.Tensor, text: torch.Tensor) -> ItemTables:
         """Tables from item-tower ``vectors`` and raw ``text`` vectors (same rows)."""
+        scope = self.item_scope if len(self.item_scope) else None
         if self.text_match is None or not self.text_match.active:
-            return ItemTables(vectors, vectors, None)
+            return ItemTables(vectors, vectors, None, scope)
         unit = TextMatch.unit(text)
-        return ItemTables(vectors, torch.cat([vectors, unit.to(vectors.dtype)], -1), unit)
+        return ItemTables(vectors, torch.cat([vectors, unit.to(vectors.dtype)], -1), unit,
+                          scope)
 
     # ------------------------------------------------------------------ user side
     def tower(self, batch: Batch, tables: ItemTables) -> torch.Tensor:
@@ -166,6 +183,8 @@ class MultiTaskRecommender(nn.Module):
         interaction (None: not known, as when serving: bucket 0), the scenario ``[T]`` and
         the ``recent`` item codes ``[T, lags]`` (most recent first) for the text match."""
         h = h + (self.target_gap(gap) if gap is not None else self.target_gap.weight[0])
+        if self.mtl is not None:  # the scenario path of the user state (STAR, PEPNet)
+            h = self.mtl.state(h, scenario)
         query = h + self.query_scenario.weight[scenario]  # (a lookup: no module call)
         if tables.unit is not None and self.text_match is not None:  # unit: the match is on
             text = self.text_match.query(tables.unit, recent).to(query.dtype)
@@ -180,7 +199,11 @@ class MultiTaskRecommender(nn.Module):
     def catalog_logits(self, states: UserStates, tables: ItemTables) -> torch.Tensor:
         """``[T, N]`` next-item logits of every item ``1..N`` (fp32)."""
         task = self._retrieval()
-        return task.logits(states.query.float(), tables.retrieval[1:].float())
+        logits = task.logits(states.query.float(), tables.retrieval[1:].float())
+        if tables.scope is not None:
+            logits = logits.masked_fill(out_of_scope(tables.scope[1:], states.scenario),
+                                        float("-inf"))
+        return logits
 
     def item_logits(self, states: UserStates, tables: ItemTables,
                     codes: torch.Tensor) -> torch.Tensor:
@@ -242,7 +265,8 @@ class MultiTaskRecommender(nn.Module):
         states = self.encode(batch, tables)
         heads = self.heads(states.h, tables.vectors[batch.target], states.scenario)
         return ModelOutput(query=states.query, item_table=tables.vectors, heads=heads,
-                           retrieval_items=tables.retrieval)
+                           retrieval_items=tables.retrieval, item_scope=tables.scope,
+                           scenario=states.scenario)
 
     def shared_parameters(self) -> list[nn.Parameter]:
         """Parameters all tasks share (the user tower's last layer), for GradNorm."""
@@ -334,7 +358,7 @@ def build_model(config: ModelConfig, n_items: int, n_scenarios: int,
         task.build_head()
     pointwise = tuple(n for n, t in tasks.items() if isinstance(t, PointwiseTask))
     mtl = (build_multitask(config.mtl, config.item.dim, n_scenarios, pointwise)
-           if pointwise else None)
+           if pointwise or config.mtl.kind in SCENARIO_KINDS else None)
     has_retrieval = any(isinstance(t, RetrievalTask) for t in tasks.values())
     match = (TextMatch(config.match) if config.match.enabled and has_retrieval
              and item_tower.adapter is not None else None)

@@ -1,4 +1,5 @@
-"""Multi-task layer over user-item features: shared-bottom, MMoE or PLE, scenario-aware.
+"""Multi-task layer over user-item features: shared-bottom, MMoE, PLE (scenario-aware
+gates), STAR or PEPNet (scenario-specific weights and gates, on the user state too).
 
 Input per example: the user state ``h``, the candidate item vector ``v`` and the scenario.
 Features are ``[h, v, h * v]``.  With ``scenario_aware`` the gates see the scenario
@@ -13,12 +14,16 @@ from dataclasses import dataclass
 
 from mtrec.models.layers.base import MultiTaskLayer
 from mtrec.models.layers.mmoe import MMoE
+from mtrec.models.layers.pepnet import PepNet
 from mtrec.models.layers.ple import PLE
 from mtrec.models.layers.shared_bottom import SharedBottom
+from mtrec.models.layers.star import Star
 
 LAYERS: dict[str, type[MultiTaskLayer]] = {
-    cls.name: cls for cls in (SharedBottom, MMoE, PLE)}
+    cls.name: cls for cls in (SharedBottom, MMoE, PLE, Star, PepNet)}
 KINDS = tuple(LAYERS)
+# layers with a scenario path on the user state: built even for a next-item-only model
+SCENARIO_KINDS = (Star.name, PepNet.name)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,22 @@ def exact_pool(matrix: torch.Tensor, query: torch.Tensor, temperature: float, fe
     return pool_from_logits(logits, fetch, exclude)
 
 
+def scoped_exclude(scope: torch.Tensor | None, scenario: int,
+                   exclude: np.ndarray) -> np.ndarray:
+    """``exclude`` plus the items outside ``scenario`` on a scoped catalog (``scope``
+    ``[N + 1]``: each item's scenario, 0 = every one), so no retrieval path returns them.
+
+    >>> scoped_exclude(torch.tensor([0, 1, 2, 0, 2]), 1, np.array([1])).tolist()
+    [1, 2, 4]
+    """
+    exclude = np.asarray(exclude, dtype=np.int64)
+    if scope is None:
+        return exclude
+    codes = scope.numpy()
+    outside = np.flatnonzero((codes != 0) & (codes != scenario))
+    return np.union1d(exclude, outside).astype(np.int64)
+
+
 def pool_from_logits(logits: torch.Tensor, fetch: int, exclude: np.ndarray) -> Pool:
     """The best ``fetch`` codes outside ``exclude`` by the logits ``[N]`` of items ``1..N``,
     with the log-normalizer over all of them."""

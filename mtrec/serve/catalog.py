@@ -36,6 +36,9 @@ class ServingCatalog:
         self.vectors = rec.tables.vectors.clone()
         self.unit = TextMatch.unit(self.text)
         self.matrix = self._rows(self.vectors, self.text)
+        # each item's scenario on a multi-scenario catalog (items added later: every one)
+        scope = self.model.item_scope
+        self._scope = scope.clone() if len(scope) else None
         match = self.model.text_match  # its scale is fixed once trained
         self._match = match is not None and match.active
         self._tables: ItemTables | None = None
@@ -53,8 +56,12 @@ class ServingCatalog:
         """The current tables, as the model scores against them (made again after a
         change: a grown table is a new view of its buffer)."""
         if self._tables is None:
+            scope = self._scope
+            if scope is not None and len(scope) < len(self.item_ids):
+                scope = self._scope = torch.cat(
+                    [scope, scope.new_zeros(len(self.item_ids) - len(scope))])
             self._tables = ItemTables(self.vectors, self.matrix,
-                                      self.unit if self._match else None)
+                                      self.unit if self._match else None, scope)
         return self._tables
 
     def _rows(self, vectors: torch.Tensor, text: torch.Tensor) -> torch.Tensor:

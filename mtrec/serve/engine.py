@@ -21,7 +21,7 @@ from mtrec.models.batches import history_batch, recent_codes
 from mtrec.models.model import UserStates
 from mtrec.rank.base import Candidates, RankContext, RankRequest, Step
 from mtrec.rank.blend import resolve_objective
-from mtrec.rank.pipeline import Pool
+from mtrec.rank.pipeline import Pool, scoped_exclude
 from mtrec.rank.trending import Trending
 from mtrec.recommender import Recommender
 from mtrec.serve.catalog import ServingCatalog
@@ -185,11 +185,12 @@ class Engine:
             except (KeyError, ValueError) as exc:
                 results[i] = exc
         pools: list[Pool] = []
-        if ready:
+        tables = self.catalog.tables
+        if ready:  # on a multi-scenario catalog, only the items of the request's scenario
             pools = self.retrieval.candidates(
                 torch.cat([s.query for _, s in ready]), [asks[i].fetch for i, _ in ready],
-                [asks[i].exclude for i, _ in ready])
-        tables = self.catalog.tables
+                [scoped_exclude(tables.scope, asks[i].scenario, asks[i].exclude)
+                 for i, _ in ready])
         for (i, states), pool in zip(ready, pools, strict=True):
             found[i] = self.pipeline.scored(states, tables, pool)
         context = self.context()

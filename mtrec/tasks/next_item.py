@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from mtrec.data.interactions import Interactions
 from mtrec.data.split import TRAIN
-from mtrec.models.fast_ops import full_softmax_loss
+from mtrec.models.fast_ops import full_softmax_loss, out_of_scope
 from mtrec.tasks.base import RetrievalTask, TaskDims, TaskError, TaskOptions
 
 if TYPE_CHECKING:
@@ -49,19 +49,28 @@ class NextItemTask(RetrievalTask):
         sel = batch.next_item
         if not sel.any():
             return out.query.sum() * 0.0
-        return self.loss(out.query[sel], out.retrieval_items[1:], batch.target[sel])
+        scope = scenario = None
+        if out.item_scope is not None and out.scenario is not None:  # a scoped catalog
+            scope, scenario = out.item_scope[1:], out.scenario[sel]
+        return self.loss(out.query[sel], out.retrieval_items[1:], batch.target[sel],
+                         scope, scenario)
 
-    def loss(self, query: torch.Tensor, items: torch.Tensor,
-             targets: torch.Tensor) -> torch.Tensor:
-        """``targets`` are item codes 1..N."""
+    def loss(self, query: torch.Tensor, items: torch.Tensor, targets: torch.Tensor,
+             scope: torch.Tensor | None = None,
+             scenario: torch.Tensor | None = None) -> torch.Tensor:
+        """``targets`` are item codes 1..N; with ``scope`` (``[N]``, each item's scenario)
+        and ``scenario`` (``[T]``) the negatives are the items of the row's scenario."""
         if self.options.next_item_loss == "full":
             scaled = query if self.temperature == 1.0 else query / self.temperature
-            return full_softmax_loss(scaled, items, targets - 1)
+            return full_softmax_loss(scaled, items, targets - 1, scope, scenario)
         k = min(self.options.negatives, len(self.log_q))
         neg = torch.multinomial(self.log_q.exp(), k, replacement=True)
         pos_logit = (query * items[targets - 1]).sum(-1, keepdim=True) / self.temperature
         neg_logit = query @ items[neg].T / self.temperature
         neg_logit = neg_logit - self.log_q[neg]
-        neg_logit = neg_logit.masked_fill(neg.unsqueeze(0) == (targets - 1).unsqueeze(1), -1e4)
+        same = neg.unsqueeze(0) == (targets - 1).unsqueeze(1)
+        if scope is not None and scenario is not None:
+            same |= out_of_scope(scope[neg], scenario)
+        neg_logit = neg_logit.masked_fill(same, -1e4)
         logits = torch.cat([pos_logit - self.log_q[targets - 1].unsqueeze(1), neg_logit], 1)
         return F.cross_entropy(logits.float(), torch.zeros_like(targets))

@@ -39,7 +39,8 @@ def evaluate_bundle(path: Path, split: str = "test", dataset: str | None = None,
                                root, store_dir)
     bundle.check_fits(rec.meta, prepared.catalog, f"dataset {name!r}")
     labels = {n: t.labels(prepared.interactions) for n, t in rec.model.pointwise_tasks().items()}
-    batcher = SequenceBatcher(prepared.interactions, rec.model.user_tower.config.max_len, labels)
+    batcher = SequenceBatcher(prepared.interactions, rec.model.user_tower.config.max_len, labels,
+                              per_scenario=rec.catalog.scoped)
     # in the precision training evaluated in, so the figures are the ones it reported
     metrics = evaluate(rec.model, batcher, PARTS[split], autocast=config.train.bf16,
                        rolling=prepared.causal_parts)

@@ -123,12 +123,15 @@ def build(config: RunConfig, prepared: Prepared, vectors: torch.Tensor | None,
     if tuner is not None and vectors is not None:  # tuning rewrites the cache in place:
         vectors = vectors.clone()  # the caller's (a refit's start) stay the pretrained ones
     model = build_model(config.model, cat.n_items, len(cat.scenarios), vectors, tuner, tasks)
+    if cat.scoped:  # a multi-scenario catalog: each item ranked in its own scenario only
+        model.set_item_scope(cat.item_scenarios)
     if vectors is not None:  # items never seen in training are served from their text alone
         seen = np.bincount(data.item[np.isin(data.part, train_parts)],
                            minlength=cat.n_items + 1) > 0
         model.item_tower.set_text_only(torch.from_numpy(np.flatnonzero(~seen[1:]) + 1))
     return model, SequenceBatcher(data, config.model.user.max_len, task_labels(model, data),
-                                  train_parts=train_parts, exclude=_filtered(config, data))
+                                  train_parts=train_parts, exclude=_filtered(config, data),
+                                  per_scenario=cat.scoped)
 
 
 def budgeted(config: RunConfig, prepared: Prepared) -> tuple[RunConfig, Budget]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -26,6 +27,10 @@ EXPECTED = {
     "jdata": (93_334, 24_624, 428_887),
     # 4,905 users; 43,448 train rows + 4,905 dev + 4,905 test; Office.text has 2,420 items
     "amazon-office": (4_905, 2_420, 53_258),
+    # SOURCE.txt: phone 17,709 + electronic 38,706 items; 50,407 + 2,559 + 115,554 + 2,560 rows
+    "amazon-phone-electronic": (3_325, 56_415, 171_080),
+    # sport 30,796 + cloth 39,008 items; 92,612 + 8,326 + 87,829 + 7,540 rows
+    "amazon-sport-cloth": (9_928, 69_804, 196_307),
 }
 
 
@@ -151,3 +156,27 @@ def test_sslrec_counts_timestamps_and_held_out_purchase(name: str, real_stores: 
         events = EventArrays.from_store(store)
     parts, _ = split_events(events, SplitConfig("source"))
     assert (parts == TEST).sum() == pairs and (parts == TRAIN).sum() == n_train
+
+
+@pytest.mark.parametrize("name", ["amazon-phone-electronic", "amazon-sport-cloth"])
+def test_cross_domain_pairs_keep_each_domain_apart(name: str, real_stores: Path) -> None:
+    """Each domain is a scenario owning its items; no held-out interaction of a domain
+    (valid: one training row per test user and domain, test: the shipped one) is in the
+    training part of any domain."""
+    from mtrec.data.interactions import prepare
+
+    stats = _stats(name, real_stores)
+    tests = {"amazon-phone-electronic": 2_559 + 2_560, "amazon-sport-cloth": 8_326 + 7_540}
+    assert stats["events_by_source_split"]["test"] == tests[name]
+    assert stats["events_by_source_split"]["valid"] == tests[name]
+    with Store.open(store_path(name, real_stores)) as store:
+        prepared = prepare(store, name, SplitConfig(protocol="source"))
+    cat, d = prepared.catalog, prepared.interactions
+    assert cat.scoped and len(cat.scenarios) == 3
+    prefix = np.array([str(i).split(":")[0] for i in cat.item_ids[1:]])
+    assert (np.array(cat.scenarios)[cat.item_scenarios[1:]] == prefix).all()
+    train = set(zip(d.user[d.part == TRAIN].tolist(), d.item[d.part == TRAIN].tolist(),
+                    strict=True))
+    held = d.part != TRAIN
+    assert not any(p in train for p in zip(d.user[held].tolist(), d.item[held].tolist(),
+                                           strict=True))

@@ -94,7 +94,7 @@ def test_evaluate_scorer_masks_history_like_the_model() -> None:
     # user 0: train 1, 2; test 2 (a repeat: masked, a miss). user 1: train 1; test 3.
     data = _interactions([[1, 2, 2], [1, 3]], [[TRAIN, TRAIN, TEST], [TRAIN, TEST]])
     batcher = SequenceBatcher(data, max_len=50, labels={})
-    users, histories, targets = batcher.next_item_queries(TEST)
+    users, histories, targets, _ = batcher.next_item_queries(TEST)
     assert users.tolist() == [0, 1] and targets.tolist() == [2, 3]
     assert [h.tolist() for h in histories] == [[1, 2], [1]]
 

@@ -67,6 +67,8 @@ VARIANTS = [
     Variant("mmoe", "off", "sampled", engagement=True),
     Variant("ple", "mlp", "sampled"),
     Variant("shared-bottom", "moe", "full"),
+    Variant("star", "off", "sampled"),
+    Variant("pepnet", "mlp", "full"),
 ]
 
 

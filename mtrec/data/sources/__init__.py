@@ -7,6 +7,7 @@ from pathlib import Path
 
 from mtrec.data.builder import ImportResult
 from mtrec.data.sources.base import DatasetSpec, LoadContext, SourceError
+from mtrec.data.sources.crossdomain import load_cross_domain
 from mtrec.data.sources.ctr import ALI_CCP, ALIEXPRESS, load_ctr
 from mtrec.data.sources.movielens import load_grouplens
 from mtrec.data.sources.p5 import load_p5
@@ -43,6 +44,15 @@ DATASETS: dict[str, DatasetSpec] = {s.name: s for s in (
                 "RetailRocket view, cart, purchase with timestamps (SSLRec subset), ID only"),
     DatasetSpec("taobao-ub", "taobao-ub", "events.csv", partial(load_sslrec, behaviors=TAOBAO),
                 "Taobao UserBehavior collect, cart, purchase with timestamps (SSLRec), ID only"),
+    DatasetSpec("amazon-sport-cloth", "amazon-cross-domain", "sport-cloth.sport.train.csv",
+                partial(load_cross_domain, pair="sport-cloth", domains=("sport", "cloth")),
+                "Amazon Sport + Cloth, shared users, each domain a scenario (DisenCDR), ID only"),
+    DatasetSpec("amazon-phone-electronic", "amazon-cross-domain",
+                "phone-electronic.phone.train.csv",
+                partial(load_cross_domain, pair="phone-electronic",
+                        domains=("phone", "electronic")),
+                "Amazon Phone + Electronic, shared users, each domain a scenario (DisenCDR), "
+                "ID only"),
     DatasetSpec("ali-ccp-sample", "ali-ccp-sample", "ali_ccp_train_sample.csv",
                 partial(load_ctr, layout=ALI_CCP),
                 "Ali-CCP click + conversion, tiny sample with feature columns"),

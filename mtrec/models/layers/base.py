@@ -1,9 +1,10 @@
 """What every multi-task layer is: ``forward(h, v, scenario) -> {task: features}``.
 
 Input per example: the user state ``h``, the candidate item vector ``v`` and the scenario
-code; features are built from ``[h, v, h * v]``.  A layer is built by
-``Layer(config, dim, n_scenarios, tasks)`` and exposes the parameters every task's gradient
-flows through (``shared_parameters``, for GradNorm).
+code; features are built from ``[h, v, h * v]``.  A layer may also transform the user state
+per scenario (:meth:`MultiTaskLayer.state`), which the next-item query reads too.  A layer
+is built by ``Layer(config, dim, n_scenarios, tasks)`` and exposes the parameters every
+task's gradient flows through (``shared_parameters``, for GradNorm).
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ class MultiTaskLayer(nn.Module):
     def forward(self, h: torch.Tensor, v: torch.Tensor,
                 scenario: torch.Tensor) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    def state(self, h: torch.Tensor, scenario: torch.Tensor) -> torch.Tensor:
+        """The user state as the scenario path sees it (what the next-item query and the
+        heads read); scenario-specific layers (STAR, PEPNet) change it, others keep it."""
+        return h
 
     def shared_parameters(self) -> list[nn.Parameter]:
         """Parameters every task's gradient flows through (for GradNorm)."""
