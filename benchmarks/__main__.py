@@ -9,6 +9,7 @@
     python -m benchmarks longterm     # engagement at a time cut vs LightGBM, BG/NBD, Pareto/NBD
     python -m benchmarks policy       # an RL ranking policy vs greedy in a held-out simulator
     python -m benchmarks transfer     # pre-train on other categories, few-shot on a new one
+    python -m benchmarks scenarios    # one model over two domains vs one model per domain
 
 Peers are installed on first use into their own virtualenvs under .mtrec/peers.  The
 README's results table is regenerated from the recorded results afterwards.
@@ -334,6 +335,11 @@ def main() -> None:
         from benchmarks.transfer import main as transfer
 
         transfer(sys.argv[2:])
+        return
+    if sys.argv[1:2] == ["scenarios"]:  # its own options (--datasets, --seeds, --layers)
+        from benchmarks.scenarios import main as scenarios
+
+        scenarios(sys.argv[2:])
         return
     if sys.argv[1:2] == ["longterm"]:  # its own options (--datasets, --seeds)
         from benchmarks.longterm import main as longterm

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from benchmarks.anchors import anchors_for
 from benchmarks.model_targets import run_train
 from benchmarks.peers.venv import allocator_env
@@ -81,14 +83,16 @@ def prepared_for(dataset: str, protocol: str, config: Path | None = None) -> Pre
     return prepare_run(load_run_config(config, **overrides))
 
 
-def best_knn(data: Interactions, valid: SequenceBatcher, n_items: int
-             ) -> tuple[float, int, float]:
+def best_knn(data: Interactions, valid: SequenceBatcher, n_items: int,
+             scope: np.ndarray | None = None) -> tuple[float, int, float]:
     """ItemKNN fitted on ``data``: the (valid NDCG@10, neighbours, recency decay) of
-    :data:`KNN_GRID` that ranks ``valid``'s validation part best (the first of ties)."""
+    :data:`KNN_GRID` that ranks ``valid``'s validation part best (the first of ties);
+    ``scope``: each item's scenario on a multi-scenario catalog (ranked within it)."""
     best: tuple[float, int, float] | None = None
     for neighbors, decay in KNN_GRID:
         knn = ItemKNN(neighbors=neighbors, decay=decay).fit(data, n_items)
-        value = evaluate_scorer(knn.score, valid, VALID, n_items)["next_item/ndcg@10"]
+        value = evaluate_scorer(knn.score, valid, VALID, n_items,
+                                scope=scope)["next_item/ndcg@10"]
         if best is None or value > best[0]:
             best = (value, neighbors, decay)
     assert best is not None

@@ -70,6 +70,8 @@ def slug(name: str) -> str:
 # Settings added after runs were cached, with the value at which they change nothing a run
 # does: left out of a fingerprint at that value, so that adding them reruns nothing.
 INERT = ((("train", "init"), ""),  # from scratch
+         (("train", "conflict"), "none"),  # the summed gradient
+         (("train", "task_patience"), 0),  # no per-task early stopping
          (("model", "text", "lr"), None),  # None: read only when the encoder is fine-tuned
          (("model", "text", "tune_items"), None))
 

@@ -130,6 +130,10 @@ class TrainConfig:
     eval_batch_size: int = 512
     max_minutes: float = 0.0  # 0 = no limit
     init: str = ""  # a bundle (e.g. from `mtrec pretrain`) to start from; "" = from scratch
+    # remedies for negative transfer (mtrec/train/remedies.py): "pcgrad" projects conflicting
+    # task gradients; task_patience N freezes a task's head N epochs after its own best
+    conflict: str = "none"
+    task_patience: int = 0  # 0: off
     robust: RobustConfig = field(default_factory=RobustConfig)
 
     def __post_init__(self) -> None:
@@ -146,6 +150,11 @@ class TrainConfig:
         if self.max_minutes < 0:
             raise ValueError(f"train.max_minutes must be >= 0 (0: no limit), got "
                              f"{self.max_minutes}")
+        if self.conflict not in ("none", "pcgrad"):
+            raise ValueError(f"train.conflict must be 'none' or 'pcgrad', got {self.conflict!r}")
+        if self.task_patience < 0:
+            raise ValueError(f"train.task_patience must be >= 0 (0: off), got "
+                             f"{self.task_patience}")
 
 
 @dataclass(frozen=True)

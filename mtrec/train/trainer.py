@@ -29,8 +29,9 @@ from mtrec.tasks import main_metric
 from mtrec.train import distributed as dist_utils
 from mtrec.train.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from mtrec.train.progress import EpochProgress
+from mtrec.train.remedies import TaskStopper, pcgrad
 from mtrec.train.robust import SequenceAugmenter
-from mtrec.train.weighting import GradNormWeighting, TaskWeighting
+from mtrec.train.weighting import DWAWeighting, FixedWeighting, GradNormWeighting, TaskWeighting
 
 
 @dataclass
@@ -59,6 +60,8 @@ class Trainer:
         self.config, self.metric, self.evaluate, self.out_dir = config, metric, evaluate, out_dir
         self.ctx = dist_utils.DistContext()
         self.augment: SequenceAugmenter | None = None
+        self.stopper: TaskStopper | None = None
+        self._generator = torch.Generator().manual_seed(config.seed)  # PCGrad's task orders
 
     def fit(self, resume: bool = False) -> TrainResult:
         cfg, ctx = self.config, dist_utils.context()
@@ -76,14 +79,19 @@ class Trainer:
         optimizer = _optimizer(self.model, extra, cfg)
         total = math.ceil(len(users) / cfg.batch_size) * cfg.epochs
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(cfg.warmup_steps, total))
+        self._check_remedies(ctx)
         both = nn.ModuleDict({"model": self.model, "weighting": self.weighting,
                               **({"heads": heads} if heads is not None else {})})
         state: dict[str, Any] = {"epoch": 0, "best_value": None, "best_epoch": 0,
                                  "bad_epochs": 0, "history": [], "seconds": 0.0}
         last_dir = self.out_dir / "checkpoint" / "last"
+        self.stopper = (TaskStopper(self.model, cfg.task_patience, last_dir.parent / "tasks")
+                        if cfg.task_patience else None)
         if resume and has_checkpoint(last_dir):
             state = load_checkpoint(last_dir, both, optimizer, scheduler)
             _log(ctx, f"resumed from {last_dir} after epoch {state['epoch']}")
+            if self.stopper is not None:
+                self.stopper.restore(state.get("task_stop", {}))
         # A resumed run that had already stopped early trains no further.
         stopped_early = state["bad_epochs"] >= cfg.patience
         first = cfg.epochs + 1 if stopped_early else state["epoch"] + 1
@@ -103,6 +111,8 @@ class Trainer:
             self.weighting.end_epoch(_mean_over_ranks(losses, ctx))
             row = self._validate(ctx, state, epoch, losses)
             row["lr"] = scheduler.get_last_lr()[0]
+            if self.stopper is not None:
+                self._stop_tasks(ctx, state, row, epoch)
             state["history"].append(row)
             state.update(epoch=epoch, seconds=time.perf_counter() - started)
             row["seconds"] = round(state["seconds"], 1)
@@ -168,6 +178,28 @@ class Trainer:
         if best is not None and state["best_value"] is not None:
             state["best_value"] = mean_best_share(best, history, tasks)
 
+    def _check_remedies(self, ctx: dist_utils.DistContext) -> None:
+        if self.config.conflict == "pcgrad":
+            if not isinstance(self.weighting, (FixedWeighting, DWAWeighting)):
+                raise ValueError(f"train.conflict 'pcgrad' combines weighted task losses: use "
+                                 f"weighting.kind 'fixed' or 'dwa', not "
+                                 f"{type(self.weighting).__name__}")
+            if ctx.world > 1:
+                raise ValueError("train.conflict 'pcgrad' runs in one process (torchrun "
+                                 "would not synchronise its per-task gradients)")
+
+    def _stop_tasks(self, ctx: dist_utils.DistContext, state: dict[str, Any],
+                    row: dict[str, Any], epoch: int) -> None:
+        """Per-task early stopping after validating ``epoch``."""
+        assert self.stopper is not None
+        metrics = {k[len("valid/"):]: v for k, v in row.items() if k.startswith("valid/")}
+        for task in self.stopper.update(metrics, epoch):
+            best = self.stopper.best[task][1]
+            _log(ctx, f"task {task}: no gain since epoch {best}; its head is frozen at "
+                      f"epoch {best} while the other tasks go on")
+        row["frozen"] = ",".join(sorted(self.stopper.frozen))
+        state["task_stop"] = self.stopper.state()
+
     def _out_of_time(self, seconds: float) -> bool:
         return self.config.max_minutes > 0 and seconds > self.config.max_minutes * 60
 
@@ -184,9 +216,16 @@ class Trainer:
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.config.bf16):
                     raw = engine(batch)
                 losses = {k: v.float() for k, v in raw.items()}
+                if self.stopper is not None:
+                    losses = self.stopper.losses(losses)
                 optimizer.zero_grad(set_to_none=True)
                 total = self.weighting.combine(losses, shared)
-                total.backward()
+                if self.config.conflict == "pcgrad":
+                    weights = self.weighting.current_weights()
+                    pcgrad([weights[k] * losses[k] for k in self.weighting.tasks],
+                           list(engine.parameters()), self._generator)
+                else:
+                    total.backward()
                 dist_utils.all_reduce_mean(
                     [p.grad for p in self.weighting.parameters() if p.grad is not None],
                     self.ctx)

@@ -1,0 +1,199 @@
+"""One model across scenarios vs one model per scenario, on the Amazon cross-domain pairs
+(the same users in two domains, each domain a scenario owning its items).
+
+    python -m benchmarks scenarios [--datasets amazon-phone-electronic,...] [--seeds 0,1,2]
+
+Protocol: the source split (each domain's shipped test row per test user; validation: one
+training row per test user and domain, seeded, see ``mtrec/data/sources/crossdomain.py``).
+Every target is ranked among its own domain's items (full ranking, the user's earlier items
+masked); metrics are per domain.  Systems, all ID-only (the pairs have no text) with the
+sampled softmax (1,024 negatives: a full softmax over 56-70k items costs ~8x the epoch), the
+epoch budget and patience of ``mtrec.train.budget`` and the epoch chosen on validation:
+``joint-<layer>`` trains on both domains (``plain``: scenario embeddings only; ``star``,
+``pepnet``: the scenario-aware layers); ``alone`` is the plain model trained on one domain's
+interactions only; popularity and ItemKNN (grid chosen on validation) per domain.  Each
+(dataset, system, seed) is cached under ``benchmarks/results/runs/scenarios``; a killed run
+resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.compare import best_knn
+from benchmarks.machine import describe
+from benchmarks.runs import Row, cached_run, config_fingerprint, short_hash, split_fingerprint
+from mtrec.config import to_dict
+from mtrec.data.interactions import Prepared
+from mtrec.data.split import TEST
+from mtrec.eval.protocols import evaluate_scorer
+from mtrec.models.baselines import ItemKNN, Popularity
+from mtrec.models.batches import SequenceBatcher
+from mtrec.report.scenarios import evaluate_scenarios
+from mtrec.run_config import RunConfig, load_run_config
+from mtrec.train.run import prepare_run, train_run
+
+DATASETS = ("amazon-phone-electronic", "amazon-sport-cloth")
+LAYERS = {"plain": "mmoe", "star": "star", "pepnet": "pepnet"}  # mmoe: no layer (no pointwise)
+RESULTS = Path(__file__).parent / "results"
+BENCH = Path(".mtrec/bench/scenarios")
+PROTOCOL = 1  # bump when a change alters what a run measures
+METRIC = "ndcg@10"
+
+
+def run_config(dataset: str, seed: int, layer: str = "plain",
+               scenarios: tuple[str, ...] = ()) -> RunConfig:
+    return load_run_config(None, **{
+        "data.dataset": dataset, "data.protocol": "source", "data.scenarios": list(scenarios),
+        "model.item.use_text": False, "model.mtl.kind": LAYERS[layer],
+        "model.task_options.next_item_loss": "sampled", "model.task_options.negatives": 1024,
+        "train.seed": seed, "train.refit": False})
+
+
+def model_rows(config: RunConfig, folder: Path, system: str) -> list[Row]:
+    """Train one model, then its test metrics per domain (one row each)."""
+    started = time.perf_counter()
+    result = train_run(config, folder, resume=(folder / "checkpoint").exists())
+    got = evaluate_scenarios(folder)
+    common = {"system": system, "best_epoch": result["best_epoch"],
+              "epochs": result["epochs_run"], "seconds": round(time.perf_counter() - started, 1)}
+    return [{"scenario": name, **common, **_metrics(m)} for name, m in got.by_scenario.items()
+            if not config.data.scenarios or name in config.data.scenarios]
+
+
+def baseline_rows(prepared: Prepared, system: str) -> list[Row]:
+    """Popularity, or ItemKNN with its grid chosen on validation; per domain, each target
+    ranked among its domain's items."""
+    started = time.perf_counter()
+    data, cat = prepared.interactions, prepared.catalog
+    batcher = SequenceBatcher(data, 50, {}, per_scenario=True)
+    extra: Row = {}
+    if system == "popularity":
+        scorer: Popularity | ItemKNN = Popularity().fit(data, cat.n_items)
+    else:
+        _, k, d = best_knn(data, batcher, cat.n_items, cat.item_scenarios)
+        scorer, extra = ItemKNN(neighbors=k, decay=d).fit(data, cat.n_items), {
+            "neighbors": k, "decay": d}
+    rows = []
+    for code, name in enumerate(cat.scenarios[1:], start=1):
+        test = evaluate_scorer(scorer.score, batcher, TEST, cat.n_items,
+                               scope=cat.item_scenarios, scenario=code)
+        rows.append({"scenario": name, "system": system, **extra, **_metrics(test)})
+    seconds = round(time.perf_counter() - started, 1)
+    return [{**r, "seconds": seconds} for r in rows]
+
+
+def _metrics(test: dict[str, float]) -> Row:
+    return {m: float(test[f"next_item/{m}"]) for m in ("ndcg@10", "recall@10")} | {
+        "test_users": int(test["next_item/users"])}
+
+
+def run_dataset(dataset: str, seeds: list[int], layers: list[str],
+                cached_only: bool = False) -> list[Row]:
+    prepared = prepare_run(run_config(dataset, 0))
+    split = split_fingerprint(prepared)
+    domains = tuple(prepared.catalog.scenarios[1:])
+    jobs: list[tuple[str, int, RunConfig | None]] = [("popularity", 0, None),
+                                                     ("itemknn", 0, None)]
+    for seed in seeds:
+        jobs += [(f"joint-{layer}", seed, run_config(dataset, seed, layer)) for layer in layers]
+        jobs += [(f"alone-{d}", seed, run_config(dataset, seed, scenarios=(d,)))
+                 for d in domains]
+    rows: list[Row] = []
+    for system, seed, config in jobs:
+        key = {"dataset": dataset, "system": system, "seed": seed, "split": split,
+               "protocol": PROTOCOL,
+               "config": config_fingerprint(to_dict(config)) if config else None}
+        name = f"{dataset}-{system}-s{seed}"
+
+        def run(system: str = system, config: RunConfig | None = config,
+                name: str = name, key: dict[str, Any] = key, seed: int = seed) -> list[Row]:
+            if config is None:
+                got = baseline_rows(prepared, system)
+            else:
+                got = model_rows(config, BENCH / f"{name}-{short_hash(key)}",
+                                 system.split("-")[0] if system.startswith("alone") else system)
+            return [{"dataset": dataset, "seed": seed, **r} for r in got]
+
+        rows += [r for r in cached_run("scenarios", name, key, run, cached_only=cached_only)
+                 if r.get("kind") != "pending"]
+    return rows
+
+
+def summarize(rows: list[Row]) -> list[Row]:
+    """Mean and standard deviation over seeds per (dataset, domain, system)."""
+    groups: dict[tuple[str, str, str], list[Row]] = {}
+    for r in rows:
+        groups.setdefault((r["dataset"], r["scenario"], r["system"]), []).append(r)
+    out = []
+    for (dataset, scenario, system), group in sorted(groups.items()):
+        values = [g[METRIC] for g in group]
+        out.append({"dataset": dataset, "scenario": scenario, "system": system,
+                    "seeds": len(group), "ndcg@10": statistics.fmean(values),
+                    "ndcg@10_sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+                    "recall@10": statistics.fmean(g["recall@10"] for g in group),
+                    "test_users": group[0]["test_users"],
+                    "best_epoch": statistics.fmean(g.get("best_epoch", 0) for g in group),
+                    "seconds": statistics.fmean(g["seconds"] for g in group)})
+    return out
+
+
+def render(summary: list[Row]) -> str:
+    head = ("| dataset | domain | system | seeds | NDCG@10 (± sd) | Recall@10 | test users "
+            "| best epoch | s |\n|---|---|---|---:|---:|---:|---:|---:|---:|")
+    body = [f"| {r['dataset']} | {r['scenario']} | {r['system']} | {r['seeds']} | "
+            f"{r['ndcg@10']:.4f} ± {r['ndcg@10_sd']:.4f} | {r['recall@10']:.4f} | "
+            f"{r['test_users']:,} | {r['best_epoch']:.0f} | {r['seconds']:.0f} |"
+            for r in summary]
+    return "\n".join([head, *body]) + "\n"
+
+
+def targets(summary: list[Row]) -> list[str]:
+    """Joint vs alone per domain (the issue's targets), as measured."""
+    by = {(r["dataset"], r["scenario"], r["system"]): r for r in summary}
+    lines = []
+    for dataset, scenario in sorted({(r["dataset"], r["scenario"]) for r in summary}):
+        alone = by.get((dataset, scenario, "alone"))
+        joints = [r for (d, s, sys_), r in by.items()
+                  if d == dataset and s == scenario and sys_.startswith("joint-")]
+        if not alone or not joints:
+            continue
+        best = max(joints, key=lambda r: r["ndcg@10"])
+        lines.append(f"{dataset} / {scenario}: best joint ({best['system']}) "
+                     f"{best['ndcg@10']:.4f} vs alone {alone['ndcg@10']:.4f} = "
+                     f"{best['ndcg@10'] / alone['ndcg@10'] - 1:+.1%} "
+                     f"(seeds {best['seeds']} / {alone['seeds']}; target >= 0 %, "
+                     "+5 % on the smaller domain)")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--layers", default=",".join(LAYERS))
+    parser.add_argument("--cached-only", action="store_true",
+                        help="train nothing: the tables of the runs finished so far")
+    args = parser.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    started = time.perf_counter()
+    rows: list[Row] = []
+    for dataset in args.datasets.split(","):
+        rows += run_dataset(dataset, seeds, args.layers.split(","), args.cached_only)
+    summary = summarize(rows)
+    result = {"experiment": "scenarios", "protocol": __doc__.split("\n\n")[2],
+              "rows": rows, "summary": summary, "targets": targets(summary),
+              "wall_seconds": round(time.perf_counter() - started, 1),
+              "machine": describe(("mtrec", "torch")),
+              "command": "python -m benchmarks scenarios " + " ".join(argv or [])}
+    out = RESULTS / "scenarios.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    out.with_suffix(".md").write_text(render(summary) + "\n" + "\n".join(
+        f"- {t}" for t in result["targets"]) + "\n")
+    print(render(summary))
+    print("\n".join(result["targets"]))
