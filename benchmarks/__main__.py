@@ -10,6 +10,7 @@
     python -m benchmarks policy       # an RL ranking policy vs greedy in a held-out simulator
     python -m benchmarks transfer     # pre-train on other categories, few-shot on a new one
     python -m benchmarks scenarios    # one model over two domains vs one model per domain
+    python -m benchmarks remedies     # joint with PCGrad / per-task early stopping vs single
 
 Peers are installed on first use into their own virtualenvs under .mtrec/peers.  The
 README's results table is regenerated from the recorded results afterwards.
@@ -340,6 +341,11 @@ def main() -> None:
         from benchmarks.scenarios import main as scenarios
 
         scenarios(sys.argv[2:])
+        return
+    if sys.argv[1:2] == ["remedies"]:  # its own options (--datasets, --seeds)
+        from benchmarks.remedies import main as remedies
+
+        remedies(sys.argv[2:])
         return
     if sys.argv[1:2] == ["longterm"]:  # its own options (--datasets, --seeds)
         from benchmarks.longterm import main as longterm

@@ -143,6 +143,30 @@ def summarize(rows: list[Row]) -> list[Row]:
     return out
 
 
+# two-sided 95 % Student t quantiles by degrees of freedom (seeds - 1)
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def deltas(rows: list[Row]) -> list[Row]:
+    """Joint minus alone NDCG@10 per (dataset, domain, joint system), paired by seed: the
+    mean difference and its 95 % interval half-width over the seeds (0 with one seed)."""
+    alone = {(r["dataset"], r["scenario"], r["seed"]): r[METRIC] for r in rows
+             if r["system"] == "alone"}
+    groups: dict[tuple[str, str, str], list[float]] = {}
+    for r in rows:
+        base = alone.get((r["dataset"], r["scenario"], r["seed"]))
+        if r["system"].startswith("joint-") and base is not None:
+            groups.setdefault((r["dataset"], r["scenario"], r["system"]), []).append(
+                r[METRIC] - base)
+    out = []
+    for (dataset, scenario, system), diffs in sorted(groups.items()):
+        n = len(diffs)
+        half = (T95.get(n - 1, 1.96) * statistics.stdev(diffs) / n ** 0.5) if n > 1 else 0.0
+        out.append({"dataset": dataset, "scenario": scenario, "system": system, "seeds": n,
+                    "delta": statistics.fmean(diffs), "ci95": half})
+    return out
+
+
 def render(summary: list[Row]) -> str:
     head = ("| dataset | domain | system | seeds | NDCG@10 (± sd) | Recall@10 | test users "
             "| best epoch | s |\n|---|---|---|---:|---:|---:|---:|---:|---:|")
@@ -172,6 +196,20 @@ def targets(summary: list[Row]) -> list[str]:
     return lines
 
 
+def plot(rows: list[Row], folder: Path) -> list[Path]:
+    """One PNG per dataset of joint-minus-alone bars (the report draws the same as SVG)."""
+    from mtrec.report.plots import delta_bars
+
+    paths = []
+    for dataset in sorted({r["dataset"] for r in rows}):
+        bars = [(f"{r['scenario']}\n{r['system']}", r["delta"], r["ci95"])
+                for r in rows if r["dataset"] == dataset]
+        path = folder / f"scenarios_{dataset}.png"
+        path.write_bytes(delta_bars(bars, f"{dataset}: joint minus alone", fmt="png"))
+        paths.append(path)
+    return paths
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", default=",".join(DATASETS))
@@ -187,7 +225,8 @@ def main(argv: list[str] | None = None) -> None:
         rows += run_dataset(dataset, seeds, args.layers.split(","), args.cached_only)
     summary = summarize(rows)
     result = {"experiment": "scenarios", "protocol": __doc__.split("\n\n")[2],
-              "rows": rows, "summary": summary, "targets": targets(summary),
+              "rows": rows, "summary": summary, "deltas": deltas(rows),
+              "targets": targets(summary),
               "wall_seconds": round(time.perf_counter() - started, 1),
               "machine": describe(("mtrec", "torch")),
               "command": "python -m benchmarks scenarios " + " ".join(argv or [])}
@@ -195,5 +234,7 @@ def main(argv: list[str] | None = None) -> None:
     out.write_text(json.dumps(result, indent=2) + "\n")
     out.with_suffix(".md").write_text(render(summary) + "\n" + "\n".join(
         f"- {t}" for t in result["targets"]) + "\n")
+    result["plots"] = [str(p) for p in plot(result["deltas"], RESULTS)]
+    out.write_text(json.dumps(result, indent=2) + "\n")
     print(render(summary))
     print("\n".join(result["targets"]))

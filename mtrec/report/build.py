@@ -13,6 +13,7 @@ from mtrec.report.compare import comparisons
 from mtrec.report.data import BundleData, default_results_dir, read_bundle, read_comparisons
 from mtrec.report.doc import Report
 from mtrec.report.html import render_html
+from mtrec.report.joint import scenarios_section
 from mtrec.report.markdown import render_markdown
 from mtrec.report.policy import policy_section
 from mtrec.report.scenarios import ScenarioMetrics, evaluate_scenarios
@@ -46,7 +47,8 @@ def build_report(bundle_dir: Path, results_dir: Path | None = None, compare: boo
     report.sections = [sections.header(b), sections.training(b), sections.test_metrics(b),
                        sections.cold_items(b), sections.scenarios(b, scen, skipped),
                        comparisons(b, found, problems, None if folder is None else str(folder))]
-    for extra in (transfer_section(folder, b.dataset), policy_section(b.path)):
+    for extra in (transfer_section(folder, b.dataset), scenarios_section(folder, b.dataset),
+                  policy_section(b.path)):
         if extra is not None:
             report.sections.append(extra)
     return report

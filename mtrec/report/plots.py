@@ -253,3 +253,18 @@ def share_curves(series: Mapping[str, Sequence[tuple[float, float, float]]], tit
         ax.legend(frameon=False, loc="best")
         return _svg(fig, fmt)
 
+
+
+def delta_bars(bars: Sequence[tuple[str, float, float]], title: str,
+               fmt: str = "svg") -> bytes:
+    """Horizontal bars of ``(label, mean difference, 95 % half-width)``, a line at 0: what
+    one model over several scenarios (or tasks) gains over one model per scenario."""
+    with _figure(WIDTH, 0.9 + 0.32 * max(len(bars), 1)) as (fig, ax):
+        y = list(range(len(bars)))
+        ax.barh(y, [b[1] for b in bars], xerr=[b[2] for b in bars], capsize=3,
+                color=[SERIES[0] if b[1] >= 0 else SERIES[1] for b in bars])
+        ax.axvline(0.0, color="black", linewidth=0.8)
+        ax.set_yticks(y, [b[0] for b in bars], fontsize=7)
+        ax.invert_yaxis()
+        ax.set(title=title, xlabel="test NDCG@10, joint minus alone (95 % interval over seeds)")
+        return _svg(fig, fmt)

@@ -31,7 +31,7 @@ from mtrec.train.checkpoint import has_checkpoint, load_checkpoint, save_checkpo
 from mtrec.train.progress import EpochProgress
 from mtrec.train.remedies import TaskStopper, pcgrad
 from mtrec.train.robust import SequenceAugmenter
-from mtrec.train.weighting import DWAWeighting, FixedWeighting, GradNormWeighting, TaskWeighting
+from mtrec.train.weighting import GradNormWeighting, TaskWeighting
 
 
 @dataclass
@@ -179,14 +179,22 @@ class Trainer:
             state["best_value"] = mean_best_share(best, history, tasks)
 
     def _check_remedies(self, ctx: dist_utils.DistContext) -> None:
-        if self.config.conflict == "pcgrad":
-            if not isinstance(self.weighting, (FixedWeighting, DWAWeighting)):
-                raise ValueError(f"train.conflict 'pcgrad' combines weighted task losses: use "
-                                 f"weighting.kind 'fixed' or 'dwa', not "
-                                 f"{type(self.weighting).__name__}")
-            if ctx.world > 1:
-                raise ValueError("train.conflict 'pcgrad' runs in one process (torchrun "
-                                 "would not synchronise its per-task gradients)")
+        if self.config.conflict == "pcgrad" and ctx.world > 1:
+            raise ValueError("train.conflict 'pcgrad' runs in one process (torchrun would "
+                             "not synchronise its per-task gradients)")
+
+    def _pcgrad(self, engine: nn.Module, losses: dict[str, torch.Tensor],
+                total: torch.Tensor) -> None:
+        """Gradients by PCGrad: the model's from each task's weighted loss (every weighting
+        gives the model ``sum_i w_i grad L_i``), the weighting's own from ``total``."""
+        own = [p for p in self.weighting.parameters() if p.requires_grad and p.grad is None]
+        if own and total.requires_grad:  # (GradNorm has set its weights' gradient already)
+            grads = torch.autograd.grad(total, own, retain_graph=True, allow_unused=True)
+            for p, g in zip(own, grads, strict=True):
+                p.grad = g
+        weights = self.weighting.current_weights()
+        pcgrad([weights[k] * losses[k] for k in self.weighting.tasks],
+               list(engine.parameters()), self._generator)
 
     def _stop_tasks(self, ctx: dist_utils.DistContext, state: dict[str, Any],
                     row: dict[str, Any], epoch: int) -> None:
@@ -221,9 +229,7 @@ class Trainer:
                 optimizer.zero_grad(set_to_none=True)
                 total = self.weighting.combine(losses, shared)
                 if self.config.conflict == "pcgrad":
-                    weights = self.weighting.current_weights()
-                    pcgrad([weights[k] * losses[k] for k in self.weighting.tasks],
-                           list(engine.parameters()), self._generator)
+                    self._pcgrad(engine, losses, total)
                 else:
                     total.backward()
                 dist_utils.all_reduce_mean(

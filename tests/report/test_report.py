@@ -335,3 +335,23 @@ def test_transfer_section(bundle: Path, tmp_path: Path) -> None:
     assert _table_row(md, "0%", "pretrained")[3] == "0.0200 ± 0.0010"
     assert _table_row(md, "100%", "scratch")[3] == "0.0400 ± 0.0010"
     assert md.count("| 100% | popularity |") == 1  # amazon-office's rows are not this report's
+
+
+def test_scenarios_section(bundle: Path, tmp_path: Path) -> None:
+    """The joint-vs-alone chart and per-scenario table appear for the bundle's dataset;
+    another dataset's rows stay out."""
+    dataset = json.loads((bundle / "metrics.json").read_text())["dataset"]
+    summary = [{"dataset": d, "scenario": sc, "system": s, "seeds": 3, "ndcg@10": v,
+                "ndcg@10_sd": 0.001, "recall@10": 2 * v, "test_users": 10}
+               for d in (dataset, "amazon-sport-cloth")
+               for sc, s, v in (("home", "alone", 0.02), ("home", "joint-star", 0.03))]
+    deltas = [{"dataset": dataset, "scenario": "home", "system": "joint-star", "seeds": 3,
+               "delta": 0.01, "ci95": 0.004}]
+    (tmp_path / "scenarios.json").write_text(json.dumps({"summary": summary,
+                                                         "deltas": deltas}))
+    files = write_report(bundle, tmp_path / "out", tmp_path)
+    md = files.markdown.read_text()
+    assert "## One model across scenarios vs one per scenario" in md
+    assert (tmp_path / "out" / "figures" / "scenario_deltas.svg").is_file()
+    assert _table_row(md, "home", "joint-star")[3] == "0.0300 ± 0.0010"
+    assert md.count("| home | alone |") == 1  # amazon-sport-cloth's rows are not this one's

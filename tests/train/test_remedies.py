@@ -103,13 +103,19 @@ def test_training_with_both_remedies_still_learns(tmp_path: Path) -> None:
     assert "frozen" in history.splitlines()[0]
 
 
-def test_pcgrad_needs_a_plain_weighting(tmp_path: Path) -> None:
+def test_pcgrad_trains_a_learned_weighting_too(tmp_path: Path) -> None:
+    """Under uncertainty weighting the model's gradient is PCGrad's and the weighting's own
+    parameters still learn (their gradient comes from the total)."""
     data = planted(n_users=40, n_items=30)
     store = write_store(data, tmp_path)
     config = load_run_config(None, **tiny(store, **{
         "model.tasks": ["next_item", "click"], "train.conflict": "pcgrad",
-        "weighting.kind": "gradnorm", "train.epochs": 1}))
-    with pytest.raises(ValueError, match=r"use weighting\.kind 'fixed' or 'dwa'"):
+        "weighting.kind": "uncertainty", "train.epochs": 2, "train.refit": False}))
+    with fast_torch():
         train_run(config, tmp_path / "bundle", store_dir=tmp_path)
+    history = (tmp_path / "bundle" / "history.csv").read_text().splitlines()
+    header, last = history[0].split(","), history[-1].split(",")
+    weight = float(last[header.index("weight/next_item")])
+    assert weight != 1.0  # exp(-s) moved from its start at s = 0
     with pytest.raises(ValueError, match=r"train\.conflict must be 'none' or 'pcgrad'"):
         TrainConfig(conflict="cagrad")

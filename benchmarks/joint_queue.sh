@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The runs of the joint-training issue in the order they pay off, one at a time; each finished
+# (dataset, system, seed) is cached, so rerunning this script continues where it stopped.
+#   nohup bash benchmarks/joint_queue.sh >/dev/null 2>&1 &      log: .mtrec/bench/joint.log
+set -u
+cd "$(dirname "$0")/.."
+mkdir -p .mtrec/bench
+log=.mtrec/bench/joint.log
+run() {
+  echo "$(date -u +%FT%TZ) start: $*" >> "$log"
+  .venv/bin/python -m benchmarks "$@" >> "$log" 2>&1
+  echo "$(date -u +%FT%TZ) exit $?: $*" >> "$log"
+}
+run scenarios --datasets amazon-phone-electronic --seeds 0
+run remedies --datasets ml100k --seeds 0,1,2
+run scenarios --datasets amazon-phone-electronic --seeds 0,1,2
+run remedies --datasets jdata --seeds 0,1,2
+run scenarios --datasets amazon-sport-cloth --seeds 0
+run scenarios --datasets amazon-sport-cloth --seeds 0,1,2
+run scenarios --seeds 0,1,2 --cached-only
+run remedies --seeds 0,1,2 --cached-only
