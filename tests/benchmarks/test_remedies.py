@@ -21,4 +21,6 @@ def test_summary_orders_by_each_metrics_direction() -> None:
     assert auc == ["joint", "single-task"]  # higher is better
     table = render(summary)
     assert "| d | rating/rmse | 1.1000 ± 0.0000 (2) | 1.1500 ± 0.2121 (2) | 0.9000 ± 0.0000 (2)" \
-        in table and table.rstrip().endswith("| joint |")
+        in table and table.rstrip().endswith("| joint + pcgrad |")
+    assert "| d | like/auc | 0.6900 ± 0.0000 (2) | 0.7100 ± 0.0141 (2) | - | - | - | joint |" \
+        in table
