@@ -11,8 +11,8 @@ run() {
   .venv/bin/python -m benchmarks "$@" >> "$log" 2>&1
   echo "$(date -u +%FT%TZ) exit $?: $*" >> "$log"
 }
-run scenarios --datasets amazon-phone-electronic --seeds 0
 run remedies --datasets ml100k --seeds 0,1,2
+run scenarios --datasets amazon-phone-electronic --seeds 0
 run scenarios --datasets amazon-phone-electronic --seeds 0,1,2
 run remedies --datasets jdata --seeds 0,1,2
 run scenarios --datasets amazon-sport-cloth --seeds 0
