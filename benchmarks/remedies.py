@@ -25,6 +25,7 @@ from typing import Any
 from benchmarks.compare import CONFIGS
 from benchmarks.machine import describe
 from benchmarks.runs import Row, cached_run, config_fingerprint, short_hash, split_fingerprint
+from benchmarks.scenarios import T95
 from mtrec.config import to_dict
 from mtrec.eval.protocols import lower_is_better
 from mtrec.run_config import RunConfig, load_run_config
@@ -104,6 +105,32 @@ def summarize(rows: list[Row]) -> list[Row]:
     return out
 
 
+def deltas(rows: list[Row]) -> list[Row]:
+    """Each joint system minus the single-task model per task, paired by seed, as skill
+    (the difference of AUC or NDCG, or minus the difference of an RMSE: above 0 is better):
+    the mean and its 95 % interval half-width over seeds."""
+    single = {(r["dataset"], r["seed"], k): float(v) for r in rows
+              if r["system"].startswith("single-task") for k, v in r.items() if "/" in k}
+    groups: dict[tuple[str, str, str], list[float]] = {}
+    for r in rows:
+        if r["system"].startswith("single-task"):
+            continue
+        for k, v in r.items():
+            base = single.get((r["dataset"], r["seed"], k))
+            if "/" in k and base is not None:
+                sign = -1.0 if lower_is_better(k) else 1.0
+                groups.setdefault((r["dataset"], k, r["system"]), []).append(
+                    sign * (float(v) - base))
+    out = []
+    for (dataset, metric, system), diffs in sorted(groups.items()):
+        n = len(diffs)
+        half = (T95.get(n - 1, 1.96) * statistics.stdev(diffs) / n ** 0.5) if n > 1 else 0.0
+        out.append({"dataset": dataset, "store": DATASETS[dataset][0], "metric": metric,
+                    "system": system, "seeds": n, "delta": statistics.fmean(diffs),
+                    "ci95": half})
+    return out
+
+
 def render(summary: list[Row]) -> str:
     """One row per (dataset, task metric), one column per system."""
     systems = ["single-task", *REMEDIES]
@@ -121,6 +148,20 @@ def render(summary: list[Row]) -> str:
     return "\n".join([head, *body]) + "\n"
 
 
+def plot(rows: list[Row], folder: Path) -> list[Path]:
+    """One PNG per dataset of joint-minus-single-task bars (the report draws them as SVG)."""
+    from mtrec.report.plots import delta_bars
+
+    paths = []
+    for dataset in sorted({r["dataset"] for r in rows}):
+        bars = [(f"{r['metric']}\n{r['system']}", r["delta"], r["ci95"])
+                for r in rows if r["dataset"] == dataset]
+        path = folder / f"remedies_{dataset}.png"
+        path.write_bytes(delta_bars(bars, f"{dataset}: joint minus single-task", fmt="png"))
+        paths.append(path)
+    return paths
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", default=",".join(DATASETS))
@@ -135,11 +176,13 @@ def main(argv: list[str] | None = None) -> None:
         rows += run_dataset(name, seeds, args.cached_only)
     summary = summarize(rows)
     result = {"experiment": "remedies", "protocol": __doc__.split("\n\n")[2],
-              "rows": rows, "summary": summary,
+              "rows": rows, "summary": summary, "deltas": deltas(rows),
               "wall_seconds": round(time.perf_counter() - started, 1),
               "machine": describe(("mtrec", "torch")),
               "command": "python -m benchmarks remedies " + " ".join(argv or [])}
     out = RESULTS / "remedies.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     out.with_suffix(".md").write_text(render(summary))
+    result["plots"] = [str(p) for p in plot(result["deltas"], RESULTS)]
+    out.write_text(json.dumps(result, indent=2) + "\n")
     print(render(summary))

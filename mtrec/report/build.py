@@ -13,7 +13,7 @@ from mtrec.report.compare import comparisons
 from mtrec.report.data import BundleData, default_results_dir, read_bundle, read_comparisons
 from mtrec.report.doc import Report
 from mtrec.report.html import render_html
-from mtrec.report.joint import scenarios_section
+from mtrec.report.joint import remedies_section, scenarios_section
 from mtrec.report.markdown import render_markdown
 from mtrec.report.policy import policy_section
 from mtrec.report.scenarios import ScenarioMetrics, evaluate_scenarios
@@ -48,7 +48,7 @@ def build_report(bundle_dir: Path, results_dir: Path | None = None, compare: boo
                        sections.cold_items(b), sections.scenarios(b, scen, skipped),
                        comparisons(b, found, problems, None if folder is None else str(folder))]
     for extra in (transfer_section(folder, b.dataset), scenarios_section(folder, b.dataset),
-                  policy_section(b.path)):
+                  remedies_section(folder, b.dataset), policy_section(b.path)):
         if extra is not None:
             report.sections.append(extra)
     return report

@@ -1,6 +1,8 @@
-"""The report's multi-scenario section: one model over every scenario against one model per
-scenario on the bundle's dataset (``benchmarks/results/scenarios.json``, written by
-``python -m benchmarks scenarios``)."""
+"""The report's joint-training sections about the bundle's dataset: one model over every
+scenario against one model per scenario (``benchmarks/results/scenarios.json``, from
+``python -m benchmarks scenarios``), and the joint model with and without the remedies for
+negative transfer against one model per task (``remedies.json``, from ``python -m
+benchmarks remedies``)."""
 
 from __future__ import annotations
 
@@ -36,4 +38,28 @@ def scenarios_section(folder: Path | None, dataset: str) -> Section | None:
         caption=f"From {file.name}; `python -m benchmarks scenarios` reproduces it"))
     section.blocks.append(Text("Each target is ranked among its own scenario's items; every "
                                "model selects its epoch on validation."))
+    return section
+
+
+def remedies_section(folder: Path | None, dataset: str) -> Section | None:
+    """``None`` when there is no remedies result about ``dataset``."""
+    file = None if folder is None else folder / "remedies.json"
+    if file is None or not file.is_file():
+        return None
+    rows = [r for r in json.loads(file.read_text()).get("deltas", [])
+            if r.get("store") == dataset]
+    if not rows:
+        return None
+    section = Section("remedies", "Joint training vs one model per task")
+    section.blocks.append(Figure("task_deltas", plots.delta_bars(
+        [(f"{r['metric']} / {r['system']}", r["delta"], r["ci95"]) for r in rows],
+        f"{dataset}: joint minus single-task"),
+        "Each joint model's skill minus the single-task model's on each task's main test "
+        "metric (AUC or NDCG: the difference; RMSE: minus the difference), paired by seed; "
+        "bars: 95 % interval over seeds"))
+    section.blocks.append(Table(
+        ["task metric", "joint system", "seeds", "joint minus single-task", "95 % interval"],
+        [[r["metric"], r["system"], str(r["seeds"]), f"{r['delta']:+.4f}",
+          f"± {r['ci95']:.4f}"] for r in rows],
+        caption=f"From {file.name}; `python -m benchmarks remedies` reproduces it"))
     return section

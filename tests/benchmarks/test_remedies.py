@@ -3,7 +3,9 @@ the single-task models pooled as one system."""
 
 from __future__ import annotations
 
-from benchmarks.remedies import render, summarize
+import pytest
+
+from benchmarks.remedies import deltas, render, summarize
 
 
 def test_summary_orders_by_each_metrics_direction() -> None:
@@ -24,3 +26,17 @@ def test_summary_orders_by_each_metrics_direction() -> None:
         in table and table.rstrip().endswith("| joint + pcgrad |")
     assert "| d | like/auc | 0.6900 ± 0.0000 (2) | 0.7100 ± 0.0141 (2) | - | - | - | joint |" \
         in table
+
+
+def test_deltas_are_skill_gains_paired_by_seed() -> None:
+    rows = [{"dataset": "ml100k", "system": s, "seed": k, "rating/rmse": r, "like/auc": a}
+            for s, vals in (("joint", ((1.0, 0.70), (1.2, 0.72))),
+                            ("single-task like", ((None, 0.69), (None, 0.69))),
+                            ("single-task rating", ((1.1, None), (1.1, None))))
+            for k, (r, a) in enumerate(vals)]
+    rows = [{k: v for k, v in r.items() if v is not None} for r in rows]
+    got = {r["metric"]: r for r in deltas(rows)}
+    assert got["rating/rmse"]["delta"] == pytest.approx(0.0)  # -(-0.1 + 0.1) / 2
+    assert got["like/auc"]["delta"] == pytest.approx(0.02)
+    assert got["like/auc"]["ci95"] == pytest.approx(12.706 * 0.01414214 / 2 ** 0.5, rel=1e-4)
+    assert got["like/auc"]["store"] == "ml-100k"

@@ -355,3 +355,16 @@ def test_scenarios_section(bundle: Path, tmp_path: Path) -> None:
     assert (tmp_path / "out" / "figures" / "scenario_deltas.svg").is_file()
     assert _table_row(md, "home", "joint-star")[3] == "0.0300 ± 0.0010"
     assert md.count("| home | alone |") == 1  # amazon-sport-cloth's rows are not this one's
+
+
+def test_remedies_section(bundle: Path, tmp_path: Path) -> None:
+    """Joint-minus-single-task bars and table for the bundle's dataset only."""
+    dataset = json.loads((bundle / "metrics.json").read_text())["dataset"]
+    rows = [{"dataset": "x", "store": d, "metric": "click/auc", "system": "joint + pcgrad",
+             "seeds": 3, "delta": 0.0123, "ci95": 0.004} for d in (dataset, "jdata")]
+    (tmp_path / "remedies.json").write_text(json.dumps({"deltas": rows}))
+    files = write_report(bundle, tmp_path / "out", tmp_path)
+    md = files.markdown.read_text()
+    assert "## Joint training vs one model per task" in md
+    assert (tmp_path / "out" / "figures" / "task_deltas.svg").is_file()
+    assert md.count("| click/auc | joint + pcgrad | 3 | +0.0123 | ± 0.0040 |") == 1
