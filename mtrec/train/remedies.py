@@ -43,6 +43,8 @@ def pcgrad(terms: Sequence[Tensor], params: Sequence[nn.Parameter],
     """
     params = [p for p in params if p.requires_grad]
     terms = [t for t in terms if t.requires_grad]  # (a frozen task's loss trains nothing)
+    if not terms or not params:
+        return
     flat = []
     for k, term in enumerate(terms):
         grads = torch.autograd.grad(term, params, retain_graph=k < len(terms) - 1,
@@ -107,6 +109,11 @@ class TaskStopper:
         for p in head.parameters():
             p.requires_grad_(False)
         self.frozen.add(task)
+
+    @property
+    def all_frozen(self) -> bool:
+        """Every task's head is frozen: nothing is left to train."""
+        return self.frozen >= set(self.model.task_names)
 
     def losses(self, losses: dict[str, Tensor]) -> dict[str, Tensor]:
         """``losses`` with the frozen tasks' cut off from training (kept for logging)."""

@@ -119,7 +119,8 @@ class Trainer:
             logger.log(row)
             if ctx.is_main:
                 save_checkpoint(last_dir, both, optimizer, scheduler, state)
-            if state["bad_epochs"] >= cfg.patience or self._out_of_time(state["seconds"]):
+            if (state["bad_epochs"] >= cfg.patience or self._out_of_time(state["seconds"])
+                    or (self.stopper is not None and self.stopper.all_frozen)):
                 stopped_early = True
                 break
         logger.close()

@@ -119,3 +119,21 @@ def test_pcgrad_trains_a_learned_weighting_too(tmp_path: Path) -> None:
     assert weight != 1.0  # exp(-s) moved from its start at s = 0
     with pytest.raises(ValueError, match=r"train\.conflict must be 'none' or 'pcgrad'"):
         TrainConfig(conflict="cagrad")
+
+
+def test_a_run_whose_every_task_is_frozen_stops(tmp_path: Path) -> None:
+    """Regression: once every task's head was frozen, PCGrad had no gradient to stack
+    (RuntimeError: stack expects a non-empty TensorList) and the plain path none to
+    backpropagate; the run now stops there."""
+    data = planted(n_users=40, n_items=30)
+    store = write_store(data, tmp_path)
+    config = load_run_config(None, **tiny(store, **{
+        "model.tasks": ["next_item", "click"], "train.conflict": "pcgrad",
+        "train.task_patience": 1, "train.epochs": 30, "train.refit": False,
+        "train.lr": 1e-6}))  # no task gains: each is frozen one epoch after epoch 1
+    with fast_torch():
+        result = train_run(config, tmp_path / "bundle", store_dir=tmp_path)
+    assert result["epochs_run"] < 30
+    w = nn.Parameter(torch.zeros(2))
+    pcgrad([(w * 3.0).sum().detach()], [w])  # nothing to train: no gradient set
+    assert w.grad is None
