@@ -70,6 +70,21 @@ def masked_ranks(scores: np.ndarray, target: int, mask: np.ndarray) -> int:
     return int((scores[keep] >= scores[target]).sum())
 
 
+def score_all(model: Any, user: int) -> np.ndarray:
+    """The model's scores of every target-domain item id (0 = padding) for one user: its
+    ``full_sort_predict``, or ``predict`` over every item where it has none (DTCDR)."""
+    import torch
+
+    try:
+        inter = {model.TARGET_USER_ID: torch.tensor([user])}
+        return np.asarray(model.full_sort_predict(inter).reshape(-1).numpy())
+    except NotImplementedError:
+        n = int(model.target_num_items)
+        inter = {model.TARGET_USER_ID: torch.full((n,), user, dtype=torch.long),
+                 model.TARGET_ITEM_ID: torch.arange(n)}
+        return np.asarray(model.predict(inter).reshape(-1).numpy())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", required=True)
@@ -111,8 +126,7 @@ def main() -> None:
     ranks = []
     with torch.no_grad():
         for row in rows:
-            inter = {model.TARGET_USER_ID: torch.tensor([users[row["user"]]])}
-            scores = model.full_sort_predict(inter).reshape(-1).numpy()  # (one user)
+            scores = score_all(model, users[row["user"]])
             mask = np.array([items[i] for i in row["mask"]], dtype=np.int64)
             ranks.append(masked_ranks(scores, items[row["item"]], mask))
     args.out.write_text(json.dumps({
