@@ -25,7 +25,7 @@ from typing import Any
 from benchmarks.compare import CONFIGS
 from benchmarks.machine import describe
 from benchmarks.runs import Row, cached_run, config_fingerprint, short_hash, split_fingerprint
-from benchmarks.scenarios import T95
+from benchmarks.scenarios import delta_plots, interval
 from mtrec.config import to_dict
 from mtrec.eval.protocols import lower_is_better
 from mtrec.run_config import RunConfig, load_run_config
@@ -121,14 +121,9 @@ def deltas(rows: list[Row]) -> list[Row]:
                 sign = -1.0 if lower_is_better(k) else 1.0
                 groups.setdefault((r["dataset"], k, r["system"]), []).append(
                     sign * (float(v) - base))
-    out = []
-    for (dataset, metric, system), diffs in sorted(groups.items()):
-        n = len(diffs)
-        half = (T95.get(n - 1, 1.96) * statistics.stdev(diffs) / n ** 0.5) if n > 1 else 0.0
-        out.append({"dataset": dataset, "store": DATASETS[dataset][0], "metric": metric,
-                    "system": system, "seeds": n, "delta": statistics.fmean(diffs),
-                    "ci95": half})
-    return out
+    return [{"dataset": dataset, "store": DATASETS[dataset][0], "metric": metric,
+             "system": system, "seeds": len(diffs), **interval(diffs)}
+            for (dataset, metric, system), diffs in sorted(groups.items())]
 
 
 def render(summary: list[Row]) -> str:
@@ -146,20 +141,6 @@ def render(summary: list[Row]) -> str:
             f"{cells[s]['mean']:.4f} ± {cells[s]['sd']:.4f} ({cells[s]['seeds']})"
             if s in cells else "-" for s in systems) + f" | {best} |")
     return "\n".join([head, *body]) + "\n"
-
-
-def plot(rows: list[Row], folder: Path) -> list[Path]:
-    """One PNG per dataset of joint-minus-single-task bars (the report draws them as SVG)."""
-    from mtrec.report.plots import delta_bars
-
-    paths = []
-    for dataset in sorted({r["dataset"] for r in rows}):
-        bars = [(f"{r['metric']}\n{r['system']}", r["delta"], r["ci95"])
-                for r in rows if r["dataset"] == dataset]
-        path = folder / f"remedies_{dataset}.png"
-        path.write_bytes(delta_bars(bars, f"{dataset}: joint minus single-task", fmt="png"))
-        paths.append(path)
-    return paths
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -183,6 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     out = RESULTS / "remedies.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     out.with_suffix(".md").write_text(render(summary))
-    result["plots"] = [str(p) for p in plot(result["deltas"], RESULTS)]
+    result["plots"] = [str(p) for p in delta_plots(result["deltas"], RESULTS, "metric",
+                                                   "remedies", "joint minus single-task")]
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(render(summary))

@@ -175,13 +175,20 @@ def deltas(rows: list[Row]) -> list[Row]:
         if r["system"].startswith("joint-") and base is not None:
             groups.setdefault((r["dataset"], r["scenario"], r["system"]), []).append(
                 r[METRIC] - base)
-    out = []
-    for (dataset, scenario, system), diffs in sorted(groups.items()):
-        n = len(diffs)
-        half = (T95.get(n - 1, 1.96) * statistics.stdev(diffs) / n ** 0.5) if n > 1 else 0.0
-        out.append({"dataset": dataset, "scenario": scenario, "system": system, "seeds": n,
-                    "delta": statistics.fmean(diffs), "ci95": half})
-    return out
+    return [{"dataset": dataset, "scenario": scenario, "system": system, "seeds": len(diffs),
+             **interval(diffs)} for (dataset, scenario, system), diffs in sorted(groups.items())]
+
+
+def interval(diffs: list[float]) -> dict[str, float]:
+    """The mean of paired differences over seeds and its 95 % Student-t half-width (0 for
+    one seed).
+
+    >>> interval([0.1, 0.3])["delta"], round(interval([0.1, 0.3])["ci95"], 4)
+    (0.2, 1.2706)
+    """
+    n = len(diffs)
+    half = T95.get(n - 1, 1.96) * statistics.stdev(diffs) / n ** 0.5 if n > 1 else 0.0
+    return {"delta": statistics.fmean(diffs), "ci95": half}
 
 
 def render(summary: list[Row]) -> str:
@@ -220,16 +227,18 @@ def targets(summary: list[Row]) -> list[str]:
     return lines
 
 
-def plot(rows: list[Row], folder: Path) -> list[Path]:
-    """One PNG per dataset of joint-minus-alone bars (the report draws the same as SVG)."""
+def delta_plots(rows: list[Row], folder: Path, label: str, stem: str,
+                what: str) -> list[Path]:
+    """One PNG per dataset of ``rows``' paired differences (``delta`` ± ``ci95``), one bar
+    per (``label``, system): ``folder/STEM_DATASET.png`` (the report draws them as SVG)."""
     from mtrec.report.plots import delta_bars
 
     paths = []
     for dataset in sorted({r["dataset"] for r in rows}):
-        bars = [(f"{r['scenario']}\n{r['system']}", r["delta"], r["ci95"])
+        bars = [(f"{r[label]}\n{r['system']}", r["delta"], r["ci95"])
                 for r in rows if r["dataset"] == dataset]
-        path = folder / f"scenarios_{dataset}.png"
-        path.write_bytes(delta_bars(bars, f"{dataset}: joint minus alone", fmt="png"))
+        path = folder / f"{stem}_{dataset}.png"
+        path.write_bytes(delta_bars(bars, f"{dataset}: {what}", fmt="png"))
         paths.append(path)
     return paths
 
@@ -262,7 +271,8 @@ def main(argv: list[str] | None = None) -> None:
     out.write_text(json.dumps(result, indent=2) + "\n")
     out.with_suffix(".md").write_text(render(summary) + "\n" + "\n".join(
         f"- {t}" for t in result["targets"]) + "\n")
-    result["plots"] = [str(p) for p in plot(result["deltas"], RESULTS)]
+    result["plots"] = [str(p) for p in delta_plots(result["deltas"], RESULTS, "scenario",
+                                                   "scenarios", "joint minus alone")]
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(render(summary))
     print("\n".join(result["targets"]))
