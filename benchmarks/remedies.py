@@ -23,8 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.compare import CONFIGS
-from benchmarks.machine import describe
-from benchmarks.runs import Row, cached_run, config_fingerprint, short_hash, split_fingerprint
+from benchmarks.runs import (
+    Row,
+    cached_run,
+    config_fingerprint,
+    result_record,
+    short_hash,
+    split_fingerprint,
+)
 from benchmarks.scenarios import delta_plots, interval
 from mtrec.config import to_dict
 from mtrec.eval.protocols import lower_is_better
@@ -156,11 +162,8 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.datasets.split(","):
         rows += run_dataset(name, seeds, args.cached_only)
     summary = summarize(rows)
-    result = {"experiment": "remedies", "protocol": __doc__.split("\n\n")[2],
-              "rows": rows, "summary": summary, "deltas": deltas(rows),
-              "wall_seconds": round(time.perf_counter() - started, 1),
-              "machine": describe(("mtrec", "torch")),
-              "command": "python -m benchmarks remedies " + " ".join(argv or [])}
+    result = result_record("remedies", __doc__, argv, started,
+                           rows=rows, summary=summary, deltas=deltas(rows))
     out = RESULTS / "remedies.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     out.with_suffix(".md").write_text(render(summary))

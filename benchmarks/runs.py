@@ -18,6 +18,7 @@ import hashlib
 import json
 import re
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -140,3 +141,15 @@ def cached_run(comparison: str, system: str, fingerprint: dict[str, Any],
 
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def result_record(experiment: str, doc: str, argv: list[str] | None, started: float,
+                  **parts: Any) -> dict[str, Any]:
+    """A benchmark's results file: its protocol (the third paragraph of its module
+    docstring), ``parts`` (rows, summary, ...), wall time, machine and command."""
+    from benchmarks.machine import describe
+
+    return {"experiment": experiment, "protocol": doc.split("\n\n")[2], **parts,
+            "wall_seconds": round(time.perf_counter() - started, 1),
+            "machine": describe(("mtrec", "torch")),
+            "command": f"python -m benchmarks {experiment} " + " ".join(argv or [])}

@@ -27,8 +27,14 @@ from typing import Any
 
 from benchmarks.cdr import CDR_MODELS, cdr_rows
 from benchmarks.compare import best_knn
-from benchmarks.machine import describe
-from benchmarks.runs import Row, cached_run, config_fingerprint, short_hash, split_fingerprint
+from benchmarks.runs import (
+    Row,
+    cached_run,
+    config_fingerprint,
+    result_record,
+    short_hash,
+    split_fingerprint,
+)
 from mtrec.config import to_dict
 from mtrec.data.interactions import Prepared
 from mtrec.data.split import TEST
@@ -261,12 +267,9 @@ def main(argv: list[str] | None = None) -> None:
         rows += run_dataset(dataset, seeds, args.layers.split(","), args.cached_only,
                             tuple(m for m in args.cdr.split(",") if m))
     summary = summarize(rows)
-    result = {"experiment": "scenarios", "protocol": __doc__.split("\n\n")[2],
-              "rows": rows, "summary": summary, "deltas": deltas(rows),
-              "targets": targets(summary),
-              "wall_seconds": round(time.perf_counter() - started, 1),
-              "machine": describe(("mtrec", "torch")),
-              "command": "python -m benchmarks scenarios " + " ".join(argv or [])}
+    result = result_record("scenarios", __doc__, argv, started,
+                           rows=rows, summary=summary, deltas=deltas(rows),
+                           targets=targets(summary))
     out = RESULTS / "scenarios.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     out.with_suffix(".md").write_text(render(summary) + "\n" + "\n".join(

@@ -35,8 +35,14 @@ import numpy as np
 import torch
 
 from benchmarks.compare import best_knn
-from benchmarks.machine import describe
-from benchmarks.runs import Row, cached_run, config_fingerprint, short_hash, split_fingerprint
+from benchmarks.runs import (
+    Row,
+    cached_run,
+    config_fingerprint,
+    result_record,
+    short_hash,
+    split_fingerprint,
+)
 from mtrec.config import to_dict
 from mtrec.data.imports import home
 from mtrec.data.interactions import Interactions, Prepared
@@ -314,11 +320,8 @@ def main(argv: list[str] | None = None) -> None:
     for held_out in args.held_out.split(","):
         rows += run_category(held_out, pool, shares, seeds, args.cached_only)
     summary = summarize(rows)
-    result = {"experiment": "transfer", "protocol": __doc__.split("\n\n")[2],
-              "rows": rows, "summary": summary, "targets": targets(summary),
-              "wall_seconds": round(time.perf_counter() - started, 1),
-              "machine": describe(("mtrec", "torch")),
-              "command": "python -m benchmarks transfer " + " ".join(argv or [])}
+    result = result_record("transfer", __doc__, argv, started,
+                           rows=rows, summary=summary, targets=targets(summary))
     out = RESULTS / "transfer.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     tables = render_wide(summary) + "\n" + render(summary)
