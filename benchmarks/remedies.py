@@ -69,7 +69,9 @@ def run_dataset(name: str, seeds: list[int], cached_only: bool = False) -> list[
     for system, seed, chosen, extra in jobs:
         config = run_config(name, seed, chosen, extra)
         key = {"dataset": name, "system": system, "seed": seed, "split": split,
-               "protocol": PROTOCOL, "config": config_fingerprint(to_dict(config))}
+               "protocol": PROTOCOL, "config": config_fingerprint(to_dict(config)),
+               # 2: the refit freezes each task where the selection did (1: it did not)
+               **({"task_stop": 2} if "train.task_patience" in extra else {})}
         label = f"{name}-{system}-s{seed}"
 
         def run(config: RunConfig = config, label: str = label, system: str = system,

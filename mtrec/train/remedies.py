@@ -74,8 +74,12 @@ class TaskStopper:
     task's head (``model.tasks[name]``) ``patience`` epochs after its best, at its best
     weights (kept in ``folder``, so a resumed run finds them)."""
 
-    def __init__(self, model: MultiTaskRecommender, patience: int, folder: Path) -> None:
+    def __init__(self, model: MultiTaskRecommender, patience: int, folder: Path,
+                 schedule: dict[str, int] | None = None) -> None:
+        """``schedule``: freeze each named task at the end of that epoch, with its weights
+        then, whatever the metrics (a refit repeating the selection run's freezes)."""
         self.model, self.patience, self.folder = model, patience, folder
+        self.schedule = schedule
         self.best: dict[str, tuple[float, int]] = {}
         self.frozen: set[str] = set()
 
@@ -85,6 +89,8 @@ class TaskStopper:
 
     def update(self, metrics: dict[str, float], epoch: int) -> list[str]:
         """After validating ``epoch``: the tasks frozen now."""
+        if self.schedule is not None:
+            return self._scheduled(epoch)
         newly = []
         for task in self.model.task_names:
             name = main_metric(task)
@@ -100,6 +106,20 @@ class TaskStopper:
                 self.freeze(task)
                 newly.append(task)
         return newly
+
+    def _scheduled(self, epoch: int) -> list[str]:
+        assert self.schedule is not None
+        due = sorted(t for t, e in self.schedule.items() if e <= epoch and t not in self.frozen)
+        for task in due:  # its weights now are the ones to keep
+            self.best[task] = (0.0, self.schedule[task])
+            self.folder.mkdir(parents=True, exist_ok=True)
+            save_weights(self.folder / f"{task}.safetensors", self._head(task).state_dict())
+            self.freeze(task)
+        return due
+
+    def frozen_at(self) -> dict[str, int]:
+        """Each frozen task's own best epoch."""
+        return {t: self.best[t][1] for t in sorted(self.frozen) if t in self.best}
 
     def freeze(self, task: str) -> None:
         head = self._head(task)

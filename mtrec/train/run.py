@@ -215,7 +215,7 @@ def train_run(config: RunConfig, out_dir: Path, root: Path | None = None,
         lags = None if model.text_match is None else model.text_match.lag_weight.detach().clone()
         del model  # (the selected model is not kept in memory during the refit)
         model, refit = _refit(config, prepared, vectors, metric, result.best_epoch, out_dir,
-                              resume)
+                              resume, result.frozen_at)
         if model.text_match is not None and lags is not None:
             model.text_match.lag_weight.copy_(lags)
     tuned = None  # a fine-tuned encoder: re-encode the catalog once, save it with the bundle
@@ -232,8 +232,11 @@ def train_run(config: RunConfig, out_dir: Path, root: Path | None = None,
                          autocast=config.train.bf16, rolling=prepared.causal_parts),
     }
     summary = _summary(config, prepared, result, metric, time.perf_counter() - started)
+    if result.frozen_at:  # per-task early stopping: each frozen task's own best epoch
+        summary["frozen_at"] = result.frozen_at
     if refit is not None:
-        summary["refit"] = {"epochs": refit.epochs_run, "seconds": round(refit.seconds, 1)}
+        summary["refit"] = {"epochs": refit.epochs_run, "seconds": round(refit.seconds, 1),
+                            **({"frozen_at": refit.frozen_at} if refit.frozen_at else {})}
     summary["curve"] = _curve(result, metric)
     summary["budget"] = {"max_len": budget.max_len, "epochs": budget.epochs,
                          "patience": budget.patience, "steps_per_epoch": budget.steps_per_epoch,
@@ -253,12 +256,15 @@ def train_run(config: RunConfig, out_dir: Path, root: Path | None = None,
 
 
 def _refit(config: RunConfig, prepared: Prepared, vectors: torch.Tensor | None, metric: str,
-           epochs: int, out_dir: Path, resume: bool = False
+           epochs: int, out_dir: Path, resume: bool = False,
+           frozen_at: dict[str, int] | None = None
            ) -> tuple[MultiTaskRecommender, TrainResult]:
     """Retrain from scratch on train + valid for the epoch count chosen on valid (the
     reported valid metrics stay those of the selected model; test is untouched).  With
     ``resume`` a killed refit continues from its own last checkpoint.  ``max_minutes`` bounds
-    the selection only: the refit runs its epochs (fewer would end the schedule early)."""
+    the selection only: the refit runs its epochs (fewer would end the schedule early).  A
+    task frozen in the selection (``frozen_at``: its best epoch) is frozen at that epoch here
+    too."""
     torch.manual_seed(config.train.seed)
     np.random.seed(config.train.seed)
     # (items first seen in valid train their own ID rows here)
@@ -267,7 +273,7 @@ def _refit(config: RunConfig, prepared: Prepared, vectors: torch.Tensor | None, 
     weighting = build_weighting(config.weighting, model.task_names)
     train_config = replace(config.train, epochs=max(1, epochs), patience=10**6, max_minutes=0.0)
     result = Trainer(model, weighting, batcher, train_config, metric, None,
-                     out_dir / "refit").fit(resume)
+                     out_dir / "refit", freeze_at=frozen_at or {}).fit(resume)
     return model, result
 
 

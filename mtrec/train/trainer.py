@@ -13,7 +13,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,8 @@ class TrainResult:
     seconds: float
     stopped_early: bool
     history: list[dict[str, Any]]
+    # per-task early stopping: each frozen task's own best epoch (its head's weights)
+    frozen_at: dict[str, int] = field(default_factory=dict)
 
 
 Evaluator = Callable[[MultiTaskRecommender], dict[str, float]]
@@ -53,14 +55,18 @@ class Trainer:
     def __init__(self, model: MultiTaskRecommender, weighting: TaskWeighting,
                  batcher: SequenceBatcher, config: TrainConfig, metric: str,
                  evaluate: Evaluator | None, out_dir: Path,
-                 objective: nn.Module | None = None) -> None:
-        """``objective``: the loss module to train (around ``model``; default its tasks')."""
+                 objective: nn.Module | None = None,
+                 freeze_at: dict[str, int] | None = None) -> None:
+        """``objective``: the loss module to train (around ``model``; default its tasks').
+        ``freeze_at``: with ``task_patience``, freeze each named task's head at the end of
+        that epoch instead of on validation (a refit repeating the selection's freezes)."""
         self.model, self.weighting, self.batcher = model, weighting, batcher
         self.objective = objective
         self.config, self.metric, self.evaluate, self.out_dir = config, metric, evaluate, out_dir
         self.ctx = dist_utils.DistContext()
         self.augment: SequenceAugmenter | None = None
         self.stopper: TaskStopper | None = None
+        self.freeze_at = freeze_at
         self._generator = torch.Generator().manual_seed(config.seed)  # PCGrad's task orders
 
     def fit(self, resume: bool = False) -> TrainResult:
@@ -85,8 +91,8 @@ class Trainer:
         state: dict[str, Any] = {"epoch": 0, "best_value": None, "best_epoch": 0,
                                  "bad_epochs": 0, "history": [], "seconds": 0.0}
         last_dir = self.out_dir / "checkpoint" / "last"
-        self.stopper = (TaskStopper(self.model, cfg.task_patience, last_dir.parent / "tasks")
-                        if cfg.task_patience else None)
+        self.stopper = (TaskStopper(self.model, cfg.task_patience, last_dir.parent / "tasks",
+                                    self.freeze_at) if cfg.task_patience else None)
         if resume and has_checkpoint(last_dir):
             state = load_checkpoint(last_dir, both, optimizer, scheduler)
             _log(ctx, f"resumed from {last_dir} after epoch {state['epoch']}")
@@ -126,8 +132,9 @@ class Trainer:
         logger.close()
         dist_utils.barrier(ctx)
         load_checkpoint(self.out_dir / "checkpoint" / "best", self.model, restore_rng=False)
+        frozen = self.stopper.frozen_at() if self.stopper is not None else {}
         return TrainResult(state["best_epoch"], state["best_value"], state["epoch"],
-                           state["seconds"], stopped_early, state["history"])
+                           state["seconds"], stopped_early, state["history"], frozen)
 
     def _validate(self, ctx: dist_utils.DistContext, state: dict[str, Any], epoch: int,
                   losses: dict[str, float]) -> dict[str, Any]:
@@ -204,8 +211,8 @@ class Trainer:
         metrics = {k[len("valid/"):]: v for k, v in row.items() if k.startswith("valid/")}
         for task in self.stopper.update(metrics, epoch):
             best = self.stopper.best[task][1]
-            _log(ctx, f"task {task}: no gain since epoch {best}; its head is frozen at "
-                      f"epoch {best} while the other tasks go on")
+            _log(ctx, f"task {task}: its head is frozen at epoch {best} (its own best) while "
+                      "the other tasks go on")
         row["frozen"] = ",".join(sorted(self.stopper.frozen))
         state["task_stop"] = self.stopper.state()
 

@@ -137,3 +137,34 @@ def test_a_run_whose_every_task_is_frozen_stops(tmp_path: Path) -> None:
     w = nn.Parameter(torch.zeros(2))
     pcgrad([(w * 3.0).sum().detach()], [w])  # nothing to train: no gradient set
     assert w.grad is None
+
+
+def test_a_refit_freezes_each_task_where_the_selection_did(tmp_path: Path) -> None:
+    """The refit (train + valid, no validation) repeats the selection's freezes: each frozen
+    task's head stops at its own best epoch there too, not at the end."""
+    data = planted(n_users=60, n_items=30)
+    store = write_store(data, tmp_path)
+    config = load_run_config(None, **tiny(store, **{
+        "model.tasks": ["next_item", "click", "rating"], "train.task_patience": 1,
+        "train.epochs": 8, "train.refit": True}))
+    with fast_torch():
+        result = train_run(config, tmp_path / "bundle", store_dir=tmp_path)
+    chosen = result["frozen_at"]
+    assert chosen, "no task was frozen in the selection run"
+    expected = {t: e for t, e in chosen.items() if e <= result["refit"]["epochs"]}
+    assert result["refit"].get("frozen_at", {}) == expected
+
+
+def test_a_schedule_freezes_at_the_given_epoch(tmp_path: Path) -> None:
+    config = load_run_config(None, **tiny(tmp_path / "none.duckdb", **{
+        "model.tasks": ["next_item", "click"]}))
+    model = build_model(config.model, 20, 2, None)
+    stopper = TaskStopper(model, 1, tmp_path / "tasks", schedule={"click": 2})
+    first = next(model.tasks["click"].parameters())
+    assert stopper.update({}, 1) == []
+    with torch.no_grad():
+        first.add_(1.0)
+    at_two = first.detach().clone()
+    assert stopper.update({}, 2) == ["click"]
+    assert torch.equal(first, at_two) and not first.requires_grad
+    assert stopper.frozen_at() == {"click": 2}
