@@ -47,6 +47,7 @@ REMEDIES: dict[str, dict[str, Any]] = {
     "joint + task stop": {"train.task_patience": 2},
     "joint + both": {"train.conflict": "pcgrad", "train.task_patience": 2}}
 RESULTS = Path(__file__).parent / "results"
+SKILL = "skill over single-task: AUC / NDCG difference, minus the RMSE difference (95 % CI)"
 BENCH = Path(".mtrec/bench/remedies")
 PROTOCOL = 1
 
@@ -170,6 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     out.write_text(json.dumps(result, indent=2) + "\n")
     out.with_suffix(".md").write_text(render(summary))
     result["plots"] = [str(p) for p in delta_plots(result["deltas"], RESULTS, "metric",
-                                                   "remedies", "joint minus single-task")]
+                                                   "remedies", "joint minus single-task",
+                                                   xlabel=SKILL)]
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(render(summary))

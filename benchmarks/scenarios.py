@@ -233,10 +233,11 @@ def targets(summary: list[Row]) -> list[str]:
     return lines
 
 
-def delta_plots(rows: list[Row], folder: Path, label: str, stem: str,
-                what: str) -> list[Path]:
+def delta_plots(rows: list[Row], folder: Path, label: str, stem: str, what: str,
+                **options: str) -> list[Path]:
     """One PNG per dataset of ``rows``' paired differences (``delta`` ± ``ci95``), one bar
-    per (``label``, system): ``folder/STEM_DATASET.png`` (the report draws them as SVG)."""
+    per (``label``, system): ``folder/STEM_DATASET.png`` (the report draws them as SVG);
+    ``options`` go to :func:`mtrec.report.plots.delta_bars` (``xlabel``)."""
     from mtrec.report.plots import delta_bars
 
     paths = []
@@ -244,7 +245,7 @@ def delta_plots(rows: list[Row], folder: Path, label: str, stem: str,
         bars = [(f"{r[label]}\n{r['system']}", r["delta"], r["ci95"])
                 for r in rows if r["dataset"] == dataset]
         path = folder / f"{stem}_{dataset}.png"
-        path.write_bytes(delta_bars(bars, f"{dataset}: {what}", fmt="png"))
+        path.write_bytes(delta_bars(bars, f"{dataset}: {what}", fmt="png", **options))
         paths.append(path)
     return paths
 

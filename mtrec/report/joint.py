@@ -53,7 +53,8 @@ def remedies_section(folder: Path | None, dataset: str) -> Section | None:
     section = Section("remedies", "Joint training vs one model per task")
     section.blocks.append(Figure("task_deltas", plots.delta_bars(
         [(f"{r['metric']} / {r['system']}", r["delta"], r["ci95"]) for r in rows],
-        f"{dataset}: joint minus single-task"),
+        f"{dataset}: joint minus single-task",
+        xlabel="skill over single-task: AUC / NDCG difference, minus the RMSE difference"),
         "Each joint model's skill minus the single-task model's on each task's main test "
         "metric (AUC or NDCG: the difference; RMSE: minus the difference), paired by seed; "
         "bars: 95 % interval over seeds"))

@@ -255,8 +255,9 @@ def share_curves(series: Mapping[str, Sequence[tuple[float, float, float]]], tit
 
 
 
-def delta_bars(bars: Sequence[tuple[str, float, float]], title: str,
-               fmt: str = "svg") -> bytes:
+def delta_bars(bars: Sequence[tuple[str, float, float]], title: str, fmt: str = "svg",
+               xlabel: str = "test NDCG@10, joint minus alone (95 % interval over seeds)"
+               ) -> bytes:
     """Horizontal bars of ``(label, mean difference, 95 % half-width)``, a line at 0: what
     one model over several scenarios (or tasks) gains over one model per scenario."""
     with _figure(WIDTH, 0.9 + 0.32 * max(len(bars), 1)) as (fig, ax):
@@ -266,5 +267,5 @@ def delta_bars(bars: Sequence[tuple[str, float, float]], title: str,
         ax.axvline(0.0, color="black", linewidth=0.8)
         ax.set_yticks(y, [b[0] for b in bars], fontsize=7)
         ax.invert_yaxis()
-        ax.set(title=title, xlabel="test NDCG@10, joint minus alone (95 % interval over seeds)")
+        ax.set(title=title, xlabel=xlabel)
         return _svg(fig, fmt)
