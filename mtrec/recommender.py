@@ -75,8 +75,7 @@ class Recommender:
         model = build_model(config.model, meta["n_items"], meta["n_scenarios"], vectors)
         model.load_state_dict(weights)
         catalog = bundle.read_catalog(path)
-        if catalog.scoped:
-            model.set_item_scope(catalog.item_scenarios)
+        model.set_item_scope(catalog.item_scenarios)  # (empty: nothing scoped)
         rec = cls(model, meta, catalog, bundle.read_interactions(path), config.rank)
         if has_policy(path):
             policy, popularity, info = load_policy(path)

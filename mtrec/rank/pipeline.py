@@ -15,6 +15,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from mtrec.models.fast_ops import out_of_scope
 from mtrec.models.model import ItemTables, MultiTaskRecommender, UserStates
 from mtrec.rank import build_stages
 from mtrec.rank.base import Candidates, RankContext, RankRequest, Stage
@@ -48,8 +49,7 @@ def scoped_exclude(scope: torch.Tensor | None, scenario: int,
     exclude = np.asarray(exclude, dtype=np.int64)
     if scope is None:
         return exclude
-    codes = scope.numpy()
-    outside = np.flatnonzero((codes != 0) & (codes != scenario))
+    outside = np.flatnonzero(out_of_scope(scope, torch.tensor([scenario]))[0].numpy())
     return np.union1d(exclude, outside).astype(np.int64)
 
 

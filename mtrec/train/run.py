@@ -123,8 +123,7 @@ def build(config: RunConfig, prepared: Prepared, vectors: torch.Tensor | None,
     if tuner is not None and vectors is not None:  # tuning rewrites the cache in place:
         vectors = vectors.clone()  # the caller's (a refit's start) stay the pretrained ones
     model = build_model(config.model, cat.n_items, len(cat.scenarios), vectors, tuner, tasks)
-    if cat.scoped:  # a multi-scenario catalog: each item ranked in its own scenario only
-        model.set_item_scope(cat.item_scenarios)
+    model.set_item_scope(cat.item_scenarios)  # each item ranked in its scenario (if scoped)
     if vectors is not None:  # items never seen in training are served from their text alone
         seen = np.bincount(data.item[np.isin(data.part, train_parts)],
                            minlength=cat.n_items + 1) > 0
