@@ -18,11 +18,17 @@ ConfigFile = Annotated[Path | None, typer.Option(
 def train(
     dataset: Annotated[str | None, typer.Option(
         help="Dataset name (registered, or imported into --store-dir) or a .duckdb store "
-             "file (default amazon-beauty).")] = None,
+             "file (default amazon-beauty); several joined by '+' are one multi-source "
+             "dataset, each part a scenario.")] = None,
     tasks: Annotated[str | None, typer.Option(
         help="Comma-separated tasks, e.g. next_item,rating,like,engagement.")] = None,
     config: ConfigFile = None,
-    protocol: Annotated[str | None, typer.Option(help="Split protocol (default loo).")] = None,
+    protocol: Annotated[str | None, typer.Option(
+        help="Split protocol (default loo); for a multi-source dataset one, or one per part "
+             "joined by '/' (loo/source).")] = None,
+    item_ids: Annotated[str | None, typer.Option(
+        help="Multi-source dataset: 'shared' (an item id in two parts is one item; texts "
+             "must agree) or 'per-source' (ids prefixed with their part).")] = None,
     epochs: Annotated[int | None, typer.Option(
         help="Most epochs (early stop may end first); 0: from the data (the default).")] = None,
     max_minutes: Annotated[float | None, typer.Option(
@@ -51,6 +57,7 @@ def train(
     with _user_errors():
         run = load_run_config(
             config, **{"data.dataset": dataset, "data.protocol": protocol,
+                       "data.item_ids": item_ids,
                        "model.tasks": tasks.split(",") if tasks else None,
                        "train.epochs": epochs, "train.seed": seed,
                        "train.max_minutes": max_minutes, "train.refit": refit,

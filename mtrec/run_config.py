@@ -163,6 +163,14 @@ class DataConfig:
     protocol: str = "loo"
     kcore: int = 0
     scenarios: tuple[str, ...] = ()  # train on these scenarios only (empty = all)
+    # a multi-source dataset ("a+b"): are item ids one namespace ("shared": an id in two
+    # parts is one item) or one per part ("per-source")?  See mtrec.data.multi_source.
+    item_ids: str = "shared"
+
+    def __post_init__(self) -> None:
+        if self.item_ids not in ("shared", "per-source"):
+            raise ValueError(f"data.item_ids must be 'shared' or 'per-source', got "
+                             f"{self.item_ids!r}")
 
 
 @dataclass(frozen=True)

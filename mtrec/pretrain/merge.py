@@ -15,6 +15,7 @@ import numpy as np
 
 from mtrec.config import ConfigError
 from mtrec.data.interactions import Catalog, Interactions, Prepared
+from mtrec.data.multi_source import running_totals
 
 SCENARIO = "pretrain"
 
@@ -48,7 +49,7 @@ def merge(prepared: Sequence[Prepared]) -> Prepared:
                     if all(p.catalog.categories for p in prepared) else []))
     parts = [p.interactions for p in prepared]
     offsets = [np.asarray(d.offsets[1:]) + shift
-               for d, shift in zip(parts, _running_totals(parts), strict=True)]
+               for d, shift in zip(parts, running_totals(parts), strict=True)]
     interactions = Interactions(
         user=np.concatenate([d.user + s for d, s in zip(parts, user_shift, strict=False)]),
         item=np.concatenate([d.item + s for d, s in zip(parts, item_shift, strict=False)]),
@@ -62,8 +63,3 @@ def merge(prepared: Sequence[Prepared]) -> Prepared:
     return Prepared("+".join(p.dataset for p in prepared), "/".join(protocols), catalog,
                     interactions, {p.dataset: p.split_report for p in prepared},
                     all(p.ordered for p in prepared))
-
-
-def _running_totals(parts: Sequence[Interactions]) -> list[int]:
-    """How many interactions come before each dataset's."""
-    return [int(x) for x in np.cumsum([0, *(len(d) for d in parts[:-1])])]

@@ -23,6 +23,7 @@ from mtrec.config import ConfigError, to_dict
 from mtrec.data.clean import CleanConfig
 from mtrec.data.imports import find_store, home
 from mtrec.data.interactions import Interactions, Prepared, prepare
+from mtrec.data.multi_source import keep_scenarios, merge_sources, part_protocols, source_parts
 from mtrec.data.split import TEST, TRAIN, VALID, SplitConfig
 from mtrec.data.store import Store
 from mtrec.eval.protocols import evaluate
@@ -41,20 +42,43 @@ from mtrec.train.weighting import build_weighting
 
 def prepare_run(config: RunConfig, root: Path | None = None,
                 store_dir: Path | None = None) -> Prepared:
-    """Dataset, split and task labels, with every check that needs no model."""
+    """Dataset, split and task labels, with every check that needs no model.  A
+    multi-source dataset (``"a+b"``) prepares each part on its own, then joins them."""
     check_task_names(config.model.tasks)
-    name = config.data.dataset
-    with Store.open(find_store(name, store_dir, root)) as store:
-        _check_requirements(store, config, name)
-        prepared = prepare(store, name, SplitConfig(config.data.protocol),
-                           CleanConfig(kcore=config.data.kcore), config.data.scenarios)
-    _check_scenarios(prepared, config.data.scenarios)
+    name, data = config.data.dataset, config.data
+    parts = source_parts(name)
+    if parts:
+        prepared = merge_sources([_prepare_one(config, part, protocol, (), root, store_dir)
+                                  for part, protocol in
+                                  zip(parts, part_protocols(data.protocol, parts),
+                                      strict=True)], data.item_ids)
+        _check_scenarios(prepared, data.scenarios)
+        prepared = keep_scenarios(prepared, data.scenarios)
+    else:
+        prepared = _prepare_one(config, name, data.protocol, data.scenarios, root, store_dir)
     if not (prepared.interactions.part == TRAIN).any():
         raise TaskError(f"{name}: the training split is empty")
     return prepared
 
 
-def _check_requirements(store: Store, config: RunConfig, name: str) -> None:
+def _prepare_one(config: RunConfig, name: str, protocol: str, scenarios: tuple[str, ...],
+                 root: Path | None, store_dir: Path | None) -> Prepared:
+    with Store.open(find_store(name, store_dir, root)) as store:
+        _check_requirements(store, config, name, protocol)
+        prepared = prepare(store, name, SplitConfig(protocol),
+                           CleanConfig(kcore=config.data.kcore), scenarios)
+    _check_scenarios(prepared, scenarios)
+    return prepared
+
+
+def store_of(config: RunConfig, store_dir: Path | None = None,
+             root: Path | None = None) -> Path | None:
+    """The store a run trains from (none for a multi-source dataset: one per part)."""
+    name = config.data.dataset
+    return None if source_parts(name) else find_store(name, store_dir, root).resolve()
+
+
+def _check_requirements(store: Store, config: RunConfig, name: str, protocol: str) -> None:
     """What each task class declares it needs: timestamps, a split protocol."""
     for task in config.model.tasks:
         cls = task_class(task)
@@ -63,7 +87,7 @@ def _check_requirements(store: Store, config: RunConfig, name: str) -> None:
             if timed < total:
                 raise TaskError(f"task {task!r} needs timestamps on every event; {name} has "
                                 f"{timed:,} of {total:,}")
-        if cls.protocols and config.data.protocol not in cls.protocols:
+        if cls.protocols and protocol not in cls.protocols:
             raise TaskError(f"task {task!r} needs the {' or '.join(map(repr, cls.protocols))} "
                             f"protocol: its labels look ahead in time, which only a global "
                             f"time cut keeps out of {name}'s validation and test parts")
@@ -248,7 +272,7 @@ def train_run(config: RunConfig, out_dir: Path, root: Path | None = None,
     if fusion:
         summary["text_match"] = {"scale": _scale(model), "valid_ndcg@10_by_scale": fusion}
     bundle.save(out_dir, config, prepared, model, {**summary, **metrics},
-                store=find_store(config.data.dataset, store_dir, root).resolve(),
+                store=store_of(config, store_dir, root),
                 text_encoder=tuned)
     shutdown(ctx)
     return {**summary, **metrics}

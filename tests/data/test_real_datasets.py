@@ -180,3 +180,28 @@ def test_cross_domain_pairs_keep_each_domain_apart(name: str, real_stores: Path)
     held = d.part != TRAIN
     assert not any(p in train for p in zip(d.user[held].tolist(), d.item[held].tolist(),
                                            strict=True))
+
+
+def test_amazon_three_scenarios_refuse_shared_ids_then_join_per_source(
+        real_stores: Path) -> None:
+    """Scientific and Office list 11 of the same ASINs with differently written texts: as
+    one namespace they are refused, naming the ids; per source, the three categories join
+    as three scenarios, each owning its catalog."""
+    from mtrec.config import ConfigError
+    from mtrec.run_config import load_run_config
+    from mtrec.train.run import prepare_run
+
+    name = "amazon-beauty+amazon-scientific+amazon-office"
+    overrides = {"data.dataset": name, "data.protocol": "loo/source/source"}
+    with pytest.raises(ConfigError, match=r"11 item ids are in several parts with different "
+                                          r"texts.*B00AQ2BZZQ"):
+        prepare_run(load_run_config(None, **overrides), store_dir=real_stores)
+    merged = prepare_run(load_run_config(None, **overrides, **{"data.item_ids": "per-source"}),
+                         store_dir=real_stores)
+    cat = merged.catalog
+    assert cat.scenarios == ("", "amazon-beauty", "amazon-scientific", "amazon-office")
+    assert cat.n_items == EXPECTED["amazon-beauty"][1] + EXPECTED["amazon-scientific"][1] \
+        + EXPECTED["amazon-office"][1]
+    assert len(cat.user_ids) == sum(EXPECTED[p][0] for p in name.split("+"))
+    assert cat.scoped and (cat.item_scenarios[merged.interactions.item]
+                           == merged.interactions.scenario).all()
