@@ -13,9 +13,13 @@ run() {
   local rc=$?
   echo "$(date -u +%FT%TZ) exit $rc: $*" >> "$log"
 }
-run scenarios --datasets amazon-phone-electronic --seeds 0
-run remedies --datasets ml100k --seeds 0,1,2
+three=amazon-beauty+amazon-scientific+amazon-office
+run scenarios --datasets $three --seeds 0 --layers plain
+run scenarios --datasets amazon-phone-electronic --seeds 0 --layers plain
+run scenarios --datasets $three --seeds 0
 run scenarios --datasets amazon-phone-electronic --seeds 0 --cdr CMF
+run remedies --datasets ml100k --seeds 0,1,2
+run scenarios --datasets $three --seeds 0,1,2
 run scenarios --datasets amazon-phone-electronic --seeds 0,1,2
 run remedies --datasets jdata --seeds 0,1,2
 run scenarios --datasets amazon-phone-electronic --seeds 0,1,2 --cdr CMF,DTCDR,CoNet

@@ -74,7 +74,9 @@ INERT = ((("train", "init"), ""),  # from scratch
          (("train", "conflict"), "none"),  # the summed gradient
          (("train", "task_patience"), 0),  # no per-task early stopping
          (("model", "text", "lr"), None),  # None: read only when the encoder is fine-tuned
-         (("model", "text", "tune_items"), None))
+         (("model", "text", "tune_items"), None),
+         (("train", "shuffle_unordered"), False),  # the one fixed order
+         (("data", "item_ids"), "shared"))  # (read by multi-source datasets only)
 
 
 def config_fingerprint(config: dict[str, Any]) -> dict[str, Any]:

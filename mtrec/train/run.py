@@ -154,7 +154,8 @@ def build(config: RunConfig, prepared: Prepared, vectors: torch.Tensor | None,
         model.item_tower.set_text_only(torch.from_numpy(np.flatnonzero(~seen[1:]) + 1))
     return model, SequenceBatcher(data, config.model.user.max_len, task_labels(model, data),
                                   train_parts=train_parts, exclude=_filtered(config, data),
-                                  per_scenario=cat.scoped)
+                                  per_scenario=cat.scoped,
+                                  reorder=config.train.shuffle_unordered and not prepared.ordered)
 
 
 def budgeted(config: RunConfig, prepared: Prepared) -> tuple[RunConfig, Budget]:

@@ -113,6 +113,7 @@ class Trainer:
                                        self.batcher.train_lengths())
             if self.augment is not None:  # the same draws after a resume
                 self.augment.reseed((cfg.seed, epoch, ctx.rank))
+            self.batcher.reseed((cfg.seed, epoch, ctx.rank, 1))
             losses = self._epoch(engine, optimizer, scheduler, steps, epoch)
             self.weighting.end_epoch(_mean_over_ranks(losses, ctx))
             row = self._validate(ctx, state, epoch, losses)

@@ -28,3 +28,18 @@ def test_deltas_are_paired_by_seed_with_a_t_interval() -> None:
 def test_targets_compare_the_best_joint_model_with_alone() -> None:
     (line,) = targets(summarize(_rows()))
     assert line.startswith("d / phone: best joint (joint-star) 0.0143 vs alone 0.0110 = +30.3%")
+
+
+def test_each_dataset_runs_its_own_protocol_and_model() -> None:
+    """The pairs: ID only, a fresh order every epoch (they have none); the three Amazon
+    categories: each split as in its own benchmark, ids per source, text + ID."""
+    from benchmarks.scenarios import PAIRS, THREE, run_config
+
+    for pair in PAIRS:
+        c = run_config(pair, 1, "star", ("phone",))
+        assert c.train.shuffle_unordered and not c.model.item.use_text
+        assert (c.data.protocol, c.data.scenarios, c.model.mtl.kind) == (
+            "source", ("phone",), "star")
+    three = run_config(THREE, 0)
+    assert (three.data.protocol, three.data.item_ids) == ("loo/source/source", "per-source")
+    assert three.model.item.use_text and three.train.seed == 0 and not three.train.refit

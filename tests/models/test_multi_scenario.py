@@ -8,7 +8,7 @@ a taste (one of 5 groups) and interacts, in both domains, with items of that gro
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -151,3 +151,33 @@ def test_the_service_serves_each_scenario_its_own_items(client: TestClient) -> N
         assert ids and all(i.startswith(f"{scenario}:") for i in ids), (scenario, ids)
     r = client.post("/v1/recommend", json={"user_id": "u3", "k": 8, "scenario": "c"})
     assert r.status_code == 404 and "unknown scenario 'c'" in r.text
+
+
+def test_unordered_training_sequences_are_redrawn_each_epoch(tmp_path: Path) -> None:
+    """train.shuffle_unordered: on data without an order, each training sequence is a fresh
+    permutation of the user's training interactions (the same after a reseed), and never
+    on ordered data."""
+    from mtrec.train.run import build
+
+    store = two_domains(tmp_path / "s.duckdb")
+    config = load_run_config(None, **{**tiny(store, **{"data.protocol": "source"}),
+                                      "train.shuffle_unordered": True})
+    prepared = prepare_run(config, store_dir=tmp_path)
+    _, batcher = build(config, prepared, None)
+    assert batcher.reorder
+    data, users = prepared.interactions, np.arange(N_USERS)
+    own = [np.sort(data.item[(data.user == u) & (data.part == TRAIN)]) for u in users]
+
+    def inputs(seed: int) -> list[np.ndarray]:
+        batcher.reseed(seed)
+        batch = batcher.train_batch(users)
+        return [row[row > 0].numpy() for row in batch.items]
+
+    first, again, other = inputs(1), inputs(1), inputs(2)
+    # the inputs are all training items but the last one drawn (the begin token is -1)
+    assert all(set(f) < set(o) and len(f) == len(o) - 1 for f, o in zip(first, own, strict=True))
+    assert all((f == g).all() for f, g in zip(first, again, strict=True))
+    assert sum(not np.array_equal(f, g) for f, g in zip(first, other, strict=True)) > N_USERS // 2
+    ordered = replace(prepared, ordered=True)
+    assert not build(config, ordered, None)[1].reorder
+    assert not build(_config(store), prepared, None)[1].reorder  # off by default
