@@ -9,10 +9,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from mtrec.cli import app
 from mtrec.config import ConfigError
 from mtrec.data.interactions import Prepared
 from mtrec.data.split import TEST
+from mtrec.recommender import Recommender
 from mtrec.report.scenarios import evaluate_scenarios
 from mtrec.run_config import load_run_config
 from mtrec.train.evaluate import evaluate_bundle
@@ -119,3 +122,15 @@ def test_a_multi_source_model_trains_and_is_evaluated_per_scenario(stores: Path,
         alone = _prepare(stores, name)
         chance = random_ndcg_at_10(alone, TEST)
         assert got.by_scenario[name]["next_item/ndcg@10"] > 2 * chance
+    rec = Recommender.load(tmp_path / "b")  # served: the request's scenario picks the items
+    for name in ("a", "c"):
+        top = rec.recommend("a:u00001", k=5, scenario=name)
+        assert top and all(r.item_id.startswith(f"{name}:") for r in top)
+
+
+def test_the_cli_refuses_shared_ids_with_different_texts(stores: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["train", "--dataset", "a+c", "--store-dir", str(stores),
+                                      "--out", str(tmp_path / "b")])
+    assert result.exit_code != 0
+    assert "item ids are in several parts with different texts" in result.output
+    assert "i00000" in result.output and not (tmp_path / "b").exists()
