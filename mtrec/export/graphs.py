@@ -137,7 +137,7 @@ def export_user_tower(model: MultiTaskRecommender, tables: ItemTables, batch: Ba
 
 def export_heads(model: MultiTaskRecommender, out: Path) -> Path | None:
     """Write ``out/heads.onnx`` (None, and no file, when the model has no pointwise task)."""
-    if model.mtl is None:
+    if model.mtl is None or not model.pointwise_tasks():  # (star / pepnet: next-item only)
         return None
     dim = model.item_tower.config.dim
     rows = torch.linspace(-1.0, 1.0, 3 * dim).reshape(3, dim)

@@ -33,8 +33,8 @@ def compress(weights: dict[str, torch.Tensor], keys: tuple[str, ...], kind: str
     out = dict(weights)
     for key in keys:
         table = weights.get(key)
-        if table is None or kind == "float32":
-            continue
+        if table is None or kind == "float32" or not table.numel():
+            continue  # (an ID-only model's text table is [N + 1, 0]: nothing to pack)
         if kind == "float16":
             out[key] = table.to(torch.float16)
             continue

@@ -44,12 +44,13 @@ class StarLinear(nn.Module):
         self.own_bias = nn.Parameter(torch.zeros(n_scenarios, n_out))
 
     def forward(self, x: torch.Tensor, scenario: torch.Tensor) -> torch.Tensor:
-        out = x.new_empty(*x.shape[:-1], self.weight.shape[1])
-        for s in torch.unique(scenario).tolist():  # rows grouped by scenario: one matmul each
-            rows = scenario == s
-            w = (self.weight * self.own_weight[s]).to(x.dtype)
-            out[rows] = x[rows] @ w + (self.bias + self.own_bias[s]).to(x.dtype)
-        return out
+        # every scenario's product for every row, then each row's own: no data-dependent
+        # control flow, so the exported (traced) graph serves any mix of scenarios
+        weights = (self.weight * self.own_weight).to(x.dtype)  # [S, in, out]
+        every = torch.einsum("...i,sio->...so", x, weights)  # [..., S, out]
+        index = scenario[..., None, None].expand(*scenario.shape, 1, every.shape[-1])
+        own = every.gather(-2, index).squeeze(-2)
+        return own + (self.bias + self.own_bias[scenario]).to(x.dtype)
 
 
 class PartitionedNorm(nn.Module):
