@@ -135,11 +135,58 @@ def deltas(rows: list[Row]) -> list[Row]:
             for (dataset, metric, system), diffs in sorted(groups.items())]
 
 
-def render(summary: list[Row]) -> str:
-    """One row per (dataset, task metric), one column per system."""
+def best_peers(name: str, results: Path = RESULTS) -> list[Row]:
+    """The best torch-rechub figure per task metric of dataset ``name``, from its
+    comparison (``compare_NAME.json``: the same split, each peer early-stopped on
+    validation, seed 0); none when that comparison has not run."""
+    path = results / f"compare_{name}.json"
+    if not path.is_file():
+        return []
+    wanted = {main_metric(t) for t in DATASETS[name][2]}
+    best: dict[str, Row] = {}
+    for row in json.loads(path.read_text())["rows"]:
+        if not str(row.get("system", "")).startswith("torch-rechub"):
+            continue
+        for metric, value in row.get("metrics", {}).items():
+            if metric not in wanted:
+                continue
+            sign = -1.0 if lower_is_better(metric) else 1.0
+            if metric not in best or sign * value > sign * best[metric]["mean"]:
+                best[metric] = {"dataset": name, "metric": metric,
+                                "system": f"{row['system']} {row.get('model', '')}".strip(),
+                                "seeds": 1, "mean": float(value), "sd": 0.0}
+    return [best[m] for m in sorted(best)]
+
+
+def targets(summary: list[Row], peers: list[Row]) -> list[str]:
+    """Per task: the joint model vs the single-task model and vs the best torch-rechub."""
+    lines = []
+    for dataset, metric in sorted({(r["dataset"], r["metric"]) for r in summary}):
+        cells = {r["system"]: r for r in summary
+                 if r["dataset"] == dataset and r["metric"] == metric}
+        joint, single = cells.get("joint"), cells.get("single-task")
+        if joint is None or single is None:
+            continue
+        sign = -1.0 if lower_is_better(metric) else 1.0
+
+        def verdict(other: Row, sign: float = sign, joint: Row = joint) -> str:
+            return "met" if sign * joint["mean"] >= sign * other["mean"] else "not met"
+
+        line = (f"{dataset} {metric}: joint {joint['mean']:.4f} vs single-task "
+                f"{single['mean']:.4f} ({verdict(single)})")
+        peer = _peer(peers, dataset, metric)
+        if peer is not None:
+            line += f"; vs best {peer['system']} {peer['mean']:.4f} ({verdict(peer)})"
+        lines.append(line)
+    return lines
+
+
+def render(summary: list[Row], peers: list[Row] | None = None) -> str:
+    """One row per (dataset, task metric), one column per system, then the best
+    torch-rechub model's figure where its comparison has one."""
     systems = ["single-task", *REMEDIES]
-    head = ("| dataset | task metric | " + " | ".join(systems) + " | best |\n"
-            "|---|---|" + "---:|" * (len(systems) + 1))
+    head = ("| dataset | task metric | " + " | ".join(systems) + " | best | best torch-rechub "
+            "|\n|---|---|" + "---:|" * (len(systems) + 1) + "---:|")
     body = []
     for dataset, metric in sorted({(r["dataset"], r["metric"]) for r in summary}):
         cells = {r["system"]: r for r in summary
@@ -148,8 +195,19 @@ def render(summary: list[Row]) -> str:
                     if r["dataset"] == dataset and r["metric"] == metric)
         body.append(f"| {dataset} | {metric} | " + " | ".join(
             f"{cells[s]['mean']:.4f} ± {cells[s]['sd']:.4f} ({cells[s]['seeds']})"
-            if s in cells else "-" for s in systems) + f" | {best} |")
+            if s in cells else "-" for s in systems) + f" | {best} | "
+            + _peer_cell(_peer(peers or [], dataset, metric)) + " |")
     return "\n".join([head, *body]) + "\n"
+
+
+def _peer(peers: list[Row], dataset: str, metric: str) -> Row | None:
+    return next((p for p in peers if p["dataset"] == dataset and p["metric"] == metric), None)
+
+
+def _peer_cell(peer: Row | None) -> str:
+    if peer is None:
+        return "-"
+    return f"{peer['mean']:.4f} ({peer['system'].removeprefix('torch-rechub ')})"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -165,13 +223,16 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.datasets.split(","):
         rows += run_dataset(name, seeds, args.cached_only)
     summary = summarize(rows)
-    result = result_record("remedies", __doc__, argv, started,
-                           rows=rows, summary=summary, deltas=deltas(rows))
+    peers = [p for name in args.datasets.split(",") for p in best_peers(name)]
+    result = result_record("remedies", __doc__, argv, started, rows=rows, summary=summary,
+                           deltas=deltas(rows), peers=peers, targets=targets(summary, peers))
     out = RESULTS / "remedies.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
-    out.with_suffix(".md").write_text(render(summary))
+    out.with_suffix(".md").write_text(render(summary, peers) + "\n" + "\n".join(
+        f"- {t}" for t in result["targets"]) + "\n")
     result["plots"] = [str(p) for p in delta_plots(result["deltas"], RESULTS, "metric",
                                                    "remedies", "joint minus single-task",
                                                    xlabel=SKILL)]
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(render(summary))
+    print(render(summary, peers))
+    print("\n".join(result["targets"]))

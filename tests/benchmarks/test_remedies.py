@@ -3,9 +3,12 @@ the single-task models pooled as one system."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
-from benchmarks.remedies import deltas, render, summarize
+from benchmarks.remedies import best_peers, deltas, render, summarize, targets
 
 
 def test_summary_orders_by_each_metrics_direction() -> None:
@@ -23,9 +26,29 @@ def test_summary_orders_by_each_metrics_direction() -> None:
     assert auc == ["joint", "single-task"]  # higher is better
     table = render(summary)
     assert "| d | rating/rmse | 1.1000 ± 0.0000 (2) | 1.1500 ± 0.2121 (2) | 0.9000 ± 0.0000 (2)" \
-        in table and table.rstrip().endswith("| joint + pcgrad |")
+        in table and table.rstrip().endswith("| joint + pcgrad | - |")
     assert "| d | like/auc | 0.6900 ± 0.0000 (2) | 0.7100 ± 0.0141 (2) | - | - | - | joint |" \
         in table
+
+
+def test_the_best_torch_rechub_model_per_task_is_read_from_its_comparison(
+        tmp_path: Path) -> None:
+    rows = [{"system": "torch-rechub", "model": m, "metrics": metrics}
+            for m, metrics in (("MMoE", {"rating/rmse": 1.07, "like/auc": 0.70}),
+                               ("PLE", {"rating/rmse": 1.06, "like/auc": 0.69,
+                                        "like/gauc": 0.99}))]
+    rows.append({"system": "Surprise", "model": "SVD", "metrics": {"rating/rmse": 0.5}})
+    (tmp_path / "compare_ml100k.json").write_text(json.dumps({"rows": rows}))
+    peers = best_peers("ml100k", tmp_path)
+    assert [(p["metric"], p["system"], p["mean"]) for p in peers] == [
+        ("like/auc", "torch-rechub MMoE", 0.70), ("rating/rmse", "torch-rechub PLE", 1.06)]
+    assert best_peers("jdata", tmp_path) == []  # its comparison has not run
+    summary = summarize([{"dataset": "ml100k", "system": s, "seed": 0, "rating/rmse": v}
+                         for s, v in (("joint", 1.05), ("single-task rating", 1.04))])
+    (line,) = targets(summary, peers)
+    assert line == ("ml100k rating/rmse: joint 1.0500 vs single-task 1.0400 (not met); vs best "
+                    "torch-rechub PLE 1.0600 (met)")
+    assert render(summary, peers).splitlines()[2].endswith("| 1.0600 (PLE) |")
 
 
 def test_deltas_are_skill_gains_paired_by_seed() -> None:
