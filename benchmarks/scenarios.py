@@ -272,6 +272,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="train nothing: the tables of the runs finished so far")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
+    unknown = sorted(set(args.datasets.split(",")) - set(DATASETS))
+    if unknown:
+        parser.error(f"unknown datasets {', '.join(unknown)}; known: {', '.join(DATASETS)}")
     started = time.perf_counter()
     rows: list[Row] = []
     for dataset in args.datasets.split(","):

@@ -29,7 +29,7 @@ from mtrec.policy.store import has_policy, load_policy
 from mtrec.rank.base import Candidates, RankContext, RankRequest, Step
 from mtrec.rank.blend import resolve_objective
 from mtrec.rank.config import RankConfig
-from mtrec.rank.pipeline import RankingPipeline, exact_pool, scoped_exclude
+from mtrec.rank.pipeline import RankingPipeline, exact_pool, scoped_exclude, user_scenario
 from mtrec.rank.policy import PolicyStage
 from mtrec.rank.trending import Trending
 from mtrec.run_config import RunConfig
@@ -110,6 +110,12 @@ class Recommender:
                            f"{', '.join(self.catalog.scenarios[1:])}")
         return self.catalog.scenarios.index(scenario)
 
+    def request_scenario(self, scenario: str | None, steps: list[Step]) -> int:
+        """The named scenario's code; none named: see :func:`user_scenario`."""
+        if scenario is not None:
+            return self.scenario_code(scenario)
+        return user_scenario(steps, self.default_scenario, self.catalog.scoped)
+
     def steps(self, user: str) -> list[Step]:
         """The user's interactions in the bundle, oldest first."""
         idx, off = self.batcher.history(ALL_PARTS)
@@ -135,9 +141,10 @@ class Recommender:
     def score(self, user: str, items: list[str],
               scenario: str | None = None) -> dict[str, list[float]]:
         """Per-task scores of ``items`` for ``user``."""
-        s = self.scenario_code(scenario)
+        steps = self.steps(user)
+        s = self.request_scenario(scenario, steps)
         codes = torch.from_numpy(self.item_codes(items))[None]
-        scores = self.model.task_scores(self.state(self.steps(user), s), self.tables, codes)
+        scores = self.model.task_scores(self.state(steps, s), self.tables, codes)
         return {k: v[0].tolist() for k, v in scores.items()}
 
     @torch.no_grad()
@@ -148,8 +155,8 @@ class Recommender:
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         resolve_objective(objective, self.tasks)
-        s = self.scenario_code(scenario)
         steps = self.steps(user)
+        s = self.request_scenario(scenario, steps)
         seen = np.unique([st.code for st in steps]).astype(np.int64)
         seen = scoped_exclude(self.tables.scope, s, seen)  # and other scenarios' items
         request = RankRequest(steps, k, s, objective, seen,

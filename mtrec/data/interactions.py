@@ -93,12 +93,24 @@ class Prepared:
     interactions: Interactions
     split_report: dict[str, Any]
     ordered: bool = True  # the source orders events within a user (or has timestamps)
+    # per user code, whether its interactions are in source order, where that differs
+    # between users (a multi-source dataset joining ordered and unordered parts); None:
+    # every user as ``ordered``
+    ordered_users: np.ndarray | None = None
 
     @property
     def causal_parts(self) -> bool:
         """Held-out interactions all follow the earlier parts in time, so a held-out
-        interaction may be scored from the earlier held-out ones (rolling evaluation)."""
-        return self.ordered and self.protocol in ("loo", "ratio", "temporal", "source")
+        interaction may be scored from the earlier held-out ones (rolling evaluation).
+        A multi-source dataset's protocol names one per part (``loo/source``)."""
+        return self.ordered and all(p in ("loo", "ratio", "temporal", "source")
+                                    for p in self.protocol.split("/"))
+
+    def unordered_users(self) -> np.ndarray:
+        """Per user code: the user's interactions have no source order."""
+        if self.ordered_users is not None:
+            return ~self.ordered_users
+        return np.full(len(self.catalog.user_ids), not self.ordered)
 
 
 def prepare(store: Store, dataset: str, split: SplitConfig,

@@ -9,8 +9,11 @@ every part or one per part, ``"loo/source/source"``), then the parts are joined:
 - users are per part (their ids prefixed with the part: the users of separately released
   datasets are different people even where their ids coincide);
 - item ids are one namespace (``item_ids = "shared"``): an id in two parts is one item, whose
-  texts must agree, else the dataset is refused with the ids named.  With
-  ``item_ids = "per-source"`` every id is prefixed with its part, so no two parts share one.
+  texts must agree (an empty text agrees with any; the first part's category is kept), else
+  the dataset is refused with the ids named.  A shared item belongs to no one scenario, so
+  it is ranked in every scenario (a catalog scopes an item to one scenario or to all).
+  With ``item_ids = "per-source"`` every id is prefixed with its part, so no two parts
+  share one.
 
 Every interaction keeps its own part's split.  A part with several scenarios of its own is
 refused (its scenarios would be lost).
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
@@ -38,7 +42,7 @@ def source_parts(name: str) -> tuple[str, ...]:
     >>> source_parts("ml-100k")
     ()
     """
-    if SEPARATOR not in name:
+    if SEPARATOR not in name or Path(name).is_file():  # (a store file's path may hold "+")
         return ()
     parts = tuple(p.strip() for p in name.split(SEPARATOR))
     if any(not p for p in parts):
@@ -93,10 +97,13 @@ def merge_sources(prepared: Sequence[Prepared], item_ids: str = "shared") -> Pre
         offsets=np.concatenate([[0], *(np.asarray(d.offsets[1:]) + n for d, n in
                                        zip(parts, running_totals(parts), strict=True))]
                                ).astype(np.int64))
+    mixed = len({p.ordered for p in prepared}) > 1
     return Prepared(SEPARATOR.join(p.dataset for p in prepared),
                     "/".join(p.protocol for p in prepared), catalog, interactions,
                     {p.dataset: p.split_report for p in prepared},
-                    all(p.ordered for p in prepared))
+                    all(p.ordered for p in prepared),
+                    np.concatenate([np.full(len(p.catalog.user_ids), p.ordered)
+                                    for p in prepared]) if mixed else None)
 
 
 def keep_scenarios(prepared: Prepared, names: Sequence[str]) -> Prepared:
@@ -135,9 +142,12 @@ def _catalog(prepared: Sequence[Prepared], ids: list[list[str]]
             text = p.catalog.texts[j]
             if item in code_of:
                 first, seen = text_of[item]
-                if seen != text:
+                if seen and text and seen != text:
                     conflicts.append(f"{item} ({first}: {seen[:40]!r}; {p.dataset}: "
                                      f"{text[:40]!r})")
+                elif text and not seen:  # a text where the earlier part had none
+                    text_of[item] = (p.dataset, text)
+                    texts[code_of[item]] = text
                 scope[code_of[item]] = 0
             else:
                 code_of[item] = len(texts)

@@ -87,12 +87,13 @@ class SequenceBatcher:
     def __init__(self, data: Interactions, max_len: int, labels: dict[str, Labels],
                  train_parts: tuple[int, ...] = (TRAIN,),
                  exclude: np.ndarray | None = None, per_scenario: bool = False,
-                 reorder: bool = False) -> None:
+                 reorder: np.ndarray | None = None) -> None:
         """``exclude``: per user code, users left out of training (still histories).
         ``per_scenario``: a held-out part has one next-item target per user and scenario
         (a multi-scenario catalog, each scenario ranked apart), else one per user.
-        ``reorder``: each training sequence is a fresh random order of the user's training
-        interactions (data without an order; drawn from :meth:`reseed`'s generator)."""
+        ``reorder``: per user code, whether each of its training sequences is a fresh random
+        order of its training interactions (data without an order; drawn from
+        :meth:`reseed`'s generator)."""
         self.data, self.max_len, self.labels = data, max_len, labels
         self.exclude, self.per_scenario, self.reorder = exclude, per_scenario, reorder
         self._rng = np.random.default_rng(0)
@@ -125,7 +126,7 @@ class SequenceBatcher:
     def train_batch(self, users: Sequence[int] | np.ndarray,
                     augment: Augment | None = None) -> Batch:
         idx, off = self._train
-        seqs = [self._ordered(idx[off[u]:off[u + 1]])[-self.max_len:] for u in users]
+        seqs = [self._ordered(idx[off[u]:off[u + 1]], u)[-self.max_len:] for u in users]
         if augment is not None:
             pairs = [augment(s) for s in seqs]
             return self._batch([a for a, _ in pairs], [t for _, t in pairs], "all")
@@ -137,8 +138,9 @@ class SequenceBatcher:
         """The generator of :attr:`reorder`'s orders (the same draws after a resume)."""
         self._rng = np.random.default_rng(seed)
 
-    def _ordered(self, rows: np.ndarray) -> np.ndarray:
-        return self._rng.permutation(rows) if self.reorder else rows
+    def _ordered(self, rows: np.ndarray, user: int) -> np.ndarray:
+        shuffle = self.reorder is not None and self.reorder[user]
+        return self._rng.permutation(rows) if shuffle else rows
 
     def eval_batch(self, users: Sequence[int] | np.ndarray,
                    part: int) -> tuple[Batch, list[np.ndarray]]:

@@ -18,7 +18,7 @@ import torch
 from mtrec.models.fast_ops import out_of_scope
 from mtrec.models.model import ItemTables, MultiTaskRecommender, UserStates
 from mtrec.rank import build_stages
-from mtrec.rank.base import Candidates, RankContext, RankRequest, Stage
+from mtrec.rank.base import Candidates, RankContext, RankRequest, Stage, Step
 from mtrec.rank.config import RankConfig
 
 
@@ -51,6 +51,20 @@ def scoped_exclude(scope: torch.Tensor | None, scenario: int,
         return exclude
     outside = np.flatnonzero(out_of_scope(scope, torch.tensor([scenario]))[0].numpy())
     return np.union1d(exclude, outside).astype(np.int64)
+
+
+def user_scenario(history: Sequence[Step], default: int, scoped: bool) -> int:
+    """The scenario of a request that names none: on a scoped catalog, the scenario of the
+    user's latest interaction (a user of one part of a multi-source dataset is served that
+    part's items); else, or without a history, ``default``.
+
+    >>> user_scenario([Step(4, 1, 2), Step(7, 1, 3)], 1, True)
+    3
+    >>> user_scenario([Step(4, 1, 2)], 1, False), user_scenario([], 1, True)
+    (1, 1)
+    """
+    latest = history[-1].scenario if history else 0
+    return int(latest) if scoped and latest > 0 else default
 
 
 def pool_from_logits(logits: torch.Tensor, fetch: int, exclude: np.ndarray) -> Pool:

@@ -92,6 +92,10 @@ class Engine:
     def scenario(self, name: str | None) -> int:
         return self.rec.scenario_code(name)
 
+    def request_scenario(self, name: str | None, history: Sequence[Step]) -> int:
+        """The named scenario; none named: on a scoped catalog the user's latest one."""
+        return self.rec.request_scenario(name, list(history))
+
     def knows_user(self, user: str) -> bool:
         return self.histories.knows(user)
 

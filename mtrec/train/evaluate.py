@@ -25,6 +25,10 @@ def evaluate_bundle(path: Path, split: str = "test", dataset: str | None = None,
     if split not in PARTS:
         raise ConfigError(f"--split must be valid or test, got {split!r}")
     rec = Recommender.load(path)
+    if "pretrain" in rec.meta and dataset is None:
+        raise ConfigError(f"{path} is a pre-trained model (`mtrec pretrain` on "
+                          f"{rec.meta['dataset']}): it has no split of its own to evaluate; "
+                          "start a model from it with `mtrec train --init`, or give --dataset")
     run = dict(rec.meta["run"])
     name = dataset or rec.meta["dataset"]
     config = from_dict(RunConfig, {**run, "data": {**run["data"], "dataset": name}},

@@ -155,7 +155,8 @@ def build(config: RunConfig, prepared: Prepared, vectors: torch.Tensor | None,
     return model, SequenceBatcher(data, config.model.user.max_len, task_labels(model, data),
                                   train_parts=train_parts, exclude=_filtered(config, data),
                                   per_scenario=cat.scoped,
-                                  reorder=config.train.shuffle_unordered and not prepared.ordered)
+                                  reorder=(prepared.unordered_users()
+                                           if config.train.shuffle_unordered else None))
 
 
 def budgeted(config: RunConfig, prepared: Prepared) -> tuple[RunConfig, Budget]:

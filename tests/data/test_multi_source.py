@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,8 @@ from typer.testing import CliRunner
 
 from mtrec.cli import app
 from mtrec.config import ConfigError
-from mtrec.data.interactions import Prepared
+from mtrec.data.interactions import Catalog, Interactions, Prepared
+from mtrec.data.multi_source import merge_sources, source_parts
 from mtrec.data.split import TEST
 from mtrec.recommender import Recommender
 from mtrec.report.scenarios import evaluate_scenarios
@@ -59,7 +61,8 @@ def test_per_source_parts_are_scenarios_owning_their_items(stores: Path) -> None
     assert (d.part[n_a:] == c.interactions.part).all()
     assert [s.split(":", 1)[1] for s in cat.item_ids[d.item[n_a:]]] == list(
         c.catalog.item_ids[c.interactions.item])
-    assert (np.diff(d.offsets) >= 0).all() and d.offsets[-1] == len(d)
+    assert (d.user == np.repeat(np.arange(len(cat.user_ids)), np.diff(d.offsets))).all()
+    assert (d.user[n_a:] == c.interactions.user + len(a.catalog.user_ids)).all()
     assert merged.protocol == "temporal/temporal"
 
 
@@ -126,6 +129,9 @@ def test_a_multi_source_model_trains_and_is_evaluated_per_scenario(stores: Path,
     for name in ("a", "c"):
         top = rec.recommend("a:u00001", k=5, scenario=name)
         assert top and all(r.item_id.startswith(f"{name}:") for r in top)
+        # no scenario named: the user's own part (its latest interaction's scenario)
+        own = rec.recommend(f"{name}:u00002", k=5)
+        assert own and all(r.item_id.startswith(f"{name}:") for r in own)
 
 
 def test_the_cli_refuses_shared_ids_with_different_texts(stores: Path, tmp_path: Path) -> None:
@@ -134,3 +140,51 @@ def test_the_cli_refuses_shared_ids_with_different_texts(stores: Path, tmp_path:
     assert result.exit_code != 0
     assert "item ids are in several parts with different texts" in result.output
     assert "i00000" in result.output and not (tmp_path / "b").exists()
+
+
+def _part(name: str, ids: list[str], texts: list[str], histories: list[list[int]],
+          ordered: bool = True) -> Prepared:
+    """A hand-made one-scenario dataset: user ``u`` has the item codes ``histories[u]``,
+    the last one held out as test."""
+    items = [c for h in histories for c in h]
+    part = [p for h in histories for p in [0] * (len(h) - 1) + [TEST]]
+    n = len(items)
+    catalog = Catalog(np.array(["", *ids], dtype=object), ["", *texts],
+                      np.array([f"u{u}" for u in range(len(histories))], dtype=object),
+                      ("", name))
+    data = Interactions(
+        user=np.repeat(np.arange(len(histories)), [len(h) for h in histories]),
+        item=np.asarray(items, np.int64), behaviors=np.ones(n, np.int64),
+        scenario=np.ones(n, np.int64), rating=np.full(n, np.nan, np.float32),
+        ts=np.full(n, -1, np.int64), part=np.asarray(part, np.int8),
+        offsets=np.concatenate([[0], np.cumsum([len(h) for h in histories])]).astype(np.int64))
+    return Prepared(name, "loo", catalog, data, {}, ordered)
+
+
+def test_partly_shared_ids_join_where_texts_agree_or_one_is_empty() -> None:
+    x = _part("x", ["s1", "s2", "x3"], ["one", "", "x only"], [[1, 2, 3], [3, 1]])
+    y = _part("y", ["y1", "s2", "s1"], ["y only", "two", "one"], [[3, 1], [2, 3, 1]],
+              ordered=False)
+    merged = merge_sources([x, y])
+    cat, d = merged.catalog, merged.interactions
+    assert list(cat.item_ids) == ["", "s1", "s2", "x3", "y1"]
+    assert cat.texts == ["", "one", "two", "x only", "y only"]  # y's text fills x's blank
+    # the shared items belong to both scenarios (0), the others to their own part
+    assert cat.item_scenarios.tolist() == [0, 0, 0, 1, 2]
+    assert cat.item_ids[d.item].tolist() == ["s1", "s2", "x3", "x3", "s1",
+                                             "s1", "y1", "s2", "s1", "y1"]
+    assert (d.user == np.repeat(np.arange(4), np.diff(d.offsets))).all()
+    assert d.scenario.tolist() == [1] * 5 + [2] * 5
+    # one part without an order: only its users are reshuffled; no rolling evaluation
+    assert merged.unordered_users().tolist() == [False, False, True, True]
+    assert merged.protocol == "loo/loo" and not merged.causal_parts
+    assert replace(merged, ordered=True, ordered_users=None).causal_parts
+
+
+def test_a_store_path_holding_a_plus_is_one_dataset(stores: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "x+y"
+    folder.mkdir()
+    shutil.copy(stores / "a.duckdb", folder / "a.duckdb")
+    assert source_parts(str(folder / "a.duckdb")) == ()
+    prepared = prepare_run(load_run_config(None, **tiny(folder / "a.duckdb")))
+    assert prepared.catalog.n_items == _prepare(stores, "a").catalog.n_items

@@ -154,6 +154,17 @@ def test_the_service_serves_each_scenario_its_own_items(client: TestClient) -> N
     assert r.status_code == 404 and "unknown scenario 'c'" in r.text
 
 
+def test_a_request_naming_no_scenario_is_served_in_the_users_latest(
+        trained: Trained, client: TestClient) -> None:
+    rec = Recommender.load(trained.bundle)
+    for user in ("u3", "u4", "u5"):
+        latest = rec.catalog.scenarios[rec.steps(user)[-1].scenario]
+        r = client.post("/v1/recommend", json={"user_id": user, "k": 5})
+        assert r.status_code == 200, r.text
+        assert all(i["item_id"].startswith(f"{latest}:") for i in r.json()["items"]), user
+        assert all(x.item_id.startswith(f"{latest}:") for x in rec.recommend(user, k=5))
+
+
 def test_unordered_training_sequences_are_redrawn_each_epoch(tmp_path: Path) -> None:
     """train.shuffle_unordered: on data without an order, each training sequence is a fresh
     permutation of the user's training interactions (the same after a reseed), and never
@@ -165,7 +176,7 @@ def test_unordered_training_sequences_are_redrawn_each_epoch(tmp_path: Path) -> 
                                       "train.shuffle_unordered": True})
     prepared = prepare_run(config, store_dir=tmp_path)
     _, batcher = build(config, prepared, None)
-    assert batcher.reorder
+    assert batcher.reorder is not None and batcher.reorder.all()
     data, users = prepared.interactions, np.arange(N_USERS)
     own = [np.sort(data.item[(data.user == u) & (data.part == TRAIN)]) for u in users]
 
@@ -179,9 +190,9 @@ def test_unordered_training_sequences_are_redrawn_each_epoch(tmp_path: Path) -> 
     assert all(set(f) < set(o) and len(f) == len(o) - 1 for f, o in zip(first, own, strict=True))
     assert all((f == g).all() for f, g in zip(first, again, strict=True))
     assert sum(not np.array_equal(f, g) for f, g in zip(first, other, strict=True)) > N_USERS // 2
-    ordered = replace(prepared, ordered=True)
-    assert not build(config, ordered, None)[1].reorder
-    assert not build(_config(store), prepared, None)[1].reorder  # off by default
+    ordered = build(config, replace(prepared, ordered=True), None)[1].reorder
+    assert ordered is not None and not ordered.any()
+    assert build(_config(store), prepared, None)[1].reorder is None  # off by default
 
 
 def test_star_linear_matches_a_per_row_reference() -> None:

@@ -140,6 +140,16 @@ def test_init_with_another_text_encoder_is_refused(stores: Path, tiny_model_dir:
         train_run(missing, tmp_path / "y", store_dir=stores)
 
 
+def test_evaluating_a_pretrained_model_says_what_it_is(
+        pretrained: tuple[Path, dict[str, Any]]) -> None:
+    """Regression: its dataset name (``a+c``) reads as a multi-source dataset, whose join
+    failed with an unrelated catalog error."""
+    from mtrec.train.evaluate import evaluate_bundle
+
+    with pytest.raises(ConfigError, match=r"is a pre-trained model .*mtrec train --init"):
+        evaluate_bundle(pretrained[0])
+
+
 def test_pretraining_without_text_is_refused(stores: Path, tiny_model_dir: Path,
                                              tmp_path: Path) -> None:
     config = _config(stores, "a", tiny_model_dir)

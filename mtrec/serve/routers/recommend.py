@@ -34,8 +34,9 @@ async def score(body: s.ScoreRequest, service: ServiceDep) -> Response:
     with as_http():
         if not e.knows_user(body.user_id):
             raise KeyError(f"unknown user {body.user_id!r}")
-        scen = e.scenario(body.scenario)
-        states = e.state(e.history(body.user_id), scen, body.user_id)
+        history = e.history(body.user_id)
+        scen = e.request_scenario(body.scenario, history)
+        states = e.state(history, scen, body.user_id)
         scores = e.task_scores(states, e.codes(body.items))
     return json_response(s.ScoreResponse(user_id=body.user_id, items=body.items,
                                          scores={t: v.tolist() for t, v in scores.items()}))
@@ -46,13 +47,14 @@ def _ask(service: Service, body: s.RecommendRequest) -> Ask:
     e = service.engine
     if (body.user_id is None) == (body.items is None):
         raise ValueError("give exactly one of user_id (a known user) or items (a session)")
-    scen = e.scenario(body.scenario)
     e.check_objective(body.objective)
     if body.items is not None:
+        scen = e.scenario(body.scenario)
         history = e.session(e.codes(body.items).tolist(), scen)
     else:
         user = body.user_id or ""
         history = e.history(user) if e.knows_user(user) else []
+        scen = e.request_scenario(body.scenario, history)
     exclude = (np.unique([step.code for step in history]).astype(np.int64)
                if body.exclude_seen else np.zeros(0, dtype=np.int64))
     return Ask(history, body.k, scen, body.objective, exclude, body.category,
