@@ -35,6 +35,10 @@ def find_store(name: str, store_dir: str | Path | None = None,
         return path
     if Path(name).is_file():  # a store file's path, as before names were looked up
         return Path(name)
+    if "+" in name:
+        raise StoreError(f"{name!r} joins several datasets (a multi-source dataset, for "
+                         f"`mtrec train`): it has no store of its own; give one of its parts "
+                         f"({', '.join(name.split('+'))})")
     raise StoreError(
         f"unknown dataset {name!r}: not a registered dataset ({', '.join(DATASETS)}), not "
         f"imported into {home(store_dir)} (no {path.name} there) and no store file at {name}; "

@@ -188,3 +188,9 @@ def test_a_store_path_holding_a_plus_is_one_dataset(stores: Path, tmp_path: Path
     assert source_parts(str(folder / "a.duckdb")) == ()
     prepared = prepare_run(load_run_config(None, **tiny(folder / "a.duckdb")))
     assert prepared.catalog.n_items == _prepare(stores, "a").catalog.n_items
+
+
+def test_a_store_command_on_a_multi_source_name_names_its_parts(stores: Path) -> None:
+    result = CliRunner().invoke(app, ["data", "stats", "a+c", "--store-dir", str(stores)])
+    assert result.exit_code != 0
+    assert "joins several datasets" in result.output and "(a, c)" in result.output
