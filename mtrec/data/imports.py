@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from mtrec.data.builder import ImportResult
+from mtrec.data.multi_source import SEPARATOR
 from mtrec.data.reader import ProgressFn, RowLog
 from mtrec.data.sources import DATASETS, get_spec
 from mtrec.data.sources.base import DatasetSpec, LoadContext, SourceError, data_root, resolve_source
@@ -35,10 +36,10 @@ def find_store(name: str, store_dir: str | Path | None = None,
         return path
     if Path(name).is_file():  # a store file's path, as before names were looked up
         return Path(name)
-    if "+" in name:
+    if SEPARATOR in name:
         raise StoreError(f"{name!r} joins several datasets (a multi-source dataset, for "
                          f"`mtrec train`): it has no store of its own; give one of its parts "
-                         f"({', '.join(name.split('+'))})")
+                         f"({', '.join(name.split(SEPARATOR))})")
     raise StoreError(
         f"unknown dataset {name!r}: not a registered dataset ({', '.join(DATASETS)}), not "
         f"imported into {home(store_dir)} (no {path.name} there) and no store file at {name}; "

@@ -85,18 +85,9 @@ def merge_sources(prepared: Sequence[Prepared], item_ids: str = "shared") -> Pre
     ids = [_part_item_ids(p, item_ids) for p in prepared]
     catalog, codes = _catalog(prepared, ids)
     parts = [p.interactions for p in prepared]
-    user_shift = np.cumsum([0, *(len(p.catalog.user_ids) for p in prepared)])
-    interactions = Interactions(
-        user=np.concatenate([d.user + s for d, s in zip(parts, user_shift, strict=False)]),
-        item=np.concatenate([c[d.item] for d, c in zip(parts, codes, strict=True)]),
-        behaviors=np.concatenate([d.behaviors for d in parts]),
-        scenario=np.concatenate([np.full(len(d), k + 1, np.int64) for k, d in enumerate(parts)]),
-        rating=np.concatenate([d.rating for d in parts]),
-        ts=np.concatenate([d.ts for d in parts]),
-        part=np.concatenate([d.part for d in parts]),
-        offsets=np.concatenate([[0], *(np.asarray(d.offsets[1:]) + n for d, n in
-                                       zip(parts, running_totals(parts), strict=True))]
-                               ).astype(np.int64))
+    interactions = join_interactions(
+        prepared, [c[d.item] for d, c in zip(parts, codes, strict=True)],
+        [np.full(len(d), k + 1, np.int64) for k, d in enumerate(parts)])
     mixed = len({p.ordered for p in prepared}) > 1
     return Prepared(SEPARATOR.join(p.dataset for p in prepared),
                     "/".join(p.protocol for p in prepared), catalog, interactions,
@@ -166,14 +157,33 @@ def _catalog(prepared: Sequence[Prepared], ids: list[list[str]]
     scopes = np.asarray(scope, np.int64)
     catalog = Catalog(
         item_ids=np.array(["", *code_of], dtype=object), texts=texts,
-        user_ids=np.array([f"{p.dataset}:{u}" for p in prepared for u in p.catalog.user_ids],
-                          dtype=object),
-        scenarios=("", *(p.dataset for p in prepared)),
+        user_ids=joined_user_ids(prepared), scenarios=("", *(p.dataset for p in prepared)),
         categories=categories if all(p.catalog.categories for p in prepared) else [],
         item_scenarios=scopes if scopes.any() else np.zeros(0, np.int64))
     return catalog, codes
 
 
-def running_totals(parts: Sequence[Interactions]) -> list[int]:
-    """How many interactions come before each part's."""
-    return [int(x) for x in np.cumsum([0, *(len(d) for d in parts[:-1])])]
+def join_interactions(prepared: Sequence[Prepared], items: Sequence[np.ndarray],
+                      scenarios: Sequence[np.ndarray]) -> Interactions:
+    """The interactions of every dataset of ``prepared`` as one, each dataset's users after
+    the earlier ones' (so still sorted by user), with ``items`` and ``scenarios`` (per
+    dataset, already mapped to the joined codes); every interaction keeps its split part."""
+    parts = [p.interactions for p in prepared]
+    user_shift = np.cumsum([0, *(len(p.catalog.user_ids) for p in prepared)])
+    before = np.cumsum([0, *(len(d) for d in parts[:-1])])  # interactions of earlier parts
+    return Interactions(
+        user=np.concatenate([d.user + s for d, s in zip(parts, user_shift, strict=False)]),
+        item=np.concatenate(items), behaviors=np.concatenate([d.behaviors for d in parts]),
+        scenario=np.concatenate(scenarios),
+        rating=np.concatenate([d.rating for d in parts]),
+        ts=np.concatenate([d.ts for d in parts]),
+        part=np.concatenate([d.part for d in parts]),
+        offsets=np.concatenate([[0], *(np.asarray(d.offsets[1:]) + n for d, n in
+                                       zip(parts, before, strict=True))]).astype(np.int64))
+
+
+def joined_user_ids(prepared: Sequence[Prepared]) -> np.ndarray:
+    """Every dataset's user ids, prefixed with the dataset, in :func:`join_interactions`'s
+    order of user codes."""
+    return np.array([f"{p.dataset}:{u}" for p in prepared for u in p.catalog.user_ids],
+                    dtype=object)

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from mtrec.config import ConfigError
-from mtrec.data.interactions import Catalog, Interactions, Prepared
-from mtrec.data.multi_source import running_totals
+from mtrec.data.interactions import Catalog, Prepared
+from mtrec.data.multi_source import join_interactions, joined_user_ids
 
 SCENARIO = "pretrain"
 
@@ -37,28 +37,18 @@ def merge(prepared: Sequence[Prepared]) -> Prepared:
     if not prepared:
         raise ConfigError("pre-training needs at least one dataset")
     item_shift = np.cumsum([0, *(p.catalog.n_items for p in prepared)])
-    user_shift = np.cumsum([0, *(len(p.catalog.user_ids) for p in prepared)])
     catalog = Catalog(
         item_ids=np.array(["", *(f"{p.dataset}:{i}" for p in prepared
                                  for i in p.catalog.item_ids[1:])], dtype=object),
         texts=["", *(t for p in prepared for t in p.catalog.texts[1:])],
-        user_ids=np.array([f"{p.dataset}:{u}" for p in prepared for u in p.catalog.user_ids],
-                          dtype=object),
+        user_ids=joined_user_ids(prepared),
         scenarios=("", SCENARIO),
         categories=(["", *(c for p in prepared for c in p.catalog.categories[1:])]
                     if all(p.catalog.categories for p in prepared) else []))
     parts = [p.interactions for p in prepared]
-    offsets = [np.asarray(d.offsets[1:]) + shift
-               for d, shift in zip(parts, running_totals(parts), strict=True)]
-    interactions = Interactions(
-        user=np.concatenate([d.user + s for d, s in zip(parts, user_shift, strict=False)]),
-        item=np.concatenate([d.item + s for d, s in zip(parts, item_shift, strict=False)]),
-        behaviors=np.concatenate([d.behaviors for d in parts]),
-        scenario=np.ones(sum(len(d) for d in parts), np.int64),
-        rating=np.concatenate([d.rating for d in parts]),
-        ts=np.concatenate([d.ts for d in parts]),
-        part=np.concatenate([d.part for d in parts]),
-        offsets=np.concatenate([[0], *offsets]).astype(np.int64))
+    interactions = join_interactions(
+        prepared, [d.item + s for d, s in zip(parts, item_shift, strict=False)],
+        [np.ones(len(d), np.int64) for d in parts])
     protocols = sorted({p.protocol for p in prepared})
     return Prepared("+".join(p.dataset for p in prepared), "/".join(protocols), catalog,
                     interactions, {p.dataset: p.split_report for p in prepared},
